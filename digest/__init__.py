@@ -1,0 +1,3 @@
+"""digest: build a newsletter digest from a folder of markdown articles."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,186 @@
+"""The command line: parse, call the library, print. No pipeline logic lives here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import click
+
+from digest import __version__, pipeline
+from digest.config import Settings, find_config, load_settings
+from digest.content import LoadResult
+from digest.errors import DigestError
+from digest.preview import write_preview
+from digest.select import Window, cadence_window, dates_window, issue_key, manual_key
+
+
+class DigestGroup(click.Group):
+    """Turns every DigestError into click's `Error: …` on stderr with exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DigestError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@dataclass
+class App:
+    """State shared by every command: where the config and the database are."""
+
+    config_path: Path | None = None
+    db_path: Path | None = None
+
+    @cached_property
+    def settings(self) -> Settings:
+        settings = load_settings(find_config(self.config_path, Path.cwd()))
+        if self.db_path is not None:
+            return settings.override("store.path", str(self.db_path.resolve()))
+        return settings
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+class LocalDateTime(click.ParamType):
+    """An ISO 8601 date or date-time; a naive one is read in the newsletter's zone later."""
+
+    name = "DATETIME"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 date-time (e.g. 2026-11-29T08:00)", param, ctx)
+
+
+DATE = click.DateTime(formats=["%Y-%m-%d"])
+
+
+@click.group(cls=DigestGroup)
+@click.version_option(__version__, prog_name="digest")
+@click.option("--config", type=click.Path(path_type=Path, dir_okay=False),
+              help="Configuration file (default: ./digest.toml).")
+@click.option("--db", type=click.Path(path_type=Path, dir_okay=False),
+              help="SQLite database (default: $DIGEST_DB, else store.path).")
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None, db: Path | None) -> None:
+    """Build a newsletter digest from a folder of markdown articles."""
+    ctx.obj = App(config, db)
+
+
+@cli.command()
+@click.option("--content", "content_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Articles folder (default: content.dir from the config).")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default="previews",
+              show_default=True, help="Folder to write the previews into.")
+@click.option("--since", type=DATE, help="First day of the window (YYYY-MM-DD, inclusive).")
+@click.option("--until", type=DATE, help="Last day of the window (YYYY-MM-DD, inclusive).")
+@click.option("--now", type=LocalDateTime(), help="Preview the week ending at this moment.")
+@click.option("--category", "categories", multiple=True, help="Only this category (repeatable).")
+@click.option("--strict", is_flag=True, help="Fail on any problem in an article.")
+@pass_app
+def preview(app: App, content_dir: Path | None, out: Path, since: datetime | None,
+            until: datetime | None, now: datetime | None, categories: Sequence[str],
+            strict: bool) -> None:
+    """Write the HTML and text parts of an issue into --out.
+
+    With no window given, previews the 7 days ending at the newest article.
+    """
+    settings = with_content_dir(app.settings, content_dir)
+    loaded = load_and_warn(settings, strict)
+    key, window = choose_window(settings, loaded, since, until, now)
+    renderer = pipeline.renderer_for(settings)
+    built = pipeline.build_issue(
+        loaded.articles, key=key, window=window, settings=settings, renderer=renderer,
+        unsubscribe_url=settings.unsubscribe_url("preview"), categories=categories,
+    )
+    paths = write_preview(built, out)
+    print_preview(built, paths, loaded, settings)
+
+
+@cli.command()
+@click.option("--content", "content_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Articles folder (default: content.dir from the config).")
+@pass_app
+def check(app: App, content_dir: Path | None) -> None:
+    """Validate the content, the configuration and the templates; exit 1 on any error."""
+    settings = with_content_dir(app.settings, content_dir)
+    report = pipeline.check_site(settings)
+    for line in report.lines():
+        click.echo(line, err=not line.startswith("OK"))
+    if report.errors:
+        raise click.ClickException(f"{report.errors} {plural(report.errors, 'problem')} found")
+
+
+def with_content_dir(settings: Settings, content_dir: Path | None) -> Settings:
+    if content_dir is not None:
+        return settings.override("content.dir", str(content_dir.resolve()))
+    return settings
+
+
+def load_and_warn(settings: Settings, strict: bool) -> LoadResult:
+    loaded = pipeline.load(settings, strict=strict)
+    for problem in loaded.problems:
+        click.echo(f"Warning: {problem} (skipped)", err=True)
+    return loaded
+
+
+def choose_window(settings: Settings, loaded: LoadResult, since: datetime | None,
+                  until: datetime | None, now: datetime | None) -> tuple[str, Window]:
+    tz = settings.timezone
+    if (since is None) != (until is None):
+        raise click.UsageError("--since and --until go together")
+    if since is not None and until is not None:
+        if now is not None:
+            raise click.UsageError("give either --since/--until or --now, not both")
+        try:
+            return manual_key(since.date(), until.date()), dates_window(
+                since.date(), until.date(), tz)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+    if now is None:
+        now = newest_date(loaded)
+    now = now if now.tzinfo else now.replace(tzinfo=tz)
+    return issue_key("weekly", now, tz), cadence_window(now, "weekly")
+
+
+def newest_date(loaded: LoadResult) -> datetime:
+    if not loaded.articles:
+        raise DigestError("no articles to preview: the content folder has no readable article")
+    return max(article.date for article in loaded.articles)
+
+
+def print_preview(built: pipeline.Built, paths: Sequence[Path], loaded: LoadResult,
+                  settings: Settings) -> None:
+    html_path, text_path = paths
+    issue = built.issue
+    click.echo(f"Wrote {html_path} ({built.email.size / 1024:.1f} KB)")
+    click.echo(f"Wrote {text_path}")
+    click.echo(f"Subject: {built.email.subject}")
+    sections = sum(1 for section in issue.sections if section.articles)
+    click.echo(f"Selected {len(issue.articles)} of {issue.in_window} articles in the window, "
+               f"in {sections} {plural(sections, 'category', 'categories')}; "
+               f"{issue.more} left out by the caps.")
+    if built.trimmed:
+        click.echo(f"Trimmed {built.trimmed} {plural(built.trimmed, 'article')} to stay under "
+                   f"the {settings['email.size_budget_kb']} KB size budget.")
+    if loaded.problems:
+        click.echo(f"Skipped {loaded.skipped_files} {plural(loaded.skipped_files, 'file')} "
+                   "with problems (see the warnings above).")
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    return word if count == 1 else (many or f"{word}s")
+
+
+def main() -> None:
+    cli(prog_name="digest")
+

@@ -1,0 +1,359 @@
+"""Load articles: markdown files with YAML (`---`) or TOML (`+++`) front matter.
+
+Tolerant of what real sites write, and precise about what it cannot read: every
+problem names the file and the field, and a bad file is skipped, not fatal.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+from zoneinfo import ZoneInfo
+
+import frontmatter
+import yaml
+
+from digest.errors import ConfigError, ContentError
+
+DEFAULT_CATEGORY = "Uncategorized"
+EXCERPT_LIMIT = 300
+JEKYLL_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(.+)$")
+URL_FIELDS = frozenset({"base_url", "slug", "year", "month", "day", "category"})
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class TomlHandler(frontmatter.default_handlers.BaseHandler):
+    """`+++` front matter read with the standard library's tomllib: python-frontmatter
+    only reads TOML when a third-party TOML package is installed, and otherwise
+    silently returns no fields at all."""
+
+    FM_BOUNDARY = re.compile(r"^\+{3,}\s*$", re.MULTILINE)
+    START_DELIMITER = END_DELIMITER = "+++"
+
+    def load(self, fm: str, **kwargs: object) -> Any:
+        return tomllib.loads(fm)
+
+
+HANDLERS = (frontmatter.YAMLHandler(), TomlHandler())
+
+
+@dataclass(frozen=True)
+class Article:
+    slug: str
+    title: str
+    date: datetime
+    excerpt: str
+    url: str
+    category: str = DEFAULT_CATEGORY
+    tags: tuple[str, ...] = ()
+    cover_image: str | None = None
+    author: str | None = None
+    source: str | None = None
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: Path
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}: {self.field}" if self.field else str(self.path)
+        return f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    base_url: str
+    timezone: ZoneInfo
+    url_pattern: str = "{base_url}/posts/{slug}"
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    articles: list[Article]
+    problems: list[Problem]
+    drafts: int = 0
+
+    @property
+    def skipped_files(self) -> int:
+        return len({problem.path for problem in self.problems})
+
+
+class ArticleInvalid(Exception):
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(map(str, problems)))
+        self.problems = problems
+
+
+class Draft(Exception):
+    """The file is a draft: skipped quietly."""
+
+
+def load_articles(directory: Path, options: LoadOptions, *, strict: bool = False) -> LoadResult:
+    """Every `*.md` / `*.markdown` file below `directory`, sorted by path."""
+    if not directory.is_dir():
+        raise ContentError(f"{directory}: content folder not found")
+    check_url_pattern(options.url_pattern)
+    articles, problems, drafts = [], [], 0
+    for path in sorted(article_paths(directory)):
+        try:
+            articles.append(read_article(path, options))
+        except Draft:
+            drafts += 1
+        except ArticleInvalid as exc:
+            if strict:
+                raise ContentError(str(exc)) from None
+            problems.extend(exc.problems)
+    return LoadResult(articles, problems, drafts)
+
+
+def article_paths(directory: Path) -> Iterable[Path]:
+    for pattern in ("*.md", "*.markdown"):
+        yield from (p for p in directory.rglob(pattern) if p.is_file())
+
+
+def check_url_pattern(pattern: str) -> None:
+    names = {name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None}
+    unknown = sorted(names - URL_FIELDS)
+    if unknown:
+        raise ConfigError(
+            f"content.url_pattern: unknown placeholder {{{unknown[0]}}} "
+            f"(known: {', '.join(sorted(URL_FIELDS))})"
+        )
+
+
+def read_article(path: Path, options: LoadOptions) -> Article:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise invalid(path, None, f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} "
+                                  f"at offset {exc.start})") from None
+    except OSError as exc:
+        raise invalid(path, None, f"cannot read: {exc.strerror}") from None
+    meta, body = split_front_matter(text.removeprefix("\ufeff"), path)
+    return build_article(meta, body, path, options)
+
+
+def invalid(path: Path, field: str | None, message: str) -> ArticleInvalid:
+    return ArticleInvalid([Problem(path, field, message)])
+
+
+def split_front_matter(text: str, path: Path) -> tuple[dict[str, Any], str]:
+    if not text.strip():
+        raise invalid(path, None, "empty file")
+    for handler in HANDLERS:
+        if handler.detect(text):
+            try:
+                raw, body = handler.split(text)
+            except ValueError:
+                raise invalid(path, "front matter", "is not closed (no second "
+                              f"{handler.START_DELIMITER} line)") from None
+            return parse_front_matter(raw, handler, path), body
+    raise invalid(path, None, "no front matter (expected a --- or +++ block at the top)")
+
+
+def parse_front_matter(raw: str, handler: Any, path: Path) -> dict[str, Any]:
+    try:
+        if isinstance(handler, TomlHandler):
+            meta: Any = handler.load(raw)
+        else:
+            meta = yaml.load(raw, Loader=YAML_LOADER)
+    except yaml.YAMLError as exc:
+        raise invalid(path, "front matter", f"invalid YAML: {yaml_reason(exc)}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise invalid(path, "front matter", f"invalid TOML: {exc}") from None
+    if meta is None:
+        raise invalid(path, "front matter", "is empty")
+    if not isinstance(meta, dict):
+        kind = type(meta).__name__
+        raise invalid(path, "front matter", f"is not a mapping of fields (found a {kind})")
+    return meta
+
+
+def yaml_reason(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"{problem} (line {mark.line + 2})" if mark is not None else problem
+
+
+def build_article(meta: dict[str, Any], body: str, path: Path, options: LoadOptions) -> Article:
+    """Run every field parser, collect every problem, then build the Article."""
+    if meta.get("draft") is True or meta.get("published") is False:
+        raise Draft
+    stem_date, slug = split_file_name(path)
+    problems: list[Problem] = []
+
+    def field(name: str, parse: Any, *args: Any) -> Any:
+        try:
+            return parse(*args)
+        except ValueError as exc:
+            problems.append(Problem(path, name, str(exc)))
+            return None
+
+    title = field("title", parse_title, meta.get("title"))
+    when = field("date", parse_date, meta.get("date"), stem_date, options.timezone)
+    tags = field("tags", parse_tags, meta.get("tags"))
+    category = field("category", parse_category, meta)
+    slug = field("slug", parse_text, meta.get("slug"), "slug") or slug
+    if problems:
+        raise ArticleInvalid(problems)
+    return Article(
+        slug=slug,
+        title=title,
+        date=when,
+        excerpt=parse_excerpt(meta, body),
+        url=article_url(options, slug, when, category),
+        category=category,
+        tags=tags,
+        cover_image=absolute(options.base_url, meta.get("coverImage") or meta.get("image")),
+        author=text_or_none(meta.get("author")),
+        source=text_or_none(meta.get("source")),
+        path=path,
+    )
+
+
+def split_file_name(path: Path) -> tuple[date | None, str]:
+    """`2021-03-04-slug.md` → (2021-03-04, "slug"); `slug.md` → (None, "slug")."""
+    match = JEKYLL_NAME.match(path.stem)
+    if not match:
+        return None, path.stem
+    try:
+        return date(int(match[1]), int(match[2]), int(match[3])), match[4]
+    except ValueError:
+        return None, path.stem
+
+
+def parse_title(value: Any) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError("missing (every article needs a title)")
+    if not isinstance(value, str | int | float):
+        raise ValueError(f"must be text, not a {type(value).__name__}")
+    return " ".join(str(value).split())
+
+
+def parse_text(value: Any, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str | int | float) or not str(value).strip():
+        raise ValueError(f"must be non-empty text, not {value!r}")
+    return str(value).strip()
+
+
+def parse_date(value: Any, fallback: date | None, tz: ZoneInfo) -> datetime:
+    """A date, a datetime, or a string holding either; naive means the newsletter's zone."""
+    if value is None:
+        if fallback is None:
+            raise ValueError("missing (and the file name does not start with YYYY-MM-DD-)")
+        value = fallback
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=tz)
+    if isinstance(value, date):
+        return datetime.combine(value, time(0), tzinfo=tz)
+    if isinstance(value, str):
+        return parse_date(parse_date_text(value), None, tz)
+    raise ValueError(f"cannot read {value!r} as a date")
+
+
+def parse_date_text(text: str) -> date | datetime:
+    cleaned = text.strip()
+    try:
+        parsed = datetime.fromisoformat(cleaned.replace("/", "-"))
+    except ValueError:
+        parsed = None
+    if parsed is not None:
+        is_plain_date = len(cleaned) == 10
+        return parsed.date() if is_plain_date else parsed
+    try:
+        return parsedate_to_datetime(cleaned)
+    except (TypeError, ValueError, IndexError):
+        raise ValueError(
+            f"cannot read {text!r} as a date (use YYYY-MM-DD or an ISO 8601 date-time)"
+        ) from None
+
+
+def parse_tags(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list) or not all(isinstance(t, str | int | float) for t in value):
+        raise ValueError(f"must be a list or a comma-separated string, not {value!r}")
+    return tuple(dict.fromkeys(str(tag).strip() for tag in value if str(tag).strip()))
+
+
+def parse_category(meta: Mapping[str, Any]) -> str:
+    value = meta.get("category", meta.get("categories"))
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if value is None:
+        return DEFAULT_CATEGORY
+    if not isinstance(value, str | int | float) or not str(value).strip():
+        raise ValueError(f"must be a name or a list of names, not {value!r}")
+    return " ".join(str(value).split())
+
+
+def parse_excerpt(meta: Mapping[str, Any], body: str) -> str:
+    for key in ("excerpt", "description", "summary"):
+        value = meta.get(key)
+        if isinstance(value, str) and value.strip():
+            return shorten(plain_text(value))
+    return shorten(plain_text(first_paragraph(body)))
+
+
+def first_paragraph(body: str) -> str:
+    for block in re.split(r"\n\s*\n", body):
+        stripped = block.strip()
+        if stripped and not stripped.startswith(("#", "!", "<!--", "```", "|", "---")):
+            return stripped
+    return ""
+
+
+MARKDOWN_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+MARKUP = re.compile(r"<[^>]+>|[*_`]{1,3}")
+
+
+def plain_text(text: str) -> str:
+    """Markdown links, emphasis and inline HTML tags reduced to their text."""
+    return " ".join(MARKUP.sub("", MARKDOWN_LINK.sub(r"\1", text)).split())
+
+
+def shorten(text: str, limit: int = EXCERPT_LIMIT) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:.-") + "…"
+
+
+def text_or_none(value: Any) -> str | None:
+    return str(value).strip() or None if isinstance(value, str | int | float) else None
+
+
+def absolute(base_url: str, value: Any) -> str | None:
+    """Image paths like `/images/x.jpg` are made absolute against the site."""
+    text = text_or_none(value)
+    return urljoin(base_url.rstrip("/") + "/", text) if text else None
+
+
+def article_url(options: LoadOptions, slug: str, when: datetime, category: str) -> str:
+    return options.url_pattern.format(
+        base_url=options.base_url.rstrip("/"),
+        slug=slug,
+        year=f"{when.year:04d}",
+        month=f"{when.month:02d}",
+        day=f"{when.day:02d}",
+        category=slugify(category),
+    )
+
+
+def slugify(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "category"

@@ -1,0 +1,25 @@
+"""The one error root: the CLI shows any DigestError as `Error: …` and exits 1."""
+
+
+class DigestError(Exception):
+    """A problem the user can fix: bad input, bad configuration, a refused send."""
+
+
+class ConfigError(DigestError):
+    """The configuration file or an environment override is invalid."""
+
+
+class ContentError(DigestError):
+    """An article could not be loaded (raised in strict mode)."""
+
+
+class TemplateError(DigestError):
+    """A template is missing, invalid, or produced invalid MJML."""
+
+
+class DeliveryError(DigestError):
+    """A send could not be completed."""
+
+
+class StoreError(DigestError):
+    """The subscriber store refused an operation."""

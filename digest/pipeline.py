@@ -1,0 +1,132 @@
+"""Glue between the pure stages: settings → load → select → render within the size budget."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+from digest.config import Settings
+from digest.content import Article, LoadOptions, LoadResult, load_articles
+from digest.errors import TemplateError
+from digest.render import Email, Renderer, Site
+from digest.select import Caps, Issue, Window, select
+
+MAX_TRIM_ROUNDS = 8
+
+
+@dataclass(frozen=True)
+class Built:
+    issue: Issue
+    email: Email
+    trimmed: int = 0  # articles dropped to stay under the size budget
+
+
+def load_options(settings: Settings) -> LoadOptions:
+    return LoadOptions(
+        base_url=settings.base_url,
+        timezone=settings.timezone,
+        url_pattern=settings["content.url_pattern"],
+    )
+
+
+def load(settings: Settings, *, strict: bool = False) -> LoadResult:
+    return load_articles(settings.content_dir, load_options(settings), strict=strict)
+
+
+def site_of(settings: Settings) -> Site:
+    return Site(
+        name=settings.site_name,
+        base_url=settings.base_url,
+        language=settings.language,
+        timezone=settings.timezone,
+        postal_address=settings["email.postal_address"],
+        category_url_pattern=settings["content.category_url_pattern"],
+    )
+
+
+def renderer_for(settings: Settings) -> Renderer:
+    return Renderer(site_of(settings), settings.templates_dir)
+
+
+def caps_of(settings: Settings) -> Caps:
+    return Caps(settings["selection.per_category"], settings["selection.total"])
+
+
+def build_issue(
+    articles: Sequence[Article],
+    *,
+    key: str,
+    window: Window,
+    settings: Settings,
+    renderer: Renderer,
+    unsubscribe_url: str,
+    categories: Sequence[str] = (),
+) -> Built:
+    """Select and render; while the HTML is over budget, lower the total cap and retry.
+
+    Lowering the total keeps the round-robin fair: every category loses its
+    lowest-ranked articles first, and the email links to "N more in …".
+    """
+    budget = settings["email.size_budget_kb"] * 1024
+    caps = caps_of(settings)
+    order = settings["selection.category_order"]
+    issue = select(articles, key=key, window=window, caps=caps, categories=categories,
+                   category_order=order)
+    wanted = len(issue.articles)
+    email = renderer.render(issue, unsubscribe_url=unsubscribe_url)
+    for _ in range(MAX_TRIM_ROUNDS):
+        if email.size <= budget or len(issue.articles) <= 1:
+            break
+        caps = replace(caps, total=smaller_total(len(issue.articles), email.size, budget))
+        issue = select(articles, key=key, window=window, caps=caps, categories=categories,
+                       category_order=order)
+        email = renderer.render(issue, unsubscribe_url=unsubscribe_url)
+    return Built(issue, email, wanted - len(issue.articles))
+
+
+def smaller_total(count: int, size: int, budget: int) -> int:
+    """A total that should fit, assuming the size grows with the article count."""
+    return max(1, min(count - 1, math.floor(count * budget / size * 0.97)))
+
+
+@dataclass
+class CheckReport:
+    articles: int = 0
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> int:
+        return len(self.problems)
+
+    def lines(self) -> list[str]:
+        lines = [f"Error: {p}" for p in self.problems] + [f"Warning: {w}" for w in self.warnings]
+        if not self.problems:
+            lines.append(f"OK: {self.articles} articles, configuration and templates are valid")
+        return lines
+
+
+def check_site(settings: Settings) -> CheckReport:
+    """Every problem in the content, then a test render of all articles."""
+    loaded = load(settings)
+    report = CheckReport(len(loaded.articles), [str(p) for p in loaded.problems])
+    if not loaded.articles:
+        report.problems.append(f"{settings.content_dir}: no readable article")
+        return report
+    try:
+        built = build_issue(
+            loaded.articles, key="check", window=span(loaded.articles), settings=settings,
+            renderer=renderer_for(settings), unsubscribe_url=settings.unsubscribe_url("check"),
+        )
+    except TemplateError as exc:
+        report.problems.append(str(exc))
+        return report
+    report.warnings += [f"rendering trimmed {built.trimmed} articles"] if built.trimmed else []
+    return report
+
+
+def span(articles: Sequence[Article]) -> Window:
+    dates = [article.date for article in articles]
+    return Window(min(dates) - timedelta(seconds=1), max(dates))

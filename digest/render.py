@@ -1,0 +1,198 @@
+"""Render an issue into an email: Jinja2 → MJML → mjml-python → premailer.
+
+Takes data, returns strings. The only I/O is reading templates when the
+Renderer is built: the site's `templates/` first, the shipped defaults after.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import jinja2
+import mjml
+from premailer import Premailer
+
+from digest.content import slugify
+from digest.errors import TemplateError
+from digest.select import Issue
+
+DOCTYPE = "<!doctype html>"
+HTML_TEMPLATES = ("email.mjml.j2",)
+TEXT_TEMPLATES = ("email.txt.j2", "subject.txt.j2", "preheader.txt.j2")
+PREHEADER_MIN, PREHEADER_MAX = 40, 140
+UNSUBSCRIBE_TAG = "-unsubscribe_url-"
+UTC = ZoneInfo("UTC")
+
+
+def default_templates_dir() -> Path:
+    """The shipped templates: inside the installed package, else the repository's."""
+    packaged = Path(__file__).parent / "templates"
+    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "templates"
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    base_url: str
+    language: str = "en"
+    timezone: ZoneInfo = UTC
+    postal_address: str = ""
+    category_url_pattern: str = "{base_url}/category/{category}"
+
+    @property
+    def domain(self) -> str:
+        return urlsplit(self.base_url).netloc or self.base_url
+
+    def category_url(self, category: str) -> str:
+        return self.category_url_pattern.format(
+            base_url=self.base_url.rstrip("/"), category=slugify(category)
+        )
+
+
+@dataclass(frozen=True)
+class Email:
+    subject: str
+    preheader: str
+    html: str
+    text: str
+
+    @property
+    def size(self) -> int:
+        """Bytes of the HTML part: what Gmail measures before clipping."""
+        return len(self.html.encode("utf-8"))
+
+
+class Renderer:
+    """Holds the two Jinja2 environments; `render` is pure given its arguments."""
+
+    def __init__(self, site: Site, templates_dir: Path | None = None) -> None:
+        self.site = site
+        dirs = [d for d in (templates_dir, default_templates_dir()) if d and d.is_dir()]
+        self.html_env = make_env(dirs, autoescape=True, site=site)
+        self.text_env = make_env(dirs, autoescape=False, site=site)
+
+    def render(
+        self, issue: Issue, *, unsubscribe_url: str, preferences_url: str | None = None
+    ) -> Email:
+        context = self.context(issue, unsubscribe_url, preferences_url)
+        subject = one_line(self.template("subject.txt.j2", text=True).render(context))
+        preheader = fit_preheader(
+            one_line(self.template("preheader.txt.j2", text=True).render(context)), context
+        )
+        context.update(subject=subject, preheader=preheader)
+        html = mjml_to_html(self.template("email.mjml.j2").render(context))
+        text = self.template("email.txt.j2", text=True).render(context).strip() + "\n"
+        return Email(subject, preheader, html, text)
+
+    def template(self, name: str, *, text: bool = False) -> jinja2.Template:
+        env = self.text_env if text else self.html_env
+        try:
+            return env.get_template(name)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"{exc.filename}:{exc.lineno}: {exc.message}") from None
+        except jinja2.TemplateNotFound:
+            raise TemplateError(f"template {name!r} not found") from None
+
+    def context(
+        self, issue: Issue, unsubscribe_url: str, preferences_url: str | None
+    ) -> dict[str, Any]:
+        articles = issue.articles
+        period = "day" if issue.window.end - issue.window.start <= timedelta(days=1) else "week"
+        return {
+            "site": self.site,
+            "issue": issue,
+            "sections": issue.sections,
+            "articles": articles,
+            "count": len(articles),
+            "period": period,
+            "top_categories": [s.category for s in issue.sections if s.articles][:2],
+            "issue_label": window_label(issue, self.site.timezone),
+            "intro": intro(len(articles), issue.more, period),
+            "category_url": self.site.category_url,
+            "unsubscribe_url": unsubscribe_url,
+            "preferences_url": preferences_url,
+        }
+
+
+def make_env(dirs: Sequence[Path], *, autoescape: bool, site: Site) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
+        autoescape=autoescape,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=False,
+    )
+    env.filters["local_date"] = local_date_filter(site.timezone)
+    env.filters["join_names"] = join_names
+    return env
+
+
+def local_date_filter(tz: ZoneInfo) -> Callable[[datetime], str]:
+    def local_date(moment: datetime) -> str:
+        local = moment.astimezone(tz)
+        return f"{local:%a} {local.day} {local:%b %Y}"
+
+    return local_date
+
+
+def join_names(names: Sequence[str]) -> str:
+    if len(names) <= 1:
+        return "".join(names)
+    return f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def window_label(issue: Issue, tz: ZoneInfo) -> str:
+    start = (issue.window.start + timedelta(microseconds=1)).astimezone(tz)
+    end = issue.window.end.astimezone(tz)
+    if start.date() == end.date():
+        return f"{end.day} {end:%B %Y}"
+    return f"{start.day} {start:%b} – {end.day} {end:%b %Y}"
+
+
+def intro(count: int, more: int, period: str) -> str:
+    noun = "article" if count == 1 else "articles"
+    text = f"{count} {noun} this {period}"
+    return f"{text}, and {more} more on the site." if more else f"{text}."
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def fit_preheader(text: str, context: dict[str, Any]) -> str:
+    """Between 40 and 140 characters: padded with the count, cut at a word."""
+    if len(text) < PREHEADER_MIN:
+        text = f"{text} · {context['intro']}".strip(" ·")
+    if len(text) > PREHEADER_MAX:
+        text = text[: PREHEADER_MAX - 1].rsplit(" ", 1)[0].rstrip(" ·,;:") + "…"
+    return text
+
+
+def mjml_to_html(source: str) -> str:
+    """MJML to HTML with CSS inlined offline; the doctype premailer drops is put back."""
+    try:
+        html = mjml.mjml2html(source, fonts={})
+    except ValueError as exc:
+        raise TemplateError(f"the email template produced invalid MJML: {exc}") from None
+    return inline_css(html)
+
+
+def inline_css(html: str) -> str:
+    inlined = Premailer(
+        html,
+        allow_network=False,
+        keep_style_tags=False,
+        strip_important=False,
+        disable_basic_attributes=["width", "height"],
+        cssutils_logging_level=logging.CRITICAL,
+        disable_validation=True,
+    ).transform()
+    if not inlined.lstrip().lower().startswith("<!doctype"):
+        inlined = f"{DOCTYPE}\n{inlined}"
+    return inlined
