@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -147,7 +147,9 @@ def choose_window(settings: Settings, loaded: LoadResult, since: datetime | None
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
     if now is None:
-        now = newest_date(loaded)
+        last = newest_date(loaded).astimezone(tz).date()
+        first = last - timedelta(days=6)
+        return manual_key(first, last), dates_window(first, last, tz)
     now = now if now.tzinfo else now.replace(tzinfo=tz)
     return issue_key("weekly", now, tz), cadence_window(now, "weekly")
 

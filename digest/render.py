@@ -169,6 +169,8 @@ def fit_preheader(text: str, context: dict[str, Any]) -> str:
     """Between 40 and 140 characters: padded with the count, cut at a word."""
     if len(text) < PREHEADER_MIN:
         text = f"{text} · {context['intro']}".strip(" ·")
+    if len(text) < PREHEADER_MIN:
+        text = f"{text} The {context['period']}'s picks from {context['site'].name}."
     if len(text) > PREHEADER_MAX:
         text = text[: PREHEADER_MAX - 1].rsplit(" ", 1)[0].rstrip(" ·,;:") + "…"
     return text
