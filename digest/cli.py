@@ -94,6 +94,7 @@ def preview(app: App, content_dir: Path | None, out: Path, since: datetime | Non
 
     With no window given, previews the 7 days ending at the newest article.
     """
+    check_window_options(since, until, now)
     settings = with_content_dir(app.settings, content_dir)
     loaded = load_and_warn(settings, strict)
     key, window = choose_window(settings, loaded, since, until, now)
@@ -133,14 +134,18 @@ def load_and_warn(settings: Settings, strict: bool) -> LoadResult:
     return loaded
 
 
+def check_window_options(since: datetime | None, until: datetime | None,
+                         now: datetime | None) -> None:
+    if (since is None) != (until is None):
+        raise click.UsageError("--since and --until go together")
+    if since is not None and now is not None:
+        raise click.UsageError("give either --since/--until or --now, not both")
+
+
 def choose_window(settings: Settings, loaded: LoadResult, since: datetime | None,
                   until: datetime | None, now: datetime | None) -> tuple[str, Window]:
     tz = settings.timezone
-    if (since is None) != (until is None):
-        raise click.UsageError("--since and --until go together")
     if since is not None and until is not None:
-        if now is not None:
-            raise click.UsageError("give either --since/--until or --now, not both")
         try:
             return manual_key(since.date(), until.date()), dates_window(
                 since.date(), until.date(), tz)

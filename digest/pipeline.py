@@ -10,6 +10,7 @@ from datetime import timedelta
 from digest.config import Settings
 from digest.content import Article, LoadOptions, LoadResult, load_articles
 from digest.errors import TemplateError
+from digest.quality import Finding, check_email
 from digest.render import Email, Renderer, Site
 from digest.select import Caps, Issue, Window, select
 
@@ -123,8 +124,18 @@ def check_site(settings: Settings) -> CheckReport:
     except TemplateError as exc:
         report.problems.append(str(exc))
         return report
-    report.warnings += [f"rendering trimmed {built.trimmed} articles"] if built.trimmed else []
+    if built.trimmed:
+        report.warnings.append(f"rendering all articles at once trimmed {built.trimmed} of them "
+                               "to stay under the size budget")
+    for finding in quality_of(built, settings.unsubscribe_url("check")):
+        target = report.problems if finding.level == "error" else report.warnings
+        target.append(f"rendered email: {finding.message}")
     return report
+
+
+def quality_of(built: Built, unsubscribe_url: str) -> list[Finding]:
+    return check_email(built.email.html, built.email.text, unsubscribe_url=unsubscribe_url,
+                       article_urls=[article.url for article in built.issue.articles])
 
 
 def span(articles: Sequence[Article]) -> Window:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -40,3 +40,20 @@ def make_settings(root: Path | None = None, **values: Any) -> Settings:
     })
     merged.update({key.replace("__", "."): value for key, value in values.items()})
     return Settings(root=root or Path("/nonexistent"), values=merged)
+
+
+def busy_week(now: datetime, count: int = 200, categories: int = 13) -> list[Article]:
+    """A realistic heavy week: long titles, full excerpts, cover images on two in three."""
+    articles = []
+    for i in range(count):
+        slug = f"story-{i:03d}-about-a-fairly-long-topic-name"
+        articles.append(make_article(
+            slug,
+            now - timedelta(minutes=47 * i + 1),
+            f"Category {i % categories:02d}",
+            title=f"Story {i}: a headline of typical length about teams, tools and the week",
+            excerpt=("A summary of the article in two sentences, as editors write them. "
+                     "It gives the reader enough to decide whether to click through & read."),
+            cover_image=f"{BASE_URL}/images/{slug}.jpg" if i % 3 else None,
+        ))
+    return articles

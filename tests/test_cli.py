@@ -1,0 +1,165 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from digest import __version__
+from digest.cli import cli
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures"
+SAMPLE_CONFIG = str(REPO / "digest.toml")
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+def write_site(root: Path, articles: dict[str, str], config: str = "") -> Path:
+    (root / "digest.toml").write_text(
+        '[site]\nname = "Tiny"\nbase_url = "https://tiny.example.org"\n' + config
+    )
+    (root / "content").mkdir()
+    for name, text in articles.items():
+        (root / "content" / name).write_text(text)
+    return root / "digest.toml"
+
+
+GOOD = "---\ntitle: Good one\ndate: '2026-11-20'\ncategory: Work\n---\nBody text.\n"
+NO_TITLE = "---\ndate: '2026-11-19'\n---\nBody.\n"
+
+
+def test_version():
+    result = run("--version")
+    assert (result.exit_code, result.output) == (0, f"digest, version {__version__}\n")
+
+
+def test_help_lists_the_commands():
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("preview", "check"):
+        assert f"  {command} " in result.output
+
+
+def test_preview_of_the_sample_site(tmp_path):
+    result = run("--config", SAMPLE_CONFIG, "preview", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"Wrote {tmp_path}/2026-11-22..2026-11-28.html (")
+    assert lines[1] == f"Wrote {tmp_path}/2026-11-22..2026-11-28.txt"
+    assert lines[2] == "Subject: Field Notes: 7 new articles in General AI and Work"
+    assert lines[3] == ("Selected 7 of 7 articles in the window, in 6 categories; "
+                        "0 left out by the caps.")
+    html = (tmp_path / "2026-11-22..2026-11-28.html").read_text()
+    assert html.startswith("<!doctype html>")
+
+
+def test_preview_with_now_uses_the_iso_week_as_key(tmp_path):
+    result = run("--config", SAMPLE_CONFIG, "preview", "--out", str(tmp_path),
+                 "--now", "2026-11-16T08:00")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "2026-W47.html").exists()
+    assert (tmp_path / "2026-W47.txt").exists()
+
+
+def test_preview_category_filter(tmp_path):
+    result = run("--config", SAMPLE_CONFIG, "preview", "--out", str(tmp_path),
+                 "--since", "2026-10-26", "--until", "2026-11-29", "--category", "policy")
+    assert result.exit_code == 0, result.output
+    assert "Subject: Field Notes: 3 new articles in Policy" in result.output
+
+
+def test_bad_article_is_skipped_with_a_warning(tmp_path):
+    config = write_site(tmp_path, {"good.md": GOOD, "no-title.md": NO_TITLE})
+    result = run("--config", str(config), "preview", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    bad = tmp_path / "content" / "no-title.md"
+    assert f"Warning: {bad}: title: missing (every article needs a title) (skipped)\n" in (
+        result.stderr)
+    assert result.stdout.endswith("Skipped 1 file with problems (see the warnings above).\n")
+
+
+def test_strict_makes_a_bad_article_fatal(tmp_path):
+    config = write_site(tmp_path, {"good.md": GOOD, "no-title.md": NO_TITLE})
+    result = run("--config", str(config), "preview", "--strict", "--out", str(tmp_path / "o"))
+    bad = tmp_path / "content" / "no-title.md"
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {bad}: title: missing (every article needs a title)\n"
+    assert not (tmp_path / "o").exists()
+
+
+def test_no_config_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("preview")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: no digest.toml in {tmp_path}: create one (see README) or pass --config FILE\n")
+
+
+def test_missing_content_folder(tmp_path):
+    config = write_site(tmp_path, {}, '[content]\ndir = "nowhere"\n')
+    result = run("--config", str(config), "preview")
+    assert (result.exit_code, result.stderr) == (
+        1, f"Error: {tmp_path / 'nowhere'}: content folder not found\n")
+
+
+def test_empty_site_has_nothing_to_preview(tmp_path):
+    config = write_site(tmp_path, {})
+    result = run("--config", str(config), "preview")
+    assert (result.exit_code, result.stderr) == (
+        1, "Error: no articles to preview: the content folder has no readable article\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "2026-11-01"], "--since and --until go together"),
+        (["--since", "2026-11-01", "--until", "2026-11-02", "--now", "2026-11-02T00:00"],
+         "give either --since/--until or --now, not both"),
+        (["--since", "2026-11-05", "--until", "2026-11-01"],
+         "--until 2026-11-01 is before --since 2026-11-05"),
+        (["--now", "yesterday"],
+         "Invalid value for '--now': 'yesterday' is not an ISO 8601 date-time "
+         "(e.g. 2026-11-29T08:00)"),
+    ],
+)
+def test_usage_errors_exit_2(args, message):
+    result = run("--config", SAMPLE_CONFIG, "preview", *args)
+    assert result.exit_code == 2
+    assert result.stderr.endswith(f"Error: {message}\n")
+
+
+def test_check_on_the_sample_site():
+    result = run("--config", SAMPLE_CONFIG, "check")
+    assert (result.exit_code, result.stdout) == (
+        0, "OK: 35 articles, configuration and templates are valid\n")
+
+
+def test_check_reports_every_problem_and_exits_1(tmp_path):
+    config = write_site(tmp_path, {"good.md": GOOD, "no-title.md": NO_TITLE,
+                                   "empty.md": ""})
+    result = run("--config", str(config), "check")
+    content = tmp_path / "content"
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: {content / 'empty.md'}: empty file\n"
+        f"Error: {content / 'no-title.md'}: title: missing (every article needs a title)\n"
+        "Error: 2 problems found\n"
+    )
+
+
+def test_check_reports_a_broken_site_template(tmp_path):
+    config = write_site(tmp_path, {"good.md": GOOD})
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "email.mjml.j2").write_text("<mjml><mj-body>{{ oops(")
+    result = run("--config", str(config), "check")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {tmp_path / 'templates' / 'email.mjml.j2'}:1: ")
+
+
+def test_python_dash_m_works(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "digest", "--version"],
+                            capture_output=True, text=True, check=False)
+    assert (result.returncode, result.stdout) == (0, f"digest, version {__version__}\n")
