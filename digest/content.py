@@ -6,28 +6,48 @@ problem names the file and the field, and a bad file is skipped, not fatal.
 
 from __future__ import annotations
 
+import os
 import re
 import string
 import tomllib
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from email.utils import parsedate_to_datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import quote, urljoin
 from zoneinfo import ZoneInfo
 
 import frontmatter
 import yaml
 
+from digest.cache import ArticleCache
 from digest.errors import ConfigError, ContentError
 
 DEFAULT_CATEGORY = "Uncategorized"
 EXCERPT_LIMIT = 300
+ARTICLE_SUFFIXES = (".md", ".markdown")
+PARALLEL_FROM = 2000  # uncached files before parsing moves to a process pool
+MAX_WORKERS = 4
 JEKYLL_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(.+)$")
 URL_FIELDS = frozenset({"base_url", "slug", "year", "month", "day", "category"})
-YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class YamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The C loader, with YAML 1.2 booleans: `title: No` stays the text "No"
+    instead of PyYAML's YAML 1.1 reading of yes/no/on/off as true/false."""
+
+
+YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in YamlLoader.yaml_implicit_resolvers.items()
+}
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 class TomlHandler(frontmatter.default_handlers.BaseHandler):
@@ -57,7 +77,7 @@ class Article:
     cover_image: str | None = None
     author: str | None = None
     source: str | None = None
-    path: Path | None = None
+    path: str | None = None  # a string: 15,000 Path objects cost 0.4 s to unpickle
 
 
 @dataclass(frozen=True)
@@ -99,32 +119,81 @@ class Draft(Exception):
     """The file is a draft: skipped quietly."""
 
 
-def load_articles(directory: Path, options: LoadOptions, *, strict: bool = False) -> LoadResult:
-    """Every `*.md` / `*.markdown` file below `directory`, sorted by path."""
+Outcome = Article | tuple[Problem, ...] | None  # None: a draft
+
+
+def load_articles(
+    directory: Path, options: LoadOptions, *, strict: bool = False, cache: Path | None = None
+) -> LoadResult:
+    """Every `*.md` / `*.markdown` file below `directory`, sorted by path.
+
+    With `cache`, files unchanged since the last load are not parsed again; many
+    changed files are parsed on every core.
+    """
     if not directory.is_dir():
         raise ContentError(f"{directory}: content folder not found")
     check_url_pattern(options.url_pattern)
+    files = article_files(directory)
+    store = ArticleCache.open(cache, repr(options))
+    known = store.lookup(files)
+    missing = [file for file in files if file not in known]
+    for file, outcome in zip(missing, parse_many(missing, options), strict=True):
+        store.put(file, outcome)
+        known[file] = outcome
+    store.save()
+    return collect((known[file] for file in files), strict)
+
+
+def article_files(directory: Path) -> list[str]:
+    """Paths as strings: on 15,000 files, pathlib's sorting and globbing cost 0.5 s."""
+    found = []
+    for folder, folders, names in os.walk(directory):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        found += [os.path.join(folder, name) for name in names
+                  if name.endswith(ARTICLE_SUFFIXES) and not name.startswith(".")]
+    return sorted(found)
+
+
+def parse_many(files: list[str], options: LoadOptions) -> list[Outcome]:
+    workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    if len(files) < PARALLEL_FROM or workers < 2:
+        return [outcome_of(file, options) for file in files]
+    with ProcessPoolExecutor(workers) as pool:
+        chunk = max(1, len(files) // (workers * 4))
+        return list(pool.map(partial(outcome_of, options=options), files, chunksize=chunk))
+
+
+def outcome_of(file: str, options: LoadOptions) -> Outcome:
+    try:
+        return read_article(Path(file), options)
+    except Draft:
+        return None
+    except ArticleInvalid as exc:
+        return tuple(exc.problems)
+
+
+def collect(outcomes: Iterable[Outcome], strict: bool) -> LoadResult:
     articles, problems, drafts = [], [], 0
-    for path in sorted(article_paths(directory)):
-        try:
-            articles.append(read_article(path, options))
-        except Draft:
+    for outcome in outcomes:
+        if isinstance(outcome, Article):
+            articles.append(outcome)
+        elif outcome is None:
             drafts += 1
-        except ArticleInvalid as exc:
-            if strict:
-                raise ContentError(str(exc)) from None
-            problems.extend(exc.problems)
+        elif strict:
+            raise ContentError("; ".join(map(str, outcome)))
+        else:
+            problems.extend(outcome)
     return LoadResult(articles, problems, drafts)
 
 
-def article_paths(directory: Path) -> Iterable[Path]:
-    for pattern in ("*.md", "*.markdown"):
-        yield from (p for p in directory.rglob(pattern) if p.is_file())
-
-
 def check_url_pattern(pattern: str) -> None:
-    names = {name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None}
-    unknown = sorted(names - URL_FIELDS)
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None}
+        unknown = sorted(names - URL_FIELDS)
+        if not unknown:
+            pattern.format(**dict.fromkeys(URL_FIELDS, "x"))
+    except (ValueError, IndexError) as exc:
+        raise ConfigError(f"content.url_pattern: invalid pattern {pattern!r}: {exc}") from None
     if unknown:
         raise ConfigError(
             f"content.url_pattern: unknown placeholder {{{unknown[0]}}} "
@@ -158,20 +227,25 @@ def split_front_matter(text: str, path: Path) -> tuple[dict[str, Any], str]:
             except ValueError:
                 raise invalid(path, "front matter", "is not closed (no second "
                               f"{handler.START_DELIMITER} line)") from None
-            return parse_front_matter(raw, handler, path), body
+            first_line = text[: text.find(raw)].count("\n") + 1 if raw else 1
+            return parse_front_matter(raw, handler, path, first_line), body
     raise invalid(path, None, "no front matter (expected a --- or +++ block at the top)")
 
 
-def parse_front_matter(raw: str, handler: Any, path: Path) -> dict[str, Any]:
+def parse_front_matter(raw: str, handler: Any, path: Path, first_line: int) -> dict[str, Any]:
+    """The fields as a mapping; `first_line` is where `raw` starts in the file."""
     try:
         if isinstance(handler, TomlHandler):
             meta: Any = handler.load(raw)
         else:
-            meta = yaml.load(raw, Loader=YAML_LOADER)
+            meta = yaml.load(raw, Loader=YamlLoader)
     except yaml.YAMLError as exc:
-        raise invalid(path, "front matter", f"invalid YAML: {yaml_reason(exc)}") from None
+        reason = yaml_reason(exc, first_line)
+        raise invalid(path, "front matter", f"invalid YAML: {reason}") from None
     except tomllib.TOMLDecodeError as exc:
         raise invalid(path, "front matter", f"invalid TOML: {exc}") from None
+    except ValueError as exc:  # PyYAML building an impossible date such as 2026-02-30
+        raise invalid(path, "front matter", f"invalid value: {exc}") from None
     if meta is None:
         raise invalid(path, "front matter", "is empty")
     if not isinstance(meta, dict):
@@ -180,10 +254,10 @@ def parse_front_matter(raw: str, handler: Any, path: Path) -> dict[str, Any]:
     return meta
 
 
-def yaml_reason(exc: yaml.YAMLError) -> str:
+def yaml_reason(exc: yaml.YAMLError, first_line: int) -> str:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
-    return f"{problem} (line {mark.line + 2})" if mark is not None else problem
+    return f"{problem} (line {mark.line + first_line})" if mark is not None else problem
 
 
 def build_article(meta: dict[str, Any], body: str, path: Path, options: LoadOptions) -> Article:
@@ -218,7 +292,7 @@ def build_article(meta: dict[str, Any], body: str, path: Path, options: LoadOpti
         cover_image=absolute(options.base_url, meta.get("coverImage") or meta.get("image")),
         author=text_or_none(meta.get("author")),
         source=text_or_none(meta.get("source")),
-        path=path,
+        path=str(path),
     )
 
 
@@ -311,20 +385,25 @@ def parse_excerpt(meta: Mapping[str, Any], body: str) -> str:
 
 
 def first_paragraph(body: str) -> str:
+    """The first block of prose, skipping headings, images, code, tables and rules."""
     for block in re.split(r"\n\s*\n", body):
-        stripped = block.strip()
-        if stripped and not stripped.startswith(("#", "!", "<!--", "```", "|", "---")):
+        lines = [line for line in block.strip().splitlines() if not line.startswith("#")]
+        stripped = "\n".join(lines).strip()
+        if stripped and not stripped.startswith(("!", "<!--", "```", "|", "---")):
             return stripped
     return ""
 
 
 MARKDOWN_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
-MARKUP = re.compile(r"<[^>]+>|[*_`]{1,3}")
+HTML_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
+EMPHASIS = re.compile(r"(\*\*|\*|`)(\S(?:.*?\S)?)\1|(?<!\w)(__|_)(\S(?:.*?\S)?)\3(?!\w)")
 
 
 def plain_text(text: str) -> str:
     """Markdown links, emphasis and inline HTML tags reduced to their text."""
-    return " ".join(MARKUP.sub("", MARKDOWN_LINK.sub(r"\1", text)).split())
+    text = HTML_TAG.sub("", MARKDOWN_LINK.sub(r"\1", text))
+    text = EMPHASIS.sub(lambda m: m.group(2) or m.group(4), text)
+    return " ".join(text.split())
 
 
 def shorten(text: str, limit: int = EXCERPT_LIMIT) -> str:
@@ -347,7 +426,7 @@ def absolute(base_url: str, value: Any) -> str | None:
 def article_url(options: LoadOptions, slug: str, when: datetime, category: str) -> str:
     return options.url_pattern.format(
         base_url=options.base_url.rstrip("/"),
-        slug=slug,
+        slug=quote(slug),
         year=f"{when.year:04d}",
         month=f"{when.month:02d}",
         day=f"{when.day:02d}",

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
+from digest.cache import cache_path
 from digest.config import Settings
 from digest.content import Article, LoadOptions, LoadResult, load_articles
 from digest.errors import TemplateError
@@ -32,8 +33,9 @@ def load_options(settings: Settings) -> LoadOptions:
     )
 
 
-def load(settings: Settings, *, strict: bool = False) -> LoadResult:
-    return load_articles(settings.content_dir, load_options(settings), strict=strict)
+def load(settings: Settings, *, strict: bool = False, cached: bool = True) -> LoadResult:
+    cache = cache_path(settings.content_dir) if cached else None
+    return load_articles(settings.content_dir, load_options(settings), strict=strict, cache=cache)
 
 
 def site_of(settings: Settings) -> Site:

@@ -1,0 +1,73 @@
+"""Load a 15,000-article site, select one week, render one issue; print one summary line.
+
+    python benchmarks/bench_pipeline.py [--articles 15000] [--repeat 5]
+
+Targets (2 cores): load + select <= 1.5 s, render one issue <= 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from corpus import END, generate  # noqa: E402
+
+from digest.config import SPEC, Settings  # noqa: E402
+from digest.pipeline import build_issue, load, renderer_for  # noqa: E402
+from digest.select import cadence_window, issue_key, select  # noqa: E402
+
+
+def settings_for(root: Path) -> Settings:
+    values = {key: default for key, (_, default) in SPEC.items()}
+    values.update({"site.name": "Bench", "site.base_url": "https://bench.example.org",
+                   "content.dir": str(root)})
+    return Settings(root=root, values=values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--articles", type=int, default=15_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "content"
+        generate(root, args.articles)
+        print(summary(settings_for(root), args))
+
+
+def summary(settings: Settings, args: argparse.Namespace) -> str:
+    now = END.replace(tzinfo=settings.timezone)
+    window, key = cadence_window(now), issue_key("weekly", now, settings.timezone)
+    started = time.perf_counter()
+    loaded = load(settings)
+    loaded_at = time.perf_counter()
+    issue = select(loaded.articles, key=key, window=window, caps=settings_caps(settings))
+    selected_at = time.perf_counter()
+    renderer = renderer_for(settings)
+    renders = []
+    for _ in range(args.repeat):
+        began = time.perf_counter()
+        built = build_issue(loaded.articles, key=key, window=window, settings=settings,
+                            renderer=renderer, unsubscribe_url="https://bench.example.org/u/t")
+        renders.append(time.perf_counter() - began)
+    return (f"pipeline: {len(loaded.articles)} articles loaded in {loaded_at - started:.2f} s, "
+            f"week selected in {(selected_at - loaded_at) * 1000:.1f} ms "
+            f"({len(issue.articles)} of {issue.in_window}), load+select "
+            f"{selected_at - started:.2f} s; render median {statistics.median(renders) * 1000:.0f} ms "
+            f"({built.email.size / 1024:.1f} KB, {len(loaded.problems)} problems)")
+
+
+def settings_caps(settings: Settings):
+    from digest.pipeline import caps_of
+
+    return caps_of(settings)
+
+
+if __name__ == "__main__":
+    main()
