@@ -11,11 +11,42 @@ from pathlib import Path
 
 END = datetime(2026, 11, 29, 8, 0)
 CATEGORIES = [
-    "General AI", "Work", "Productivity", "Research", "Policy", "Tools", "Security",
-    "Education", "Health", "Finance", "Open Source", "Hardware", "Culture",
+    "General AI",
+    "Work",
+    "Productivity",
+    "Research",
+    "Policy",
+    "Tools",
+    "Security",
+    "Education",
+    "Health",
+    "Finance",
+    "Open Source",
+    "Hardware",
+    "Culture",
 ]
-WORDS = ("model agent team tool data policy lab study workflow inbox meeting prompt chip "
-         "benchmark office release review teacher budget audit").split()
+WORDS = [
+    "model",
+    "agent",
+    "team",
+    "tool",
+    "data",
+    "policy",
+    "lab",
+    "study",
+    "workflow",
+    "inbox",
+    "meeting",
+    "prompt",
+    "chip",
+    "benchmark",
+    "office",
+    "release",
+    "review",
+    "teacher",
+    "budget",
+    "audit",
+]
 ARTICLE = """---
 title: >-
   {title}
@@ -41,13 +72,21 @@ def sentence(rng: random.Random, words: int) -> str:
 def article_text(rng: random.Random, index: int, when: datetime) -> tuple[str, str]:
     title = sentence(rng, 10)[:-1]
     slug = f"{when:%Y-%m-%d}-{index:05d}-" + "-".join(title.lower().split()[:6])
-    cover = (f"coverImage: >-\n  https://img.example.org/{slug}.jpg?w=400&h=200\n"
-             if index % 3 else "")
+    cover = (
+        f"coverImage: >-\n  https://img.example.org/{slug}.jpg?w=400&h=200\n" if index % 3 else ""
+    )
     text = ARTICLE.format(
-        title=title, date=when.strftime("%Y-%m-%d"), excerpt=sentence(rng, 30), cover=cover,
-        author=rng.choice(["Desk", "A. Writer", "B. Editor"]), tag1=rng.choice(WORDS).title(),
-        tag2=rng.choice(WORDS).title(), category=rng.choice(CATEGORIES), year=when.year,
-        slug=slug, body="\n\n".join(sentence(rng, 40) for _ in range(6)),
+        title=title,
+        date=when.strftime("%Y-%m-%d"),
+        excerpt=sentence(rng, 30),
+        cover=cover,
+        author=rng.choice(["Desk", "A. Writer", "B. Editor"]),
+        tag1=rng.choice(WORDS).title(),
+        tag2=rng.choice(WORDS).title(),
+        category=rng.choice(CATEGORIES),
+        year=when.year,
+        slug=slug,
+        body="\n\n".join(sentence(rng, 40) for _ in range(6)),
     )
     return slug, text
 
