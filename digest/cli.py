@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -11,12 +12,13 @@ from typing import Any
 
 import click
 
-from digest import __version__, pipeline
+from digest import __version__, pipeline, subscriber_files, subscribers
 from digest.config import Settings, find_config, load_settings
 from digest.content import LoadResult
 from digest.errors import DigestError
 from digest.preview import write_preview
 from digest.select import Window, cadence_window, dates_window, issue_key, manual_key
+from digest.store import CADENCES, STATUSES, Store, Subscriber, open_store
 
 
 class DigestGroup(click.Group):
@@ -186,6 +188,163 @@ def print_preview(built: pipeline.Built, paths: Sequence[Path], loaded: LoadResu
 
 def plural(count: int, word: str, many: str | None = None) -> str:
     return word if count == 1 else (many or f"{word}s")
+
+
+# Subscribers
+
+
+@cli.group("subscribers")
+def subscribers_group() -> None:
+    """Add, import, list, export, remove and unsubscribe subscribers."""
+
+
+@subscribers_group.command("add")
+@click.argument("email")
+@click.option("--name", help="The reader's name.")
+@click.option("--category", "categories", multiple=True,
+              help="A category they chose (repeatable; none means every category).")
+@click.option("--cadence", type=click.Choice(CADENCES),
+              help="How often they get an issue (a new address: weekly).")
+@pass_app
+def subscribers_add(app: App, email: str, name: str | None, categories: Sequence[str],
+                    cadence: str | None) -> None:
+    """Add EMAIL as an active subscriber: you vouch for the address.
+
+    An address already active (or pending) gets the values given and keeps the rest.
+    An address that unsubscribed, bounced or complained is refused: only the reader
+    can resubscribe.
+    """
+    known = site_categories(app.settings) if categories else None
+    with store_of(app) as store:
+        added = subscribers.add(store, email, name=name, categories=categories or None,
+                                cadence=cadence)
+    warn_unknown_categories(subscribers.unknown_categories([categories], known))
+    click.echo(added_message(added))
+
+
+@subscribers_group.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
+@pass_app
+def subscribers_import(app: App, file: Path, dry_run: bool) -> None:
+    """Import subscribers from FILE: CSV or the original site's subscribers.json.
+
+    CSV has a header row with email and any of name, categories (separated by ; or |),
+    cadence, status, created. Bad rows are reported and skipped; importing a file
+    twice changes nothing; an unsubscribed, bounced or complained address is never
+    made active again.
+    """
+    known = site_categories(app.settings)
+    with store_of(app) as store:
+        plan = subscribers.import_file(store, file, known, dry_run=dry_run)
+    for warning in plan.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    for problem in plan.bad:
+        click.echo(f"Skipped {problem}", err=True)
+    for problem in plan.refused:
+        click.echo(f"Refused {problem}", err=True)
+    warn_unknown_categories(plan.unknown_categories)
+    click.echo(f"{file.name}: {plan.summary()}{' (dry run: nothing written)' if dry_run else ''}")
+
+
+@subscribers_group.command("list")
+@click.option("--status", type=click.Choice(STATUSES), help="Only subscribers with this status.")
+@click.option("--category", help="Only those who get this category (chose it, or chose none).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_app
+def subscribers_list(app: App, status: str | None, category: str | None, as_json: bool) -> None:
+    """List subscribers, ordered by address."""
+    with store_of(app) as store:
+        found = subscribers.matching(store.subscribers(), status, category)
+    if as_json:
+        click.echo(json.dumps(subscriber_files.as_dicts(found), indent=2, ensure_ascii=False))
+        return
+    for line in subscriber_table(found):
+        click.echo(line)
+
+
+@subscribers_group.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv",
+              show_default=True, help="CSV, or JSON in the original site's format.")
+@pass_app
+def subscribers_export(app: App, fmt: str) -> None:
+    """Print every subscriber, in every status, in a form `import` reads back."""
+    with store_of(app) as store:
+        everyone = store.subscribers()
+    write = subscriber_files.to_csv if fmt == "csv" else subscriber_files.to_site_json
+    click.echo(write(everyone), nl=False)
+
+
+@subscribers_group.command("remove")
+@click.argument("email")
+@pass_app
+def subscribers_remove(app: App, email: str) -> None:
+    """Forget EMAIL: its name, categories and history, overwritten on disk.
+
+    Nothing remembers the address afterwards, so a later import could add it again:
+    to stop mail and keep the opt-out, use `unsubscribe`.
+    """
+    with store_of(app) as store:
+        if not store.remove(email):
+            raise DigestError(f"no subscriber {email}")
+    click.echo(f"Removed {email} and its history")
+
+
+@subscribers_group.command("unsubscribe")
+@click.argument("email_or_token", metavar="EMAIL|TOKEN")
+@pass_app
+def subscribers_unsubscribe(app: App, email_or_token: str) -> None:
+    """Unsubscribe an address, or the reader an unsubscribe link's TOKEN was made for."""
+    with store_of(app) as store:
+        subscriber, changed = subscribers.unsubscribe(store, email_or_token)
+    if changed:
+        click.echo(f"Unsubscribed {subscriber.email}")
+    else:
+        click.echo(f"{subscriber.email} is already {subscriber.status}; nothing changed")
+
+
+def store_of(app: App) -> Store:
+    return open_store(app.settings.store_path)
+
+
+def site_categories(settings: Settings) -> list[str] | None:
+    """The categories the articles use; None, with a warning, if they cannot be loaded."""
+    try:
+        loaded = pipeline.load(settings)
+    except DigestError as exc:
+        click.echo(f"Warning: categories not checked: {exc}", err=True)
+        return None
+    return sorted({article.category for article in loaded.articles})
+
+
+def warn_unknown_categories(unknown: Sequence[tuple[str, int]]) -> None:
+    for name, count in unknown:
+        click.echo(f"Warning: no article uses the category {name!r} "
+                   f"({count} {plural(count, 'subscriber')})", err=True)
+
+
+def added_message(added: subscribers.Added) -> str:
+    s = added.subscriber
+    if added.action == "added":
+        chosen = ", ".join(s.categories) if s.categories else "all categories"
+        return f"Added {s.email} ({s.cadence}, {chosen})"
+    if added.action == "activated":
+        return f"Activated {s.email} (it was pending)"
+    if added.action == "updated":
+        return f"Updated {s.email}: {', '.join(added.changed)}"
+    return f"{s.email} is already subscribed; nothing changed"
+
+
+def subscriber_table(found: Sequence[Subscriber]) -> list[str]:
+    """Aligned columns, the categories last; then the count."""
+    rows = [("EMAIL", "NAME", "STATUS", "CADENCE", "CATEGORIES")] + [
+        (s.email, s.name, s.status, s.cadence, ", ".join(s.categories) or "(all)")
+        for s in found
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = ["  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]])
+             for row in rows] if found else []
+    return [*lines, f"{len(found)} {plural(len(found), 'subscriber')}"]
 
 
 def main() -> None:

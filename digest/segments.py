@@ -1,0 +1,124 @@
+"""Segments: the active subscribers of one cadence, grouped by the categories they chose.
+
+Pure. Categories match case-insensitively, and choosing none means every category.
+Each segment's issue is selected afresh from the window's articles restricted to its
+categories, with the same caps and order as the full issue, so it is rendered once
+for all its recipients. A segment whose slice is empty is reported, to be skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from digest.content import Article
+from digest.select import Caps, Issue, Window, select
+from digest.store import Subscriber
+
+ALL = "all"
+MAX_SLUG = 60
+HASH_LENGTH = 10
+PLAIN_CATEGORY = re.compile(r"[a-z0-9]+(?: [a-z0-9]+)*")
+
+
+@dataclass(frozen=True)
+class Segment:
+    slug: str  # stable, for file names: `all`, `productivity_tools`, …
+    categories: tuple[str, ...]  # in the site's spelling, sorted; () means every category
+    recipients: tuple[Subscriber, ...]
+    issue: Issue
+
+    @property
+    def empty(self) -> bool:
+        return not self.issue.articles
+
+    @property
+    def label(self) -> str:
+        return ", ".join(self.categories) if self.categories else "all categories"
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    segments: tuple[Segment, ...]
+
+    @property
+    def ready(self) -> tuple[Segment, ...]:
+        return tuple(segment for segment in self.segments if not segment.empty)
+
+    @property
+    def empty(self) -> tuple[Segment, ...]:
+        return tuple(segment for segment in self.segments if segment.empty)
+
+    def report(self) -> list[str]:
+        """One line per segment that has nothing to send."""
+        return [
+            f"segment {s.slug} ({len(s.recipients)} "
+            f"{'recipient' if len(s.recipients) == 1 else 'recipients'}): no articles in "
+            f"{s.label} in this window; skipped"
+            for s in self.empty
+        ]
+
+
+def plan_segments(
+    subscribers: Iterable[Subscriber],
+    articles: Sequence[Article],
+    *,
+    cadence: str,
+    key: str,
+    window: Window,
+    caps: Caps,
+    category_order: Sequence[str] = (),
+) -> SegmentPlan:
+    """A segment for each distinct set of categories the active `cadence` subscribers chose."""
+    groups = group_subscribers(subscribers, cadence)
+    names = spellings(articles, groups.values())
+    segments = [
+        Segment(
+            segment_slug(folded),
+            tuple(sorted((names[name] for name in folded), key=str.casefold)),
+            tuple(members),
+            select(articles, key=key, window=window, caps=caps, categories=folded,
+                   category_order=category_order),
+        )
+        for folded, members in groups.items()
+    ]
+    return SegmentPlan(tuple(sorted(segments, key=lambda s: (len(s.categories), s.slug))))
+
+
+def group_subscribers(subscribers: Iterable[Subscriber], cadence: str
+                      ) -> dict[frozenset[str], list[Subscriber]]:
+    """Active subscribers of `cadence` by their casefolded set of chosen categories."""
+    groups: dict[frozenset[str], list[Subscriber]] = {}
+    for subscriber in subscribers:
+        if subscriber.status == "active" and subscriber.cadence == cadence:
+            folded = frozenset(name.casefold() for name in subscriber.categories)
+            groups.setdefault(folded, []).append(subscriber)
+    return groups
+
+
+def spellings(articles: Iterable[Article], groups: Iterable[list[Subscriber]]
+              ) -> dict[str, str]:
+    """casefolded name → how to show it: the site's spelling, else a subscriber's."""
+    names: dict[str, str] = {}
+    for article in articles:
+        names.setdefault(article.category.casefold(), article.category)
+    chosen = sorted({name for members in groups for s in members for name in s.categories})
+    for name in chosen:
+        names.setdefault(name.casefold(), name)
+    return names
+
+
+def segment_slug(categories: Iterable[str]) -> str:
+    """`all`, or the sorted category slugs joined by `_`. A hash is appended when the
+    slug would be long or could stand for another set (`Tools & Tips`, `C++`)."""
+    folded = sorted({name.casefold() for name in categories})
+    if not folded:
+        return ALL
+    readable = "_".join(re.sub(r"[^a-z0-9]+", "-", name).strip("-") for name in folded)
+    exact = all(PLAIN_CATEGORY.fullmatch(name) for name in folded) and readable != ALL
+    if exact and len(readable) <= MAX_SLUG:
+        return readable
+    digest = hashlib.sha256("\n".join(folded).encode()).hexdigest()[:HASH_LENGTH]
+    return f"{readable[: MAX_SLUG - HASH_LENGTH - 1].strip('-_')}-{digest}".lstrip("-")

@@ -1,0 +1,388 @@
+"""The SQLite store: subscribers, the history of their status, unsubscribe tokens.
+
+All of digest's SQL lives here. The rules for who may be added or imported live in
+`subscribers.py`; this module only enforces the one rule every caller must obey
+(`refusal`: nobody but the reader moves a stopped address back to `active`).
+
+Two processes may use one file: WAL journal, a busy timeout, and every write in a
+`BEGIN IMMEDIATE` transaction so a writer waits for the lock instead of failing.
+
+Unsubscribe tokens are never stored. Each subscriber has a random salt; the token is
+HMAC-SHA256(secret, salt), so whoever holds the secret (the send path, the web app)
+can rebuild any subscriber's token, and a copy of the database alone holds no
+working link. When a token is handed out its SHA-256 hash is recorded, which is how a
+link is looked up; hashes from an earlier secret stay valid after the secret changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from digest.errors import StoreError
+
+STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
+STOPPED = frozenset({"unsubscribed", "bounced", "complained"})
+CADENCES = ("weekly", "daily")
+SOURCES = ("cli", "import", "web", "webhook", "sync")
+RESUBSCRIBING_SOURCES = frozenset({"web"})  # only the reader, confirming again
+BUSY_TIMEOUT_S = 10.0
+MIN_SECRET_LENGTH = 16
+TOKEN_CONTEXT = b"digest unsubscribe token v1\x00"
+
+# Numbered migrations: migration N takes the database from user_version N-1 to N.
+# Append only; never edit one that has shipped. Later: the send ledger (issues, batches).
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE subscribers (
+            id INTEGER PRIMARY KEY,
+            email TEXT NOT NULL,
+            email_key TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL DEFAULT '',
+            categories TEXT NOT NULL DEFAULT '[]',
+            cadence TEXT NOT NULL CHECK (cadence IN ('weekly', 'daily')),
+            status TEXT NOT NULL CHECK (status IN
+                ('pending', 'active', 'unsubscribed', 'bounced', 'complained')),
+            created_at TEXT NOT NULL,
+            token_salt BLOB NOT NULL UNIQUE
+        )""",
+        "CREATE INDEX subscribers_status_cadence ON subscribers (status, cadence)",
+        """CREATE TABLE subscriber_events (
+            id INTEGER PRIMARY KEY,
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
+            at TEXT NOT NULL,
+            old_status TEXT,
+            new_status TEXT NOT NULL,
+            source TEXT NOT NULL
+        )""",
+        "CREATE INDEX subscriber_events_subscriber ON subscriber_events (subscriber_id)",
+        """CREATE TABLE unsubscribe_tokens (
+            token_hash BLOB PRIMARY KEY,
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
+            created_at TEXT NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX unsubscribe_tokens_subscriber ON unsubscribe_tokens (subscriber_id)",
+    ),
+)
+
+to_json = json.JSONEncoder(ensure_ascii=False).encode
+COLUMNS = "id, email, name, categories, cadence, status, created_at"
+
+
+@dataclass(frozen=True)
+class NewSubscriber:
+    email: str  # already checked and normalized
+    name: str = ""
+    categories: tuple[str, ...] = ()  # empty: every category
+    cadence: str = "weekly"
+    status: str = "active"
+    created: datetime | None = None  # None: now
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    id: int
+    email: str
+    name: str
+    categories: tuple[str, ...]
+    cadence: str
+    status: str
+    created: datetime
+
+
+@dataclass(frozen=True)
+class Change:
+    """One subscriber before and after an edit; the store writes `after`."""
+
+    before: Subscriber
+    after: Subscriber
+
+
+@dataclass(frozen=True)
+class Event:
+    at: datetime
+    old: str | None
+    new: str
+    source: str
+
+
+def email_key(email: str) -> str:
+    """What makes two addresses the same subscriber: case does not count."""
+    return email.strip().lower()
+
+
+def refusal(old: str, new: str, source: str) -> str | None:
+    """Why `source` may not move a subscriber from `old` to `new`, or None if it may."""
+    if old in STOPPED and new not in STOPPED and source not in RESUBSCRIBING_SOURCES:
+        return f"is {old}: only the reader can resubscribe, by signing up and confirming again"
+    return None
+
+
+def derive_token(secret: str, salt: bytes) -> str:
+    """The subscriber's unsubscribe token: 256 bits, URL-safe, 43 characters."""
+    mac = hmac.new(secret.encode(), TOKEN_CONTEXT + salt, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def check_secret(secret: str) -> None:
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise StoreError(
+            "unsubscribe links need a secret of at least "
+            f"{MIN_SECRET_LENGTH} characters: set web.secret_key or DIGEST_SECRET_KEY"
+        )
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+def open_store(path: Path, *, clock: Callable[[], datetime] = utc_now) -> Store:
+    """Open (creating if needed) and migrate the database at `path`."""
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: cannot open the database: {exc}") from None
+    try:
+        configure(conn)
+        migrate(conn)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise StoreError(f"{path}: cannot open the database: {exc}") from None
+    except BaseException:
+        conn.close()
+        raise
+    return Store(conn, clock)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A configured connection, not migrated (for tests of the migrations)."""
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    configure(conn)
+    return conn
+
+
+def configure(conn: sqlite3.Connection) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA secure_delete = ON")
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Sequence[str]] = MIGRATIONS) -> int:
+    """Apply the migrations the database lacks, each in its own transaction; idempotent,
+    and safe when two processes open a new file at once. Returns the final version."""
+    if user_version(conn) > len(migrations):
+        raise StoreError(
+            f"the database is at version {user_version(conn)}, newer than this digest "
+            f"knows ({len(migrations)}): upgrade digest"
+        )
+    for number, statements in enumerate(migrations, start=1):
+        if user_version(conn) >= number:
+            continue
+        with transaction(conn):
+            if user_version(conn) < number:  # another process may have just done it
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+    return user_version(conn)
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction that takes the lock up front; nested ones join the outer one."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def to_subscriber(row: Any) -> Subscriber:
+    id_, email, name, categories, cadence, status, created = row
+    return Subscriber(id_, email, name, tuple(json.loads(categories)), cadence, status,
+                      datetime.fromisoformat(created))
+
+
+class Store:
+    """One open database. Use as a context manager, or call `close()`."""
+
+    def __init__(self, conn: sqlite3.Connection, clock: Callable[[], datetime] = utc_now):
+        self.conn = conn
+        self.clock = clock
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @property
+    def version(self) -> int:
+        return user_version(self.conn)
+
+    def transaction(self) -> AbstractContextManager[None]:
+        return transaction(self.conn)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    # Reading
+
+    def get(self, email: str) -> Subscriber | None:
+        row = self.conn.execute(
+            f"SELECT {COLUMNS} FROM subscribers WHERE email_key = ?", (email_key(email),)
+        ).fetchone()
+        return to_subscriber(row) if row else None
+
+    def subscribers(self, status: str | None = None, cadence: str | None = None
+                    ) -> list[Subscriber]:
+        """Every subscriber (or those with `status` and `cadence`), ordered by address."""
+        rows = self.conn.execute(
+            f"SELECT {COLUMNS} FROM subscribers WHERE (?1 IS NULL OR status = ?1) "
+            "AND (?2 IS NULL OR cadence = ?2) ORDER BY email_key", (status, cadence),
+        )
+        return [to_subscriber(row) for row in rows]
+
+    def by_email_key(self) -> dict[str, Subscriber]:
+        return {email_key(s.email): s for s in self.subscribers()}
+
+    def events(self, subscriber: Subscriber) -> list[Event]:
+        rows = self.conn.execute(
+            "SELECT at, old_status, new_status, source FROM subscriber_events "
+            "WHERE subscriber_id = ? ORDER BY id", (subscriber.id,),
+        )
+        return [Event(datetime.fromisoformat(at), old, new, src) for at, old, new, src in rows]
+
+    # Writing
+
+    def insert(self, new: Sequence[NewSubscriber], source: str) -> None:
+        """Add subscribers, recording each one's first status as an event."""
+        if not new:
+            return
+        at = timestamp(self.now())
+        rows = [
+            (s.email, email_key(s.email), s.name, to_json(list(s.categories)), s.cadence,
+             s.status, timestamp(s.created) if s.created else at, secrets.token_bytes(16))
+            for s in new
+        ]
+        with self.transaction():
+            last_id = self.conn.execute("SELECT coalesce(max(id), 0) FROM subscribers").fetchone()
+            try:
+                self.conn.executemany(
+                    "INSERT INTO subscribers (email, email_key, name, categories, cadence, "
+                    "status, created_at, token_salt) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            except sqlite3.IntegrityError as exc:
+                raise StoreError(f"cannot add subscribers: {exc}") from None
+            # Holding the write lock, the new rows are exactly those after the old maximum.
+            self.conn.execute(
+                "INSERT INTO subscriber_events (subscriber_id, at, old_status, new_status, "
+                "source) SELECT id, ?, NULL, status, ? FROM subscribers WHERE id > ?",
+                (at, source, last_id[0]))
+
+    def update(self, changes: Sequence[Change], source: str) -> None:
+        """Write each change's `after`; a status change is checked and recorded as an event.
+
+        Refuses the whole batch if any change is refused, or if a subscriber's status
+        changed in the database since `before` was read.
+        """
+        for change in changes:
+            reason = refusal(change.before.status, change.after.status, source)
+            if reason:
+                raise StoreError(f"{change.before.email} {reason}")
+        if not changes:
+            return
+        with self.transaction():
+            self.write_changes(changes)
+            self.record_events(changes, source)
+
+    def write_changes(self, changes: Sequence[Change]) -> None:
+        cursor = self.conn.executemany(
+            "UPDATE subscribers SET name = ?, categories = ?, cadence = ?, status = ? "
+            "WHERE id = ? AND status = ?",
+            [(c.after.name, to_json(list(c.after.categories)), c.after.cadence,
+              c.after.status, c.before.id, c.before.status) for c in changes])
+        if cursor.rowcount != len(changes):
+            raise StoreError("subscribers changed while this ran; nothing was written: "
+                             "run it again")
+
+    def record_events(self, changes: Iterable[Change], source: str) -> None:
+        at = timestamp(self.now())
+        self.conn.executemany(
+            "INSERT INTO subscriber_events (subscriber_id, at, old_status, new_status, source) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(c.before.id, at, c.before.status, c.after.status, source)
+             for c in changes if c.before.status != c.after.status])
+
+    def remove(self, email: str) -> bool:
+        """Forget the address: its row, events and tokens, overwritten on disk (secure_delete)
+        and dropped from the WAL. Returns False if no such subscriber."""
+        with self.transaction():
+            deleted = self.conn.execute(
+                "DELETE FROM subscribers WHERE email_key = ?", (email_key(email),)).rowcount
+        if deleted:
+            self.scrub()
+        return bool(deleted)
+
+    def scrub(self) -> None:
+        """Checkpoint and truncate the WAL, so earlier copies of deleted rows are gone."""
+        busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            raise StoreError("removed, but another process is using the database: the old "
+                             "bytes stay in the -wal file until its next checkpoint")
+
+    # Unsubscribe tokens
+
+    def tokens(self, subscribers: Iterable[Subscriber], secret: str) -> dict[int, str]:
+        """Each subscriber's unsubscribe token by id, recording the hashes for look-up."""
+        check_secret(secret)
+        salts = dict(self.conn.execute("SELECT id, token_salt FROM subscribers"))
+        tokens = {s.id: derive_token(secret, salts[s.id]) for s in subscribers if s.id in salts}
+        at = timestamp(self.now())
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO unsubscribe_tokens (token_hash, subscriber_id, "
+                "created_at) VALUES (?, ?, ?)",
+                [(token_hash(token), id_, at) for id_, token in tokens.items()])
+        return tokens
+
+    def by_token(self, token: str) -> Subscriber | None:
+        """The subscriber an unsubscribe link was made for, or None."""
+        row = self.conn.execute(
+            f"SELECT {', '.join('s.' + c for c in COLUMNS.split(', '))} FROM subscribers s "
+            "JOIN unsubscribe_tokens t ON t.subscriber_id = s.id WHERE t.token_hash = ?",
+            (token_hash(token.strip()),),
+        ).fetchone()
+        return to_subscriber(row) if row else None

@@ -1,0 +1,304 @@
+"""The SQLite store: migrations, two processes, status history, tokens, forgetting."""
+
+import base64
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from digest.errors import StoreError
+from digest.store import (
+    MIGRATIONS,
+    Change,
+    NewSubscriber,
+    Store,
+    connect,
+    derive_token,
+    migrate,
+    open_store,
+)
+
+NOW = datetime(2026, 2, 23, 8, 0, tzinfo=UTC)
+SECRET = "a-test-secret-of-enough-length"
+TABLES = {"subscribers", "subscriber_events", "unsubscribe_tokens"}
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with open_store(tmp_path / "digest.db", clock=lambda: NOW) as opened:
+        yield opened
+
+
+def add(store: Store, email: str, **values) -> None:
+    store.insert([NewSubscriber(email, **values)], "cli")
+
+
+def tables(path: Path) -> set[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = "
+                                               "'table'")}
+    finally:
+        conn.close()
+
+
+# Migrations
+
+
+def test_an_empty_file_is_migrated_to_the_latest_version(tmp_path):
+    (tmp_path / "digest.db").touch()
+    with open_store(tmp_path / "digest.db") as store:
+        assert store.version == len(MIGRATIONS)
+    assert tables(tmp_path / "digest.db") >= TABLES
+
+
+@pytest.mark.parametrize("version", range(len(MIGRATIONS)))
+def test_every_earlier_version_is_migrated_keeping_its_data(tmp_path, version):
+    conn = connect(tmp_path / "digest.db")
+    assert migrate(conn, MIGRATIONS[:version]) == version
+    if version >= 1:
+        conn.execute("INSERT INTO subscribers (email, email_key, cadence, status, created_at, "
+                     "token_salt) VALUES ('ada@example.com', 'ada@example.com', 'weekly', "
+                     "'active', '2026-01-01T00:00:00+00:00', x'00')")
+    conn.close()
+    with open_store(tmp_path / "digest.db") as store:
+        assert store.version == len(MIGRATIONS)
+        assert [s.email for s in store.subscribers()] == (
+            ["ada@example.com"] if version >= 1 else [])
+
+
+def test_migrating_twice_changes_nothing(tmp_path):
+    open_store(tmp_path / "digest.db").close()
+    before = (tmp_path / "digest.db").read_bytes()
+    with open_store(tmp_path / "digest.db") as store:
+        assert migrate(store.conn) == len(MIGRATIONS)
+    assert (tmp_path / "digest.db").read_bytes() == before
+
+
+def test_later_migrations_append_in_order_and_run_once(tmp_path):
+    later = (*MIGRATIONS, ("CREATE TABLE issues (key TEXT PRIMARY KEY)",),
+             ("ALTER TABLE issues ADD COLUMN planned_at TEXT",))
+    conn = connect(tmp_path / "digest.db")
+    assert migrate(conn) == len(MIGRATIONS)
+    assert migrate(conn, later) == len(later)
+    assert migrate(conn, later) == len(later)
+    assert [row[1] for row in conn.execute("PRAGMA table_info(issues)")] == ["key", "planned_at"]
+    conn.close()
+
+
+def test_a_failing_migration_leaves_the_previous_version(tmp_path):
+    broken = (*MIGRATIONS, ("CREATE TABLE issues (key TEXT)", "NOT SQL AT ALL"))
+    conn = connect(tmp_path / "digest.db")
+    with pytest.raises(sqlite3.OperationalError):
+        migrate(conn, broken)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert "issues" not in tables(tmp_path / "digest.db")
+    conn.close()
+
+
+def test_a_database_from_a_newer_digest_is_refused(tmp_path):
+    conn = sqlite3.connect(tmp_path / "digest.db")
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(StoreError) as error:
+        open_store(tmp_path / "digest.db")
+    assert str(error.value) == (
+        f"the database is at version 99, newer than this digest knows ({len(MIGRATIONS)}): "
+        "upgrade digest")
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path):
+    (tmp_path / "digest.db").write_text("email,name\n" * 200)
+    with pytest.raises(StoreError) as error:
+        open_store(tmp_path / "digest.db")
+    assert str(error.value) == (
+        f"{tmp_path / 'digest.db'}: cannot open the database: file is not a database")
+
+
+# Two processes
+
+
+def test_the_database_is_set_up_for_two_processes(store):
+    pragma = {name: store.conn.execute(f"PRAGMA {name}").fetchone()[0]
+              for name in ("journal_mode", "busy_timeout", "foreign_keys", "secure_delete")}
+    assert pragma == {"journal_mode": "wal", "busy_timeout": 10000, "foreign_keys": 1,
+                      "secure_delete": 1}
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from digest.store import NewSubscriber, open_store
+with open_store(Path(sys.argv[1])) as store:
+    store.insert([NewSubscriber("bob@example.com")], "cli")
+"""
+
+
+def test_a_second_process_waits_for_the_writer_instead_of_failing(tmp_path, store):
+    with store.transaction():
+        add(store, "ada@example.com")
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "digest.db")],
+                                  stderr=subprocess.PIPE)
+        time.sleep(1.0)
+        assert writer.poll() is None  # waiting for the lock
+    assert writer.wait(10) == 0, writer.stderr.read()
+    writer.stderr.close()
+    assert [s.email for s in store.subscribers()] == ["ada@example.com", "bob@example.com"]
+
+
+def test_migrating_from_two_connections_at_once_is_safe(tmp_path):
+    first, second = connect(tmp_path / "digest.db"), connect(tmp_path / "digest.db")
+    assert migrate(first) == migrate(second) == len(MIGRATIONS)
+    first.close()
+    second.close()
+
+
+# Subscribers and their history
+
+
+def test_a_subscriber_is_stored_with_every_field(store):
+    add(store, "Ada@example.com", name="Ada", categories=("General AI", "Tools"),
+        cadence="daily", created=datetime(2025, 6, 3, 18, 57, 8, tzinfo=UTC))
+    subscriber = store.get("ada@EXAMPLE.com")
+    assert (subscriber.email, subscriber.name, subscriber.categories, subscriber.cadence,
+            subscriber.status, subscriber.created) == (
+        "Ada@example.com", "Ada", ("General AI", "Tools"), "daily", "active",
+        datetime(2025, 6, 3, 18, 57, 8, tzinfo=UTC))
+
+
+def test_addresses_are_unique_whatever_their_case(store):
+    add(store, "ada@example.com")
+    with pytest.raises(StoreError) as error:
+        add(store, "ADA@example.com")
+    assert str(error.value) == (
+        "cannot add subscribers: UNIQUE constraint failed: subscribers.email_key")
+
+
+def test_adding_records_the_first_status_as_an_event(store):
+    add(store, "ada@example.com", status="pending")
+    events = store.events(store.get("ada@example.com"))
+    assert [(e.at, e.old, e.new, e.source) for e in events] == [(NOW, None, "pending", "cli")]
+
+
+def test_every_status_change_is_an_event_and_other_edits_are_not(store):
+    add(store, "ada@example.com")
+    ada = store.get("ada@example.com")
+    renamed = Change(ada, replace(ada, name="Ada L."))
+    store.update([renamed], "cli")
+    store.update([Change(renamed.after, replace(renamed.after, status="bounced"))],
+                 "webhook")
+    events = store.events(ada)
+    assert [(e.old, e.new, e.source) for e in events] == [
+        (None, "active", "cli"), ("active", "bounced", "webhook")]
+
+
+@pytest.mark.parametrize("stopped", ["unsubscribed", "bounced", "complained"])
+@pytest.mark.parametrize("source", ["cli", "import", "webhook", "sync"])
+def test_only_the_reader_moves_a_stopped_address_back_to_active(store, stopped, source):
+    add(store, "ada@example.com", status=stopped)
+    ada = store.get("ada@example.com")
+    with pytest.raises(StoreError) as error:
+        store.update([Change(ada, replace(ada, status="active"))], source)
+    assert str(error.value) == (f"ada@example.com is {stopped}: only the reader can "
+                                "resubscribe, by signing up and confirming again")
+    store.update([Change(ada, replace(ada, status="active"))], "web")
+    assert store.get("ada@example.com").status == "active"
+
+
+def test_an_update_made_from_a_stale_read_is_refused(store):
+    add(store, "ada@example.com")
+    stale = store.get("ada@example.com")
+    store.update([Change(stale, replace(stale, status="unsubscribed"))], "web")
+    with pytest.raises(StoreError) as error:
+        store.update([Change(stale, replace(stale, name="Ada"))], "cli")
+    assert str(error.value) == ("subscribers changed while this ran; nothing was written: "
+                                "run it again")
+    assert store.get("ada@example.com").name == ""
+
+
+# Unsubscribe tokens
+
+
+def test_ten_thousand_tokens_are_distinct_and_at_least_128_bits(store):
+    store.insert([NewSubscriber(f"reader{i}@example.com") for i in range(10_000)], "import")
+    tokens = store.tokens(store.subscribers(), SECRET)
+    assert len(set(tokens.values())) == len(tokens) == 10_000
+    sizes = {len(base64.urlsafe_b64decode(token + "=")) for token in tokens.values()}
+    assert sizes == {32}
+
+
+def test_a_token_finds_its_subscriber_and_nothing_else_does(store):
+    add(store, "ada@example.com")
+    add(store, "bob@example.com")
+    tokens = store.tokens(store.subscribers(), SECRET)
+    ada = store.get("ada@example.com")
+    assert store.by_token(tokens[ada.id]) == ada
+    assert store.by_token(tokens[ada.id][:-1] + "A") is None
+    assert store.by_token("") is None
+
+
+def test_the_database_holds_no_working_token(tmp_path, store):
+    add(store, "ada@example.com")
+    token = store.tokens(store.subscribers(), SECRET)[store.get("ada@example.com").id]
+    store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert token.encode() not in (tmp_path / "digest.db").read_bytes()
+
+
+def test_tokens_are_the_same_at_every_send(store):
+    add(store, "ada@example.com")
+    assert store.tokens(store.subscribers(), SECRET) == store.tokens(store.subscribers(), SECRET)
+
+
+def test_links_sent_before_the_secret_changed_still_work(store):
+    add(store, "ada@example.com")
+    ada = store.get("ada@example.com")
+    old = store.tokens([ada], SECRET)[ada.id]
+    new = store.tokens([ada], "a-brand-new-secret-after-rotation")[ada.id]
+    assert old != new
+    assert store.by_token(old) == store.by_token(new) == ada
+
+
+def test_a_token_not_yet_handed_out_finds_nobody(store):
+    add(store, "ada@example.com")
+    salt = store.conn.execute("SELECT token_salt FROM subscribers").fetchone()[0]
+    assert store.by_token(derive_token(SECRET, salt)) is None
+
+
+def test_tokens_need_a_long_enough_secret(store):
+    with pytest.raises(StoreError) as error:
+        store.tokens(store.subscribers(), "short")
+    assert str(error.value) == ("unsubscribe links need a secret of at least 16 characters: "
+                                "set web.secret_key or DIGEST_SECRET_KEY")
+
+
+# Forgetting an address
+
+
+def test_remove_leaves_nothing_of_the_address_in_the_files(tmp_path, store):
+    store.insert([NewSubscriber(f"reader{i}@example.com", name=f"Reader {i}")
+                  for i in range(300)], "import")
+    add(store, "forget.me@example.com", name="Zebulon Quixote", categories=("Xylophones",))
+    forget = store.get("forget.me@example.com")
+    store.update([Change(forget, replace(forget, status="unsubscribed"))], "web")
+    store.tokens(store.subscribers(), SECRET)
+    salt = store.conn.execute("SELECT token_salt FROM subscribers WHERE id = ?",
+                              (forget.id,)).fetchone()[0]
+
+    assert store.remove("FORGET.ME@example.com")
+
+    traces = [b"forget.me", b"Zebulon", b"Xylophones", salt]
+    for path in tmp_path.glob("digest.db*"):
+        data = path.read_bytes()
+        assert [trace for trace in traces if trace in data] == [], path.name
+    assert store.conn.execute("SELECT count(*) FROM subscriber_events WHERE subscriber_id = ?",
+                              (forget.id,)).fetchone()[0] == 0
+    assert store.get("reader7@example.com").name == "Reader 7"
+
+
+def test_removing_an_unknown_address_says_so(store):
+    assert not store.remove("nobody@example.com")
