@@ -16,7 +16,8 @@ from digest import __version__, pipeline, subscriber_files, subscribers
 from digest.config import Settings, find_config, load_settings
 from digest.content import LoadResult
 from digest.errors import DigestError
-from digest.preview import write_preview
+from digest.preview import write_index, write_preview, write_segment_previews
+from digest.render import Renderer
 from digest.select import Window, cadence_window, dates_window, issue_key, manual_key
 from digest.store import CADENCES, STATUSES, Store, Subscriber, open_store
 
@@ -88,13 +89,17 @@ def cli(ctx: click.Context, config: Path | None, db: Path | None) -> None:
 @click.option("--now", type=LocalDateTime(), help="Preview the week ending at this moment.")
 @click.option("--category", "categories", multiple=True, help="Only this category (repeatable).")
 @click.option("--strict", is_flag=True, help="Fail on any problem in an article.")
+@click.option("--cadence", type=click.Choice(CADENCES), default="weekly", show_default=True,
+              help="Whose segments to preview.")
 @pass_app
 def preview(app: App, content_dir: Path | None, out: Path, since: datetime | None,
             until: datetime | None, now: datetime | None, categories: Sequence[str],
-            strict: bool) -> None:
+            strict: bool, cadence: str) -> None:
     """Write the HTML and text parts of an issue into --out.
 
-    With no window given, previews the 7 days ending at the newest article.
+    With no window given, previews the 7 days ending at the newest article. With
+    subscribers in the store, also writes one preview per segment (readers who chose the
+    same categories) and an index.html listing them.
     """
     check_window_options(since, until, now)
     settings = with_content_dir(app.settings, content_dir)
@@ -107,6 +112,38 @@ def preview(app: App, content_dir: Path | None, out: Path, since: datetime | Non
     )
     paths = write_preview(built, out)
     print_preview(built, paths, loaded, settings)
+    segments = segment_previews(settings, loaded, built, renderer, cadence)
+    print_segments(segments, write_segment_previews(built, segments, out))
+    click.echo(f"Wrote {write_index(built, segments, out)}")
+
+
+def segment_previews(settings: Settings, loaded: LoadResult, built: pipeline.Built,
+                     renderer: Renderer, cadence: str) -> list[pipeline.SegmentBuild]:
+    """One preview per segment of the store's active subscribers; none without a store."""
+    if not settings.store_path.exists():
+        return []
+    with open_store(settings.store_path) as store:
+        readers = store.subscribers(status="active", cadence=cadence)
+    return pipeline.build_segments(
+        readers, loaded.articles, cadence=cadence, key=built.issue.key,
+        window=built.issue.window, settings=settings, renderer=renderer,
+        unsubscribe_url=settings.unsubscribe_url("preview"),
+    )
+
+
+def print_segments(segments: Sequence[pipeline.SegmentBuild],
+                   written: Sequence[tuple[Path, Path]]) -> None:
+    html_paths = iter(html for html, _ in written)
+    for item in segments:
+        count = len(item.segment.recipients)
+        who = f"{count} {plural(count, 'subscriber')}"
+        if item.built is None:
+            click.echo(f"Segment {item.segment.slug} ({who}): no articles in "
+                       f"{item.segment.label} this time; it would be skipped")
+            continue
+        size, articles = item.built.email.size / 1024, len(item.built.issue.articles)
+        click.echo(f"Wrote {next(html_paths)} ({size:.1f} KB): segment {item.segment.slug}, "
+                   f"{who}, {articles} {plural(articles, 'article')}")
 
 
 @cli.command()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
@@ -13,7 +13,9 @@ from digest.content import Article, LoadOptions, LoadResult, load_articles
 from digest.errors import TemplateError
 from digest.quality import Finding, check_email
 from digest.render import Email, Renderer, Site
+from digest.segments import Segment, plan_segments
 from digest.select import Caps, Issue, Window, select
+from digest.store import Subscriber
 
 MAX_TRIM_ROUNDS = 8
 
@@ -143,3 +145,32 @@ def quality_of(built: Built, unsubscribe_url: str) -> list[Finding]:
 def span(articles: Sequence[Article]) -> Window:
     dates = [article.date for article in articles]
     return Window(min(dates) - timedelta(seconds=1), max(dates))
+
+
+@dataclass(frozen=True)
+class SegmentBuild:
+    segment: Segment
+    built: Built | None  # None: nothing in the segment's categories this time
+
+
+def build_segments(
+    subscribers: Iterable[Subscriber],
+    articles: Sequence[Article],
+    *,
+    cadence: str,
+    key: str,
+    window: Window,
+    settings: Settings,
+    renderer: Renderer,
+    unsubscribe_url: str,
+) -> list[SegmentBuild]:
+    """One render per segment (set of chosen categories), each within the size budget."""
+    plan = plan_segments(subscribers, articles, cadence=cadence, key=key, window=window,
+                         caps=caps_of(settings),
+                         category_order=settings["selection.category_order"])
+    return [
+        SegmentBuild(segment, None if segment.empty else build_issue(
+            articles, key=key, window=window, settings=settings, renderer=renderer,
+            unsubscribe_url=unsubscribe_url, categories=segment.categories))
+        for segment in plan.segments
+    ]

@@ -2,23 +2,78 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import jinja2
+
 from digest.errors import DigestError
-from digest.pipeline import Built
+from digest.pipeline import Built, SegmentBuild
+
+INDEX = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True
+).get_template("preview_index.html.j2")
 
 
 def write_preview(built: Built, out: Path, name: str | None = None) -> tuple[Path, Path]:
     """`<out>/<name>.html` and `<out>/<name>.txt`; `name` defaults to the issue key."""
     stem = safe_name(name or built.issue.key)
     html_path, text_path = out / f"{stem}.html", out / f"{stem}.txt"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        html_path.write_text(built.email.html, encoding="utf-8")
-        text_path.write_text(built.email.text, encoding="utf-8")
-    except OSError as exc:
-        raise DigestError(f"cannot write the preview into {out}: {exc.strerror}") from None
+    write(html_path, built.email.html)
+    write(text_path, built.email.text)
     return html_path, text_path
+
+
+def write_segment_previews(
+    main: Built, segments: Sequence[SegmentBuild], out: Path
+) -> list[tuple[Path, Path]]:
+    """One preview per segment that has articles: `<out>/<key>--<segment>.html/.txt`."""
+    stem = safe_name(main.issue.key)
+    return [
+        write_preview(item.built, out, f"{stem}--{item.segment.slug}")
+        for item in segments
+        if item.built is not None
+    ]
+
+
+def write_index(
+    main: Built,
+    segments: Sequence[SegmentBuild],
+    out: Path,
+    shots: Mapping[str, Sequence[str]] | None = None,
+) -> Path:
+    """`<out>/index.html`: every variant with its subscribers, articles, size and subject,
+    and the screenshots taken of it (keyed by file stem), side by side."""
+    key = safe_name(main.issue.key)
+    rows = [row("(whole issue)", "every category", None, main, key, shots or {})]
+    rows += [
+        row(item.segment.slug, item.segment.label, len(item.segment.recipients), item.built,
+            f"{key}--{item.segment.slug}", shots or {})
+        for item in segments
+    ]
+    index = out / "index.html"
+    write(index, INDEX.render(key=main.issue.key, rows=rows))
+    return index
+
+
+def row(name: str, label: str, subscribers: int | None, built: Built | None, stem: str,
+        shots: Mapping[str, Sequence[str]]) -> dict[str, object]:
+    common = {"name": name, "label": label,
+              "subscribers": "" if subscribers is None else subscribers}
+    if built is None:
+        return {**common, "articles": 0, "size": "", "subject": "nothing this time: skipped",
+                "html": None, "text": None, "shots": []}
+    return {**common, "articles": len(built.issue.articles),
+            "size": f"{built.email.size / 1024:.1f} KB", "subject": built.email.subject,
+            "html": f"{stem}.html", "text": f"{stem}.txt", "shots": list(shots.get(stem, []))}
+
+
+def write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise DigestError(f"cannot write {path}: {exc.strerror}") from None
 
 
 def safe_name(name: str) -> str:

@@ -1,0 +1,59 @@
+import shutil
+from pathlib import Path
+
+from click.testing import CliRunner
+from lxml import html as lxml_html
+
+from digest.cli import cli
+from digest.store import NewSubscriber, open_store
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def sample_site(tmp_path: Path) -> Path:
+    shutil.copytree(REPO / "content", tmp_path / "content")
+    shutil.copy(REPO / "digest.toml", tmp_path / "digest.toml")
+    return tmp_path / "digest.toml"
+
+
+def add_readers(db: Path, *readers: tuple[str, tuple[str, ...]]) -> None:
+    with open_store(db) as store:
+        store.insert([NewSubscriber(email=email, name="", categories=cats, cadence="weekly",
+                                    status="active") for email, cats in readers], "cli")
+
+
+def preview(config: Path, out: Path):
+    return CliRunner().invoke(cli, ["--config", str(config), "preview", "--out", str(out)])
+
+
+def test_without_a_store_only_the_issue_and_the_index_are_written(tmp_path):
+    config = sample_site(tmp_path)
+    result = preview(config, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "2026-11-22..2026-11-28.html", "2026-11-22..2026-11-28.txt", "index.html"]
+    assert not (tmp_path / "digest.db").exists()
+
+
+def test_one_preview_per_segment_and_an_index(tmp_path):
+    config = sample_site(tmp_path)
+    add_readers(tmp_path / "digest.db", ("a@example.com", ()), ("b@example.com", ("work",)),
+                ("c@example.com", ("Work",)), ("d@example.com", ("Gardening",)))
+    out = tmp_path / "out"
+    result = preview(config, out)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[-4].startswith(f"Wrote {out}/2026-11-22..2026-11-28--all.html (")
+    assert lines[-4].endswith("): segment all, 1 subscriber, 7 articles")
+    assert lines[-3] == ("Segment gardening (1 subscriber): no articles in Gardening this time; "
+                         "it would be skipped")
+    assert lines[-2].endswith("): segment work, 2 subscribers, 1 article")
+    assert lines[-1] == f"Wrote {out}/index.html"
+    work = (out / "2026-11-22..2026-11-28--work.txt").read_text()
+    assert "== Work ==" in work and "== General AI ==" not in work
+    rows = lxml_html.parse(str(out / "index.html")).findall(".//tr")
+    cells = [[td.text_content().strip() for td in tr.findall("td")] for tr in rows[1:]]
+    assert [(c[0], c[2], c[3]) for c in cells] == [
+        ("(whole issue) (text)", "", "7"), ("all (text)", "1", "7"),
+        ("gardening", "1", "0"), ("work (text)", "2", "1"),
+    ]
