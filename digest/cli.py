@@ -111,10 +111,13 @@ def preview(app: App, content_dir: Path | None, out: Path, since: datetime | Non
         unsubscribe_url=settings.unsubscribe_url("preview"), categories=categories,
     )
     paths = write_preview(built, out)
-    print_preview(built, paths, loaded, settings)
+    print_preview(built, paths, settings)
     segments = segment_previews(settings, loaded, built, renderer, cadence)
     print_segments(segments, write_segment_previews(built, segments, out))
     click.echo(f"Wrote {write_index(built, segments, out)}")
+    if loaded.problems:
+        click.echo(f"Skipped {loaded.skipped_files} {plural(loaded.skipped_files, 'file')} "
+                   "with problems (see the warnings above).")
 
 
 def segment_previews(settings: Settings, loaded: LoadResult, built: pipeline.Built,
@@ -204,8 +207,7 @@ def newest_date(loaded: LoadResult) -> datetime:
     return max(article.date for article in loaded.articles)
 
 
-def print_preview(built: pipeline.Built, paths: Sequence[Path], loaded: LoadResult,
-                  settings: Settings) -> None:
+def print_preview(built: pipeline.Built, paths: Sequence[Path], settings: Settings) -> None:
     html_path, text_path = paths
     issue = built.issue
     click.echo(f"Wrote {html_path} ({built.email.size / 1024:.1f} KB)")
@@ -218,9 +220,6 @@ def print_preview(built: pipeline.Built, paths: Sequence[Path], loaded: LoadResu
     if built.trimmed:
         click.echo(f"Trimmed {built.trimmed} {plural(built.trimmed, 'article')} to stay under "
                    f"the {settings['email.size_budget_kb']} KB size budget.")
-    if loaded.problems:
-        click.echo(f"Skipped {loaded.skipped_files} {plural(loaded.skipped_files, 'file')} "
-                   "with problems (see the warnings above).")
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
