@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -12,14 +14,18 @@ from typing import Any
 
 import click
 
-from digest import __version__, pipeline, subscriber_files, subscribers
+from digest import __version__, pipeline, send, subscriber_files, subscribers
 from digest.config import Settings, find_config, load_settings
 from digest.content import LoadResult
 from digest.errors import DigestError
+from digest.ledger import BATCH_SIZE, Ledger
 from digest.preview import write_index, write_preview, write_segment_previews
 from digest.render import Renderer
 from digest.select import Window, cadence_window, dates_window, issue_key, manual_key
 from digest.store import CADENCES, STATUSES, Store, Subscriber, open_store
+from digest.transports import Transport
+from digest.transports.files import FilesTransport
+from digest.transports.sendgrid import SendGridTransport
 
 
 class DigestGroup(click.Group):
@@ -161,6 +167,265 @@ def check(app: App, content_dir: Path | None) -> None:
         click.echo(line, err=not line.startswith("OK"))
     if report.errors:
         raise click.ClickException(f"{report.errors} {plural(report.errors, 'problem')} found")
+
+
+# Sending
+
+def cadence_options(command: Any) -> Any:
+    for option in reversed([
+        click.option("--now", type=LocalDateTime(),
+                     help="Run as if it were this moment (default: now)."),
+        click.option("--dry-run", is_flag=True, help="Plan and check; send and record nothing."),
+        click.option("--force", is_flag=True,
+                     help="Send even if the quality checks find errors."),
+        click.option("--resend-unknown", is_flag=True,
+                     help="Send again the batches whose outcome is unknown."),
+    ]):
+        command = option(command)
+    return command
+
+
+@cli.command()
+@cadence_options
+@pass_app
+def weekly(app: App, now: datetime | None, dry_run: bool, force: bool,
+           resend_unknown: bool) -> None:
+    """Send this week's issue to weekly subscribers: for cron, safe to run again.
+
+    The window runs from the end of the previous weekly issue (the first time, the
+    7 days before now) to now. Run twice in a week it sends once; after a crash it
+    completes the plan.
+    """
+    run_cadence(app.settings, "weekly", now, dry_run, force, resend_unknown)
+
+
+@cli.command()
+@cadence_options
+@pass_app
+def daily(app: App, now: datetime | None, dry_run: bool, force: bool,
+          resend_unknown: bool) -> None:
+    """Send today's issue to daily subscribers: for cron, safe to run again."""
+    run_cadence(app.settings, "daily", now, dry_run, force, resend_unknown)
+
+
+@cli.command("send")
+@click.option("--issue", "issue_key_", metavar="KEY", help="Complete an issue already planned.")
+@click.option("--since", type=DATE, help="First day of a manual issue (YYYY-MM-DD).")
+@click.option("--until", type=DATE, help="Last day of a manual issue (YYYY-MM-DD).")
+@click.option("--cadence", type=click.Choice(CADENCES), default="weekly", show_default=True,
+              help="Whose issue a manual one is.")
+@click.option("--to", "to", multiple=True, metavar="EMAIL",
+              help="Send a [TEST] copy to this address only (repeatable); no ledger.")
+@click.option("--dry-run", is_flag=True, help="Plan and check; send and record nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask before sending.")
+@click.option("--resend-unknown", is_flag=True,
+              help="Send again the batches whose outcome is unknown.")
+@click.option("--force", is_flag=True, help="Send even if the quality checks find errors.")
+@pass_app
+def send_command(app: App, issue_key_: str | None, since: datetime | None,
+                 until: datetime | None, cadence: str, to: Sequence[str], dry_run: bool,
+                 yes: bool, resend_unknown: bool, force: bool) -> None:
+    """Send an issue by hand: a window (--since/--until), or complete one (--issue).
+
+    Without --yes it shows the plan and asks first.
+    """
+    check_window_options(since, until, None)
+    if (issue_key_ is None) == (since is None):
+        raise click.UsageError("give either --issue KEY or --since and --until")
+    settings = app.settings
+    if to:
+        return send_test_copy(settings, since, until, issue_key_, to, force)
+    job = Job(settings, cadence, dry_run=dry_run, force=force, resend_unknown=resend_unknown,
+              ask=not yes)
+    if issue_key_ is not None:
+        return job.complete(issue_key_)
+    assert since is not None and until is not None
+    window = dates_window(since.date(), until.date(), settings.timezone)
+    job.run(manual_key(since.date(), until.date()), window, ledger_cadence="manual")
+
+
+@cli.command("issues")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_app
+def issues_command(app: App, as_json: bool) -> None:
+    """List the issues in the ledger with their recipient counts."""
+    with open_store(app.settings.store_path) as store:
+        ledger = Ledger(store)
+        rows = [issue_summary(ledger, issue) for issue in ledger.issues()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(table([["ISSUE", "CADENCE", "STATUS", "PLANNED", "ACCEPTED", "FAILED",
+                       "UNKNOWN", "SKIPPED"]] + [
+        [r["key"], r["cadence"], r["status"], *(str(r[k]) for k in (
+            "planned", "accepted", "failed", "unknown", "skipped"))] for r in rows]))
+
+
+def issue_summary(ledger: Ledger, issue: Any) -> dict[str, Any]:
+    return {"key": issue.key, "cadence": issue.cadence, "status": issue.status,
+            "window_start": issue.window.start.isoformat(),
+            "window_end": issue.window.end.isoformat(), "created_at": issue.created_at,
+            "finished_at": issue.finished_at, **ledger.counts(issue.key)}
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+                     .rstrip() for row in rows)
+
+
+def run_cadence(settings: Settings, cadence: str, now: datetime | None, dry_run: bool,
+                force: bool, resend_unknown: bool) -> None:
+    tz = settings.timezone
+    moment = (now or datetime.now(tz))
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=tz)
+    job = Job(settings, cadence, dry_run=dry_run, force=force, resend_unknown=resend_unknown)
+    job.run(issue_key(cadence, moment, tz), None, now=moment)
+
+
+class Job:
+    """One run of weekly, daily or send: lock, plan once, send, summarise."""
+
+    def __init__(self, settings: Settings, cadence: str, *, dry_run: bool, force: bool,
+                 resend_unknown: bool, ask: bool = False) -> None:
+        self.settings, self.cadence, self.dry_run = settings, cadence, dry_run
+        self.force, self.resend_unknown, self.ask = force, resend_unknown, ask
+
+    def run(self, key: str, window: Window | None, *, now: datetime | None = None,
+            ledger_cadence: str | None = None) -> None:
+        with self.locked() as store:
+            ledger = Ledger(store)
+            issue = ledger.issue(key)
+            if issue is not None and issue.status == "done":
+                click.echo(f"Issue {key} was sent on {issue.finished_at[:10]}: nothing to do.")
+                return
+            if issue is None:
+                if window is None:
+                    assert now is not None
+                    window = send.window_for(ledger, self.cadence, now)
+                if not self.plan(store, ledger, key, window, ledger_cadence or self.cadence):
+                    return
+            self.deliver(store, key)
+
+    def complete(self, key: str) -> None:
+        with self.locked() as store:
+            issue = Ledger(store).issue(key)
+            if issue is None:
+                raise DigestError(f"no issue {key} in the ledger (see: digest issues)")
+            if issue.status == "done":
+                click.echo(f"Issue {key} was sent on {issue.finished_at[:10]}: nothing to do.")
+                return
+            self.deliver(store, key)
+
+    @contextmanager
+    def locked(self) -> Iterator[Store]:
+        path = self.settings.store_path
+        with send.run_lock(path.with_name(f"{path.name}.{self.cadence}.lock")), \
+                open_store(path) as store:
+            yield store
+
+    def plan(self, store: Store, ledger: Ledger, key: str, window: Window,
+             ledger_cadence: str) -> bool:
+        loaded = load_and_warn(self.settings, strict=False)
+        if not any(article.date in window for article in loaded.articles):
+            click.echo(f"No articles from {window.start:%Y-%m-%d %H:%M} to "
+                       f"{window.end:%Y-%m-%d %H:%M}: nothing to send.")
+            return False
+        readers = store.subscribers(status="active", cadence=self.cadence)
+        plan = send.plan_issue(loaded.articles, readers, cadence=self.cadence, key=key,
+                               window=window, settings=self.settings,
+                               renderer=pipeline.renderer_for(self.settings))
+        print_plan(key, plan)
+        send.gate(plan, self.force)
+        if self.dry_run:
+            click.echo("Dry run: nothing sent, nothing recorded.")
+            return False
+        if self.ask and not click.confirm(f"Send {key} to {plan.recipients} recipients?"):
+            raise click.Abort()
+        ledger.create(key, ledger_cadence, window, plan.segments)
+        return True
+
+    def deliver(self, store: Store, key: str) -> None:
+        if self.dry_run:
+            click.echo(f"Dry run: issue {key} is planned; nothing sent.")
+            return
+        sender = send.Sender(store, transport_for(self.settings), self.settings,
+                             secret_of(self.settings))
+        counts = Ledger(store).counts(key)
+        todo = counts["pending"] + counts["failed"] + (counts["unknown"]
+                                                        if self.resend_unknown else 0)
+        with click.progressbar(length=todo, label=f"Sending {key}", file=sys.stderr) as bar:
+            sender.progress = bar.update
+            summary = sender.run(key, resend_unknown=self.resend_unknown)
+        print_summary(key, summary, counts["skipped"])
+        if not summary.ok:
+            raise SystemExit(1)
+
+
+def print_plan(key: str, plan: send.Plan) -> None:
+    segments = sum(1 for s in plan.segments if s.email)
+    click.echo(f"Plan for {key}: {plan.recipients} {plural(plan.recipients, 'recipient')} in "
+               f"{segments} {plural(segments, 'segment')}")
+    for segment in plan.segments:
+        count = len(segment.recipients)
+        if segment.email is None:
+            click.echo(f"  {segment.slug}: {count} {plural(count, 'recipient')}, "
+                       "no articles: skipped")
+            continue
+        batches = -(-count // BATCH_SIZE)
+        click.echo(f"  {segment.slug}: {count} {plural(count, 'recipient')} in {batches} "
+                   f"{plural(batches, 'batch', 'batches')}, {len(segment.articles)} articles, "
+                   f"{segment.email.size / 1024:.1f} KB")
+    for slug, finding in plan.findings:
+        click.echo(f"{finding.level.capitalize()}: segment {slug}: {finding.message}",
+                   err=True)
+
+
+def print_summary(key: str, summary: send.Summary, skipped: int) -> None:
+    for reason in summary.reasons:
+        click.echo(reason, err=True)
+    click.echo(f"Issue {key}: sent to {summary.accepted}, already sent {summary.already}, "
+               f"skipped {skipped} (empty segment), stopped since planned {summary.dropped}, "
+               f"failed {summary.failed}, unknown {summary.unknown}.")
+
+
+def transport_for(settings: Settings) -> Transport:
+    if settings["delivery.transport"] == "files":
+        return FilesTransport(settings.files_dir)
+    return SendGridTransport.from_environment(settings)
+
+
+def secret_of(settings: Settings) -> str:
+    secret = settings["web.secret_key"]
+    if not secret:
+        raise DigestError("DIGEST_SECRET_KEY is not set: each reader's unsubscribe link is "
+                          "derived from it (or set web.secret_key outside the repository)")
+    return secret
+
+
+def send_test_copy(settings: Settings, since: datetime | None, until: datetime | None,
+                   key: str | None, to: Sequence[str], force: bool) -> None:
+    """The whole issue, subject marked [TEST], to the given addresses only; no ledger."""
+    if key is not None:
+        with open_store(settings.store_path) as store:
+            issue = Ledger(store).issue(key)
+        if issue is None:
+            raise DigestError(f"no issue {key} in the ledger (see: digest issues)")
+        window = issue.window
+    else:
+        assert since is not None and until is not None
+        key = manual_key(since.date(), until.date())
+        window = dates_window(since.date(), until.date(), settings.timezone)
+    loaded = load_and_warn(settings, strict=False)
+    built = pipeline.build_issue(loaded.articles, key=key, window=window, settings=settings,
+                                 renderer=pipeline.renderer_for(settings),
+                                 unsubscribe_url=settings.unsubscribe_url("test-copy"))
+    send.gate(send.Plan((), tuple(("test", f) for f in pipeline.quality_of(
+        built, settings.unsubscribe_url("test-copy")))), force)
+    outcome = transport_for(settings).send(send.test_message(settings, built, key, to))
+    if outcome.status != "accepted":
+        raise DigestError(f"the test copy was not sent: {outcome.reason}")
+    click.echo(f"Sent a [TEST] copy of {key} to {', '.join(to)} ({outcome.message_id}).")
 
 
 def with_content_dir(settings: Settings, content_dir: Path | None) -> Settings:

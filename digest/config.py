@@ -37,6 +37,7 @@ SPEC: dict[str, tuple[type, Any]] = {
     "delivery.files_dir": (str, "outbox"),
     "sendgrid.api_url": (str, "https://api.sendgrid.com"),
     "sendgrid.asm_group_id": (int, None),
+    "sendgrid.timeout": (int, 30),
     "sendgrid.webhook_public_key": (str, ""),
     "store.path": (str, "digest.db"),
     "web.secret_key": (str, ""),
@@ -191,7 +192,8 @@ def value_problems(values: Mapping[str, Any]) -> list[str]:
         ZoneInfo(values["site.timezone"])
     except (ZoneInfoNotFoundError, ValueError):
         problems.append(f"site.timezone: unknown time zone {values['site.timezone']!r}")
-    for key in ("selection.per_category", "selection.total", "email.size_budget_kb"):
+    for key in ("selection.per_category", "selection.total", "email.size_budget_kb",
+                "sendgrid.timeout"):
         if values[key] < 1:
             problems.append(f"{key} must be at least 1, not {values[key]}")
     if values["delivery.transport"] not in TRANSPORTS:

@@ -42,7 +42,7 @@ MIN_SECRET_LENGTH = 16
 TOKEN_CONTEXT = b"digest unsubscribe token v1\x00"
 
 # Numbered migrations: migration N takes the database from user_version N-1 to N.
-# Append only; never edit one that has shipped. Later: the send ledger (issues, batches).
+# Append only; never edit one that has shipped.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         """CREATE TABLE subscribers (
@@ -73,6 +73,48 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at TEXT NOT NULL
         ) WITHOUT ROWID""",
         "CREATE INDEX unsubscribe_tokens_subscriber ON unsubscribe_tokens (subscriber_id)",
+    ),
+    (  # 2: the send ledger (see ledger.py)
+        """CREATE TABLE issues (
+            key TEXT PRIMARY KEY,
+            cadence TEXT NOT NULL,
+            window_start TEXT NOT NULL,
+            window_end TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('sending', 'done')),
+            created_at TEXT NOT NULL,
+            finished_at TEXT
+        )""",
+        """CREATE TABLE issue_segments (
+            issue_key TEXT NOT NULL REFERENCES issues (key) ON DELETE CASCADE,
+            slug TEXT NOT NULL,
+            categories TEXT NOT NULL,
+            articles TEXT NOT NULL,
+            recipients INTEGER NOT NULL,
+            subject TEXT,
+            html TEXT,
+            text TEXT,
+            PRIMARY KEY (issue_key, slug)
+        )""",
+        """CREATE TABLE batches (
+            id INTEGER PRIMARY KEY,
+            issue_key TEXT NOT NULL,
+            segment TEXT NOT NULL,
+            number INTEGER NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'in-flight', 'accepted', 'failed')),
+            message_id TEXT,
+            reason TEXT,
+            updated_at TEXT NOT NULL,
+            UNIQUE (issue_key, segment, number),
+            FOREIGN KEY (issue_key, segment) REFERENCES issue_segments (issue_key, slug)
+                ON DELETE CASCADE
+        )""",
+        """CREATE TABLE deliveries (
+            issue_key TEXT NOT NULL,
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
+            batch_id INTEGER NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
+            PRIMARY KEY (issue_key, subscriber_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX deliveries_batch ON deliveries (batch_id)",
     ),
 )
 

@@ -81,23 +81,23 @@ def test_migrating_twice_changes_nothing(tmp_path):
 
 
 def test_later_migrations_append_in_order_and_run_once(tmp_path):
-    later = (*MIGRATIONS, ("CREATE TABLE issues (key TEXT PRIMARY KEY)",),
-             ("ALTER TABLE issues ADD COLUMN planned_at TEXT",))
+    later = (*MIGRATIONS, ("CREATE TABLE notes (key TEXT PRIMARY KEY)",),
+             ("ALTER TABLE notes ADD COLUMN planned_at TEXT",))
     conn = connect(tmp_path / "digest.db")
     assert migrate(conn) == len(MIGRATIONS)
     assert migrate(conn, later) == len(later)
     assert migrate(conn, later) == len(later)
-    assert [row[1] for row in conn.execute("PRAGMA table_info(issues)")] == ["key", "planned_at"]
+    assert [row[1] for row in conn.execute("PRAGMA table_info(notes)")] == ["key", "planned_at"]
     conn.close()
 
 
 def test_a_failing_migration_leaves_the_previous_version(tmp_path):
-    broken = (*MIGRATIONS, ("CREATE TABLE issues (key TEXT)", "NOT SQL AT ALL"))
+    broken = (*MIGRATIONS, ("CREATE TABLE notes (key TEXT)", "NOT SQL AT ALL"))
     conn = connect(tmp_path / "digest.db")
     with pytest.raises(sqlite3.OperationalError):
         migrate(conn, broken)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
-    assert "issues" not in tables(tmp_path / "digest.db")
+    assert "notes" not in tables(tmp_path / "digest.db")
     conn.close()
 
 

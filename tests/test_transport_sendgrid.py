@@ -359,7 +359,7 @@ def test_repr_names_the_url_but_not_the_key(server):
 
 
 def settings(api_url: str) -> Settings:
-    return Settings(root=Path("."), values={"sendgrid.api_url": api_url})
+    return Settings(root=Path("."), values={"sendgrid.api_url": api_url, "sendgrid.timeout": 30})
 
 
 def test_from_environment_needs_the_key():

@@ -167,7 +167,7 @@ class SendGridTransport:
         key = (os.environ if environ is None else environ).get("SENDGRID_API_KEY", "")
         if not key.strip():
             raise DeliveryError(MISSING_KEY)
-        return cls(key.strip(), settings["sendgrid.api_url"])
+        return cls(key.strip(), settings["sendgrid.api_url"], timeout=settings["sendgrid.timeout"])
 
     def __repr__(self) -> str:
         return (

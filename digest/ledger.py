@@ -1,0 +1,180 @@
+"""The send ledger: issues, their frozen plan, batches and who is in each batch.
+
+Every batch is written before its request (`in-flight`) and after it (`accepted` with
+SendGrid's message id, or `failed` with the reason). A batch left `in-flight` by a
+crash or a read time-out is *unknown*: it may have been delivered, so it is only sent
+again when the operator says so. Each subscriber is in at most one batch per issue
+(the primary key of `deliveries`), so a plan can never address anyone twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from digest.render import Email
+from digest.select import Window
+from digest.store import Store, timestamp
+
+BATCH_SIZE = 1000  # SendGrid's limit of personalizations (and recipients) per request
+
+
+@dataclass(frozen=True)
+class PlannedSegment:
+    slug: str
+    categories: tuple[str, ...]
+    articles: tuple[str, ...]  # slugs, in the order sent
+    email: Email | None  # None: nothing for these categories this time (skipped)
+    recipients: tuple[int, ...]  # subscriber ids
+
+
+@dataclass(frozen=True)
+class IssueRow:
+    key: str
+    cadence: str
+    window: Window
+    status: str
+    created_at: str
+    finished_at: str | None
+
+
+@dataclass(frozen=True)
+class Batch:
+    id: int
+    segment: str
+    number: int
+    status: str
+    message_id: str | None
+    reason: str | None
+    recipients: tuple[int, ...]
+
+    @property
+    def unknown(self) -> bool:
+        return self.status == "in-flight"
+
+
+class Ledger:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.conn = store.conn
+
+    def issue(self, key: str) -> IssueRow | None:
+        row = self.conn.execute(
+            "SELECT key, cadence, window_start, window_end, status, created_at, finished_at "
+            "FROM issues WHERE key = ?", (key,)).fetchone()
+        return issue_row(row) if row else None
+
+    def issues(self) -> list[IssueRow]:
+        rows = self.conn.execute(
+            "SELECT key, cadence, window_start, window_end, status, created_at, finished_at "
+            "FROM issues ORDER BY window_end, key")
+        return [issue_row(row) for row in rows]
+
+    def last_window_end(self, cadence: str, before: datetime) -> datetime | None:
+        """Where the previous issue of `cadence` stopped, so the next one starts there."""
+        ends = [issue.window.end for issue in self.issues()
+                if issue.cadence == cadence and issue.window.end <= before]
+        return max(ends, default=None)
+
+    def create(self, key: str, cadence: str, window: Window,
+               segments: Sequence[PlannedSegment]) -> None:
+        """Freeze the plan: the issue, each segment's email, and the batches, at once."""
+        now = timestamp(self.store.now())
+        with self.store.transaction():
+            self.conn.execute(
+                "INSERT INTO issues (key, cadence, window_start, window_end, status, "
+                "created_at) VALUES (?, ?, ?, ?, 'sending', ?)",
+                (key, cadence, window.start.isoformat(), window.end.isoformat(), now))
+            for segment in segments:
+                self.add_segment(key, segment, now)
+
+    def add_segment(self, key: str, segment: PlannedSegment, now: str) -> None:
+        email = segment.email
+        self.conn.execute(
+            "INSERT INTO issue_segments (issue_key, slug, categories, articles, recipients, "
+            "subject, html, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (key, segment.slug, json.dumps(segment.categories), json.dumps(segment.articles),
+             len(segment.recipients), email and email.subject, email and email.html,
+             email and email.text))
+        if email is None:
+            return
+        for number, start in enumerate(range(0, len(segment.recipients), BATCH_SIZE), 1):
+            batch_id = self.conn.execute(
+                "INSERT INTO batches (issue_key, segment, number, status, updated_at) "
+                "VALUES (?, ?, ?, 'pending', ?)", (key, segment.slug, number, now)).lastrowid
+            self.conn.executemany(
+                "INSERT INTO deliveries (issue_key, subscriber_id, batch_id) VALUES (?, ?, ?)",
+                [(key, id_, batch_id) for id_ in segment.recipients[start:start + BATCH_SIZE]])
+
+    def batches(self, key: str) -> list[Batch]:
+        members: dict[int, list[int]] = {}
+        for batch_id, subscriber_id in self.conn.execute(
+                "SELECT batch_id, subscriber_id FROM deliveries WHERE issue_key = ? "
+                "ORDER BY subscriber_id", (key,)):
+            members.setdefault(batch_id, []).append(subscriber_id)
+        rows = self.conn.execute(
+            "SELECT id, segment, number, status, message_id, reason FROM batches "
+            "WHERE issue_key = ? ORDER BY segment, number", (key,))
+        return [Batch(*row, recipients=tuple(members.get(row[0], ()))) for row in rows]
+
+    def segments(self, key: str) -> list[tuple[str, tuple[str, ...], int, Email | None]]:
+        """(slug, categories, recipients, email) of each segment of the plan."""
+        rows = self.conn.execute(
+            "SELECT slug, categories, recipients, subject, html, text FROM issue_segments "
+            "WHERE issue_key = ? ORDER BY slug", (key,))
+        return [(slug, tuple(json.loads(cats)), count,
+                 Email(subject, "", html, text) if html is not None else None)
+                for slug, cats, count, subject, html, text in rows]
+
+    def email(self, key: str, segment: str) -> Email:
+        subject, html, text = self.conn.execute(
+            "SELECT subject, html, text FROM issue_segments WHERE issue_key = ? AND slug = ?",
+            (key, segment)).fetchone()
+        return Email(subject, "", html, text)
+
+    def mark(self, batch_id: int, status: str, *, message_id: str | None = None,
+             reason: str | None = None) -> None:
+        """Record a batch's state now (each call is its own committed transaction)."""
+        with self.store.transaction():
+            self.conn.execute(
+                "UPDATE batches SET status = ?, message_id = ?, reason = ?, updated_at = ? "
+                "WHERE id = ?", (status, message_id, reason, timestamp(self.store.now()),
+                                 batch_id))
+
+    def drop_recipients(self, batch_id: int, subscriber_ids: Iterable[int]) -> None:
+        """Take readers who stopped since the plan out of a batch not yet accepted."""
+        with self.store.transaction():
+            self.conn.executemany(
+                "DELETE FROM deliveries WHERE batch_id = ? AND subscriber_id = ?",
+                [(batch_id, id_) for id_ in subscriber_ids])
+
+    def finish_if_complete(self, key: str) -> bool:
+        left = self.conn.execute(
+            "SELECT count(*) FROM batches WHERE issue_key = ? AND status != 'accepted'",
+            (key,)).fetchone()[0]
+        if left == 0:
+            with self.store.transaction():
+                self.conn.execute(
+                    "UPDATE issues SET status = 'done', finished_at = ? WHERE key = ?",
+                    (timestamp(self.store.now()), key))
+        return left == 0
+
+    def counts(self, key: str) -> dict[str, int]:
+        """Recipients by batch status, plus `skipped` (segments with nothing to send)."""
+        counts = dict(self.conn.execute(
+            "SELECT b.status, count(*) FROM deliveries d JOIN batches b ON b.id = d.batch_id "
+            "WHERE d.issue_key = ? GROUP BY b.status", (key,)).fetchall())
+        skipped = self.conn.execute(
+            "SELECT coalesce(sum(recipients), 0) FROM issue_segments "
+            "WHERE issue_key = ? AND html IS NULL", (key,)).fetchone()[0]
+        return {"planned": sum(counts.values()), "accepted": counts.get("accepted", 0),
+                "failed": counts.get("failed", 0), "unknown": counts.get("in-flight", 0),
+                "pending": counts.get("pending", 0), "skipped": skipped}
+
+
+def issue_row(row: Sequence[str]) -> IssueRow:
+    key, cadence, start, end, status, created, finished = row
+    window = Window(datetime.fromisoformat(start), datetime.fromisoformat(end))
+    return IssueRow(key, cadence, window, status, created, finished)

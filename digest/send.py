@@ -1,0 +1,238 @@
+"""Send an issue: plan it once (segments and batches, frozen in the ledger), then send
+every batch not yet accepted, recording each before and after its request.
+
+A crash or a rerun never sends anyone the same issue twice: accepted batches are never
+resent, and a batch whose outcome is unknown (in flight when the run died, or a read
+time-out) is reported and left alone unless the operator passes --resend-unknown.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import parseaddr
+from pathlib import Path
+
+from digest import pipeline
+from digest.config import Settings
+from digest.content import Article
+from digest.errors import DeliveryError
+from digest.ledger import Batch, Ledger, PlannedSegment
+from digest.quality import Finding
+from digest.render import UNSUBSCRIBE_TAG, Email, Renderer
+from digest.select import Window
+from digest.store import Store, Subscriber
+from digest.transports import Message, Outcome, Recipient, Transport, list_unsubscribe_headers
+
+WORKERS = 4  # requests in flight at once
+
+
+@dataclass(frozen=True)
+class Plan:
+    segments: tuple[PlannedSegment, ...]
+    findings: tuple[tuple[str, Finding], ...]  # (segment slug, finding)
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"segment {slug}: {f.message}" for slug, f in self.findings if f.level == "error"]
+
+    @property
+    def recipients(self) -> int:
+        return sum(len(s.recipients) for s in self.segments if s.email is not None)
+
+
+@dataclass
+class Summary:
+    accepted: int = 0  # recipients accepted in this run
+    already: int = 0  # recipients accepted by an earlier run
+    failed: int = 0
+    unknown: int = 0
+    dropped: int = 0  # readers who stopped between the plan and their batch
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed or self.unknown)
+
+
+def window_for(ledger: Ledger, cadence: str, now: datetime) -> Window:
+    """From the end of the previous issue of `cadence` (else one period back) to `now`."""
+    days = 1 if cadence == "daily" else 7
+    start = ledger.last_window_end(cadence, now) or now - timedelta(days=days)
+    return Window(start, now)
+
+
+def plan_issue(articles: Sequence[Article], readers: Sequence[Subscriber], *, cadence: str,
+               key: str, window: Window, settings: Settings, renderer: Renderer) -> Plan:
+    """One render per segment, with the per-recipient unsubscribe URL left as a tag."""
+    builds = pipeline.build_segments(
+        readers, articles, cadence=cadence, key=key, window=window, settings=settings,
+        renderer=renderer, unsubscribe_url=UNSUBSCRIBE_TAG)
+    segments, findings = [], []
+    for item in builds:
+        built = item.built
+        segments.append(PlannedSegment(
+            item.segment.slug, item.segment.categories,
+            tuple(a.slug for a in built.issue.articles) if built else (),
+            built.email if built else None, tuple(r.id for r in item.segment.recipients)))
+        if built is not None:
+            findings += [(item.segment.slug, f)
+                         for f in pipeline.quality_of(built, UNSUBSCRIBE_TAG)]
+    return Plan(tuple(segments), tuple(findings))
+
+
+def gate(plan: Plan, force: bool) -> None:
+    """Refuse to send an email with an error-level quality problem, unless forced."""
+    if plan.errors and not force:
+        raise DeliveryError("not sending: " + "; ".join(plan.errors)
+                            + " (fix the templates or content, or pass --force)")
+
+
+@contextmanager
+def run_lock(path: Path) -> Iterator[None]:
+    """Held by this process for the whole run; the OS drops it if the process dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise DeliveryError(f"another run is sending ({holder}); "
+                                "try again when it has finished") from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+
+
+class Sender:
+    """Sends the batches of one planned issue through a transport."""
+
+    def __init__(self, store: Store, transport: Transport, settings: Settings, secret: str,
+                 *, workers: int = WORKERS,
+                 progress: Callable[[int], None] = lambda recipients: None) -> None:
+        self.store, self.ledger = store, Ledger(store)
+        self.transport, self.settings, self.secret = transport, settings, secret
+        self.workers, self.progress = workers, progress
+
+    def run(self, key: str, *, resend_unknown: bool = False) -> Summary:
+        summary = Summary()
+        batches = self.ledger.batches(key)
+        todo = [b for b in batches if b.status in ("pending", "failed")
+                or (b.unknown and resend_unknown)]
+        for batch in batches:
+            self.count_untouched(batch, summary, resend_unknown)
+        self.send_all(key, todo, summary)
+        self.ledger.finish_if_complete(key)
+        return summary
+
+    def count_untouched(self, batch: Batch, summary: Summary, resend_unknown: bool) -> None:
+        if batch.status == "accepted":
+            summary.already += len(batch.recipients)
+        elif batch.unknown and not resend_unknown:
+            summary.unknown += len(batch.recipients)
+            summary.reasons.append(
+                f"batch {batch.segment}#{batch.number} ({len(batch.recipients)} recipients): "
+                f"outcome unknown ({batch.reason or 'the run stopped while it was in flight'}); "
+                "left alone: check SendGrid's activity, then rerun with --resend-unknown "
+                "if it was not delivered")
+
+    def send_all(self, key: str, todo: Sequence[Batch], summary: Summary) -> None:
+        readers = {s.id: s for s in self.store.subscribers()}
+        emails: dict[str, Email] = {}
+        running: dict[Future[Outcome], Batch] = {}
+        with ThreadPoolExecutor(self.workers) as pool:
+            for batch in todo:
+                while len(running) >= self.workers:
+                    self.collect(running, summary)
+                email = emails.setdefault(batch.segment, self.ledger.email(key, batch.segment))
+                message = self.message(key, batch, email, readers, summary)
+                if message is None:
+                    continue
+                self.ledger.mark(batch.id, "in-flight")
+                running[pool.submit(self.transport.send, message)] = batch
+            while running:
+                self.collect(running, summary)
+
+    def collect(self, running: dict[Future[Outcome], Batch], summary: Summary) -> None:
+        """Wait for at least one request to finish and record what came back."""
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            batch = running.pop(future)
+            try:
+                outcome = future.result()
+            except DeliveryError as exc:
+                outcome = Outcome("failed", reason=str(exc))
+            self.record(batch, outcome, summary)
+
+    def record(self, batch: Batch, outcome: Outcome, summary: Summary) -> None:
+        count = len(batch.recipients)
+        label = f"batch {batch.segment}#{batch.number} ({count} recipients)"
+        if outcome.status == "accepted":
+            self.ledger.mark(batch.id, "accepted", message_id=outcome.message_id)
+            summary.accepted += count
+        elif outcome.status == "failed":
+            self.ledger.mark(batch.id, "failed", reason=outcome.reason)
+            summary.failed += count
+            summary.reasons.append(f"{label}: failed: {outcome.reason}")
+        else:
+            self.ledger.mark(batch.id, "in-flight", reason=outcome.reason)
+            summary.unknown += count
+            summary.reasons.append(f"{label}: outcome unknown: {outcome.reason}")
+        self.progress(count)
+
+    def message(self, key: str, batch: Batch, email: Email, readers: dict[int, Subscriber],
+                summary: Summary) -> Message | None:
+        """The batch's message, without readers who stopped since the plan."""
+        stopped = [i for i in batch.recipients
+                   if i not in readers or readers[i].status != "active"]
+        if stopped:
+            self.ledger.drop_recipients(batch.id, stopped)
+            summary.dropped += len(stopped)
+        active = [readers[i] for i in batch.recipients if i not in stopped]
+        if not active:
+            self.ledger.mark(batch.id, "accepted", reason="every reader in it had stopped")
+            return None
+        tokens = self.store.tokens(active, self.secret)
+        return compose(self.settings, email, active, tokens, key=key, segment=batch.segment)
+
+
+def compose(settings: Settings, email: Email, readers: Sequence[Subscriber],
+            tokens: dict[int, str], *, key: str, segment: str) -> Message:
+    """One request: the segment's email with each reader's own unsubscribe link."""
+    from_name, from_email = parseaddr(settings["email.from"])
+    if not from_email:
+        raise DeliveryError("email.from is not set in the configuration (the sender address)")
+    group = settings["sendgrid.asm_group_id"]
+    recipients = []
+    for reader in readers:
+        url = settings.unsubscribe_url(tokens[reader.id])
+        headers = {} if group else list_unsubscribe_headers(url, settings["unsubscribe.mailto"])
+        recipients.append(Recipient(reader.email, reader.name or None,
+                                    {UNSUBSCRIBE_TAG: url}, headers))
+    return Message(
+        subject=email.subject, html=email.html, text=email.text, from_email=from_email,
+        from_name=from_name or None, reply_to=settings["email.reply_to"] or None,
+        recipients=tuple(recipients), categories=("digest", key),
+        custom_args={"issue": key, "segment": segment}, asm_group_id=group)
+
+
+def test_message(settings: Settings, built: pipeline.Built, key: str,
+                 to: Sequence[str]) -> Message:
+    """A [TEST] copy for `to`; the unsubscribe link is a harmless placeholder."""
+    from_name, from_email = parseaddr(settings["email.from"])
+    if not from_email:
+        raise DeliveryError("email.from is not set in the configuration (the sender address)")
+    email = built.email
+    return Message(
+        subject=f"[TEST] {email.subject}", html=email.html, text=email.text,
+        from_email=from_email, from_name=from_name or None,
+        reply_to=settings["email.reply_to"] or None,
+        recipients=tuple(Recipient(address) for address in to),
+        categories=("digest-test", key), custom_args={"issue": key, "test": "yes"})

@@ -1,0 +1,305 @@
+"""Sending through the real sendgrid client to the local SendGrid server, and the ledger."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sendgrid_server import SendGridServer
+
+from digest.cli import cli
+from digest.ledger import Ledger
+from digest.send import run_lock
+from digest.store import NewSubscriber, open_store
+
+API_KEY = "SG.never-print-me.0123456789"
+SECRET = "test-secret-0123456789"
+NOW = "2026-11-29T08:00"
+CATEGORIES = ["Work", "Tools", "Research", "Policy", "Health", "Culture"]
+
+
+def write_site(root: Path, server_url: str = "http://127.0.0.1:9", extra: str = "") -> Path:
+    (root / "digest.toml").write_text(
+        '[site]\nname = "Send Test"\nbase_url = "https://send.example.org"\n'
+        'timezone = "Europe/Berlin"\n'
+        '[email]\nfrom = "Send Test <news@send.example.org>"\n'
+        'postal_address = "1 Test Street, Testville"\n'
+        f'[sendgrid]\napi_url = "{server_url}"\ntimeout = 2\n' + extra)
+    content = root / "content"
+    content.mkdir()
+    for day, category in enumerate(CATEGORIES, start=22):
+        (content / f"2026-11-{day}-{category.lower()}-story.md").write_text(
+            f"---\ntitle: A {category} story\ndate: '2026-11-{day}T10:00'\n"
+            f"category: {category}\nexcerpt: What happened in {category} this week.\n---\nBody.\n")
+    return root / "digest.toml"
+
+
+def add_readers(root: Path, count: int, segments: int = 6) -> list[str]:
+    """`count` weekly readers spread over `segments` category choices."""
+    readers = [NewSubscriber(email=f"reader{i}@example.com", name=f"Reader {i}",
+                             categories=(CATEGORIES[i % segments],), cadence="weekly",
+                             status="active") for i in range(count)]
+    with open_store(root / "digest.db") as store:
+        store.insert(readers, "cli")
+    return [r.email for r in readers]
+
+
+@pytest.fixture
+def env(monkeypatch):
+    monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
+    monkeypatch.setenv("DIGEST_SECRET_KEY", SECRET)
+    monkeypatch.delenv("SENDGRID_API_URL", raising=False)
+    monkeypatch.delenv("DIGEST_DB", raising=False)
+
+
+def digest(config: Path, *args: str):
+    return CliRunner().invoke(cli, ["--config", str(config), *args])
+
+
+def ledger_counts(root: Path, key: str = "2026-W48") -> dict[str, int]:
+    with open_store(root / "digest.db") as store:
+        return Ledger(store).counts(key)
+
+
+def test_weekly_sends_each_reader_once_with_their_own_unsubscribe_link(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url)
+        emails = add_readers(tmp_path, 30)
+        result = digest(config, "weekly", "--now", NOW)
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines()[-1] == (
+            "Issue 2026-W48: sent to 30, already sent 0, skipped 0 (empty segment), "
+            "stopped since planned 0, failed 0, unknown 0.")
+        assert server.accepted_count_by_address() == dict.fromkeys(emails, 1)
+        bodies = [a.body for a in server.accepted]
+    assert len(bodies) == 6  # one request per segment
+    body = bodies[0]
+    assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
+    assert body["categories"] == ["digest", "2026-W48"]
+    assert body["custom_args"]["issue"] == "2026-W48"
+    person = body["personalizations"][0]
+    url = person["substitutions"]["-unsubscribe_url-"]
+    assert url.startswith("https://send.example.org/unsubscribe/")
+    assert person["to"][0]["email"] not in url
+    assert person["headers"] == {"List-Unsubscribe": f"<{url}>",
+                                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    assert 'href="-unsubscribe_url-"' in body["content"][1]["value"]
+    with open_store(tmp_path / "digest.db") as store:
+        assert store.by_token(url.rsplit("/", 1)[1]).email == person["to"][0]["email"]
+
+
+def test_run_twice_in_a_week_sends_once(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url)
+        add_readers(tmp_path, 12)
+        assert digest(config, "weekly", "--now", NOW).exit_code == 0
+        second = digest(config, "weekly", "--now", "2026-11-29T20:00")
+        assert (second.exit_code, second.stdout) == (
+            0, "Issue 2026-W48 was sent on 2026-11-29: nothing to do.\n")
+        assert len(server.accepted) == 6
+
+
+def test_asm_group_replaces_own_unsubscribe_headers(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url, "asm_group_id = 4242\n")
+        add_readers(tmp_path, 6)
+        assert digest(config, "weekly", "--now", NOW).exit_code == 0
+        body = server.accepted[0].body
+    assert body["asm"] == {"group_id": 4242}
+    assert "headers" not in body["personalizations"][0]
+
+
+def test_under_30_percent_faults_everyone_gets_exactly_one(tmp_path, env, monkeypatch):
+    monkeypatch.setattr("digest.transports.sendgrid.backoff", lambda attempt: 0.01)
+    with SendGridServer(api_key=API_KEY, fault_rate=0.3, seed=7) as server:
+        config = write_site(tmp_path, server.url)
+        emails = add_readers(tmp_path, 60)
+        for _ in range(5):  # reruns complete what retries could not
+            result = digest(config, "weekly", "--now", NOW)
+            if result.exit_code == 0:
+                break
+        assert result.exit_code == 0, result.output
+        assert server.accepted_count_by_address() == dict.fromkeys(emails, 1)
+        assert any(status >= 429 for status in server.statuses)
+
+
+def test_failed_batch_is_reported_exit_1_and_retried_by_the_next_run(tmp_path, env,
+                                                                      monkeypatch):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url)
+        emails = add_readers(tmp_path, 6, segments=1)
+        monkeypatch.setenv("SENDGRID_API_KEY", "SG.wrong")
+        failed = digest(config, "weekly", "--now", NOW)
+        assert failed.exit_code == 1
+        assert "failed: SendGrid refused the request (401): The provided authorization grant " \
+               "is invalid, expired, or revoked." in failed.stderr
+        assert ledger_counts(tmp_path)["failed"] == 6
+        monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
+        again = digest(config, "weekly", "--now", NOW)
+        assert again.exit_code == 0, again.output
+        assert server.accepted_count_by_address() == dict.fromkeys(emails, 1)
+
+
+def test_read_time_out_leaves_the_batch_unknown(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url, extra="")
+        add_readers(tmp_path, 3, segments=1)
+        server.set_delay(3)
+        result = digest(config, "weekly", "--now", NOW)
+        assert result.exit_code == 1
+        assert "outcome unknown: SendGrid did not answer within 2 s" in result.stderr
+        server.set_delay(0)
+        rerun = digest(config, "weekly", "--now", NOW)
+        assert rerun.exit_code == 1
+        assert "left alone: check SendGrid's activity, then rerun with --resend-unknown" in (
+            rerun.stderr)
+        assert len(server.accepted) == 1  # accepted once, never resent on its own
+        resent = digest(config, "weekly", "--now", NOW, "--resend-unknown")
+        assert resent.exit_code == 0, resent.output
+        assert len(server.accepted) == 2
+
+
+def test_dry_run_sends_and_records_nothing(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url)
+        add_readers(tmp_path, 6)
+        result = digest(config, "weekly", "--now", NOW, "--dry-run")
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines()[0] == "Plan for 2026-W48: 6 recipients in 6 segments"
+        assert result.stdout.splitlines()[-1] == "Dry run: nothing sent, nothing recorded."
+        assert server.accepted == []
+    with open_store(tmp_path / "digest.db") as store:
+        assert Ledger(store).issues() == []
+
+
+def test_no_articles_in_the_window_is_not_an_error(tmp_path, env):
+    config = write_site(tmp_path)
+    add_readers(tmp_path, 2)
+    result = digest(config, "weekly", "--now", "2027-03-01T08:00")
+    assert (result.exit_code, result.stdout) == (
+        0, "No articles from 2027-02-22 08:00 to 2027-03-01 08:00: nothing to send.\n")
+
+
+def test_a_second_run_while_one_is_sending_exits_at_once(tmp_path, env):
+    config = write_site(tmp_path)
+    add_readers(tmp_path, 2)
+    with run_lock(tmp_path / "digest.db.weekly.lock"):
+        result = digest(config, "weekly", "--now", NOW)
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: another run is sending (pid {os.getpid()}); "
+                             "try again when it has finished\n")
+
+
+def test_test_copy_goes_to_the_given_address_only_and_leaves_the_ledger(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url)
+        add_readers(tmp_path, 6)
+        result = digest(config, "send", "--since", "2026-11-22", "--until", "2026-11-28",
+                        "--to", "editor@example.com")
+        assert result.exit_code == 0, result.output
+        assert server.accepted_count_by_address() == {"editor@example.com": 1}
+        assert server.accepted[0].body["subject"].startswith("[TEST] Send Test: 6 new articles")
+    with open_store(tmp_path / "digest.db") as store:
+        assert Ledger(store).issues() == []
+
+
+def test_manual_send_asks_first_and_sends_with_yes(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url)
+        emails = add_readers(tmp_path, 6)
+        args = ["send", "--since", "2026-11-22", "--until", "2026-11-28"]
+        declined = CliRunner().invoke(cli, ["--config", str(config), *args], input="n\n")
+        assert declined.exit_code == 1
+        assert "Send 2026-11-22..2026-11-28 to 6 recipients? [y/N]" in declined.output
+        assert server.accepted == []
+        result = digest(config, *args, "--yes")
+        assert result.exit_code == 0, result.output
+        assert server.accepted_count_by_address() == dict.fromkeys(emails, 1)
+        listed = digest(config, "issues")
+        assert listed.stdout.splitlines()[1].split() == [
+            "2026-11-22..2026-11-28", "manual", "done", "6", "6", "0", "0", "0"]
+
+
+def test_quality_errors_block_the_send_unless_forced(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url)
+        add_readers(tmp_path, 1, segments=1)
+        (tmp_path / "templates").mkdir()
+        shipped = (Path(__file__).parent.parent / "templates" / "email.mjml.j2").read_text()
+        (tmp_path / "templates" / "email.mjml.j2").write_text(
+            shipped.replace('<a href="{{ article.url }}">', '<a href="/relative">'))
+        blocked = digest(config, "weekly", "--now", NOW)
+        assert blocked.exit_code == 1
+        assert 'segment work: The URL "/relative" is not an absolute https:// or mailto: URL' \
+            in blocked.stderr
+        assert server.accepted == []
+        forced = digest(config, "weekly", "--now", NOW, "--force")
+        assert forced.exit_code == 0, forced.output
+        assert len(server.accepted) == 1
+
+
+def test_the_key_appears_nowhere(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url, '[delivery]\ntransport = "sendgrid"\n')
+        add_readers(tmp_path, 6)
+        server.script(500, 429)
+        result = digest(config, "weekly", "--now", NOW)
+        files = digest(config.parent / "digest.toml", "issues", "--json")
+    everything = result.output + result.stderr + files.output
+    assert API_KEY not in everything
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert API_KEY.encode() not in path.read_bytes(), path
+
+
+def test_files_transport_writes_what_each_reader_gets(tmp_path, env):
+    config = write_site(tmp_path, extra='[delivery]\ntransport = "files"\nfiles_dir = "out"\n')
+    emails = add_readers(tmp_path, 4, segments=2)
+    result = digest(config, "weekly", "--now", NOW)
+    assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(written) == 4
+    assert all(any(e in name for e in emails) for name in written)
+    raw = (tmp_path / "out" / written[0]).read_bytes()
+    assert b"List-Unsubscribe: <https://send.example.org/unsubscribe/" in raw
+    assert b"-unsubscribe_url-" not in raw
+
+
+# A real process, killed mid-send
+
+def run_weekly_process(config: Path, server_url: str) -> subprocess.Popen:
+    env = {**os.environ, "SENDGRID_API_KEY": API_KEY, "DIGEST_SECRET_KEY": SECRET,
+           "SENDGRID_API_URL": server_url}
+    return subprocess.Popen([sys.executable, "-m", "digest", "--config", str(config), "weekly",
+                             "--now", NOW], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("k", [0, 2, 5])
+def test_killed_after_k_accepted_batches_then_rerun(tmp_path, k):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url)
+        emails = add_readers(tmp_path, 36)
+        server.hold_after(k, timeout=20)
+        process = run_weekly_process(config, server.url)
+        try:
+            server.wait_accepted(k, timeout=20)
+            server.wait_held(1, timeout=20)
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.communicate(timeout=10)
+        server.release()  # what was held reaches "SendGrid" after all: outcome unknown
+        rerun = run_weekly_process(config, server.url)
+        out, err = rerun.communicate(timeout=60)
+        counts = server.accepted_count_by_address()
+    assert all(count == 1 for count in counts.values()), counts
+    ledger = ledger_counts(tmp_path)
+    assert ledger["accepted"] + ledger["unknown"] == len(emails)
+    assert ledger["failed"] == ledger["pending"] == 0
+    assert set(counts) <= set(emails)
+    assert rerun.returncode == (1 if ledger["unknown"] else 0), out + err
+    if ledger["unknown"]:
+        assert "outcome unknown" in err
