@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from typing import Any
 
 from digest.cache import cache_path
 from digest.config import Settings
@@ -151,6 +155,11 @@ def span(articles: Sequence[Article]) -> Window:
 class SegmentBuild:
     segment: Segment
     built: Built | None  # None: nothing in the segment's categories this time
+    findings: tuple[Finding, ...] = ()  # quality checks of its email, when asked for
+
+
+PARALLEL_RENDER_FROM = 24  # segments before rendering moves to a process per core
+_job: dict[str, Any] = {}  # what forked render workers inherit
 
 
 def build_segments(
@@ -163,14 +172,40 @@ def build_segments(
     settings: Settings,
     renderer: Renderer,
     unsubscribe_url: str,
+    check: bool = False,
 ) -> list[SegmentBuild]:
-    """One render per segment (set of chosen categories), each within the size budget."""
+    """One render per segment (set of chosen categories), each within the size budget;
+    with `check`, each email's quality findings too. Many segments render on every core."""
     plan = plan_segments(subscribers, articles, cadence=cadence, key=key, window=window,
                          caps=caps_of(settings),
                          category_order=settings["selection.category_order"])
-    return [
-        SegmentBuild(segment, None if segment.empty else build_issue(
-            articles, key=key, window=window, settings=settings, renderer=renderer,
-            unsubscribe_url=unsubscribe_url, categories=segment.categories))
-        for segment in plan.segments
-    ]
+    todo = [segment.categories for segment in plan.segments if not segment.empty]
+    job = {"articles": articles, "key": key, "window": window, "settings": settings,
+           "renderer": renderer, "unsubscribe_url": unsubscribe_url, "check": check}
+    results = iter(render_many(todo, job))
+    return [SegmentBuild(segment, None) if segment.empty else SegmentBuild(segment, *next(results))
+            for segment in plan.segments]
+
+
+def render_many(category_sets: Sequence[tuple[str, ...]], job: dict[str, Any]
+                ) -> list[tuple[Built, tuple[Finding, ...]]]:
+    workers = min(os.cpu_count() or 1, 4)
+    if len(category_sets) < PARALLEL_RENDER_FROM or workers < 2:
+        return [render_one(categories, job) for categories in category_sets]
+    _job.update(job)  # inherited by the forked workers, never pickled
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            return list(pool.map(render_one, category_sets, chunksize=4))
+    finally:
+        _job.clear()
+
+
+def render_one(categories: tuple[str, ...], job: dict[str, Any] | None = None
+               ) -> tuple[Built, tuple[Finding, ...]]:
+    job = job or _job
+    built = build_issue(job["articles"], key=job["key"], window=job["window"],
+                        settings=job["settings"], renderer=job["renderer"],
+                        unsubscribe_url=job["unsubscribe_url"], categories=categories)
+    findings = quality_of(built, job["unsubscribe_url"]) if job["check"] else []
+    return built, tuple(findings)

@@ -72,17 +72,15 @@ def plan_issue(articles: Sequence[Article], readers: Sequence[Subscriber], *, ca
     """One render per segment, with the per-recipient unsubscribe URL left as a tag."""
     builds = pipeline.build_segments(
         readers, articles, cadence=cadence, key=key, window=window, settings=settings,
-        renderer=renderer, unsubscribe_url=UNSUBSCRIBE_TAG)
-    segments, findings = [], []
-    for item in builds:
-        built = item.built
-        segments.append(PlannedSegment(
-            item.segment.slug, item.segment.categories,
-            tuple(a.slug for a in built.issue.articles) if built else (),
-            built.email if built else None, tuple(r.id for r in item.segment.recipients)))
-        if built is not None:
-            findings += [(item.segment.slug, f)
-                         for f in pipeline.quality_of(built, UNSUBSCRIBE_TAG)]
+        renderer=renderer, unsubscribe_url=UNSUBSCRIBE_TAG, check=True)
+    segments = [
+        PlannedSegment(item.segment.slug, item.segment.categories,
+                       tuple(a.slug for a in item.built.issue.articles) if item.built else (),
+                       item.built.email if item.built else None,
+                       tuple(r.id for r in item.segment.recipients))
+        for item in builds
+    ]
+    findings = [(item.segment.slug, finding) for item in builds for finding in item.findings]
     return Plan(tuple(segments), tuple(findings))
 
 
@@ -120,6 +118,7 @@ class Sender:
         self.store, self.ledger = store, Ledger(store)
         self.transport, self.settings, self.secret = transport, settings, secret
         self.workers, self.progress = workers, progress
+        self.tokens: dict[int, str] = {}
 
     def run(self, key: str, *, resend_unknown: bool = False) -> Summary:
         summary = Summary()
@@ -145,6 +144,9 @@ class Sender:
 
     def send_all(self, key: str, todo: Sequence[Batch], summary: Summary) -> None:
         readers = {s.id: s for s in self.store.subscribers()}
+        planned = {i for batch in todo for i in batch.recipients}
+        self.tokens = self.store.tokens(
+            [r for i, r in readers.items() if i in planned and r.status == "active"], self.secret)
         emails: dict[str, Email] = {}
         running: dict[Future[Outcome], Batch] = {}
         with ThreadPoolExecutor(self.workers) as pool:
@@ -199,8 +201,7 @@ class Sender:
         if not active:
             self.ledger.mark(batch.id, "accepted", reason="every reader in it had stopped")
             return None
-        tokens = self.store.tokens(active, self.secret)
-        return compose(self.settings, email, active, tokens, key=key, segment=batch.segment)
+        return compose(self.settings, email, active, self.tokens, key=key, segment=batch.segment)
 
 
 def compose(settings: Settings, email: Email, readers: Sequence[Subscriber],

@@ -410,8 +410,8 @@ class Store:
     def tokens(self, subscribers: Iterable[Subscriber], secret: str) -> dict[int, str]:
         """Each subscriber's unsubscribe token by id, recording the hashes for look-up."""
         check_secret(secret)
-        salts = dict(self.conn.execute("SELECT id, token_salt FROM subscribers"))
-        tokens = {s.id: derive_token(secret, salts[s.id]) for s in subscribers if s.id in salts}
+        salts = self.salts([s.id for s in subscribers])
+        tokens = {id_: derive_token(secret, salt) for id_, salt in salts.items()}
         at = timestamp(self.now())
         with self.transaction():
             self.conn.executemany(
@@ -419,6 +419,16 @@ class Store:
                 "created_at) VALUES (?, ?, ?)",
                 [(token_hash(token), id_, at) for id_, token in tokens.items()])
         return tokens
+
+    def salts(self, ids: Sequence[int]) -> dict[int, bytes]:
+        """The token salts of these subscribers (in chunks: SQLite limits parameters)."""
+        salts: dict[int, bytes] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            salts.update(self.conn.execute(
+                f"SELECT id, token_salt FROM subscribers WHERE id IN ({marks})", chunk))
+        return salts
 
     def by_token(self, token: str) -> Subscriber | None:
         """The subscriber an unsubscribe link was made for, or None."""

@@ -57,3 +57,14 @@ def test_one_preview_per_segment_and_an_index(tmp_path):
         ("(whole issue) (text)", "", "7"), ("all (text)", "1", "7"),
         ("gardening", "1", "0"), ("work (text)", "2", "1"),
     ]
+
+
+def test_many_segments_render_in_parallel_with_the_same_result(tmp_path, monkeypatch):
+    config = sample_site(tmp_path)
+    add_readers(tmp_path / "digest.db", ("a@example.com", ()), ("b@example.com", ("work",)),
+                ("c@example.com", ("Tools", "Policy")), ("d@example.com", ("Research",)))
+    assert preview(config, tmp_path / "serial").exit_code == 0
+    monkeypatch.setattr("digest.pipeline.PARALLEL_RENDER_FROM", 1)
+    assert preview(config, tmp_path / "parallel").exit_code == 0
+    for path in (tmp_path / "serial").iterdir():
+        assert path.read_bytes() == (tmp_path / "parallel" / path.name).read_bytes()
