@@ -491,6 +491,50 @@ def plural(count: int, word: str, many: str | None = None) -> str:
     return word if count == 1 else (many or f"{word}s")
 
 
+# Live preview
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port to listen on (0: any free port).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on: only 127.0.0.1 is allowed.")
+@click.option("--content", "content_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Articles folder (default: content.dir from the config).")
+@click.option("--since", type=DATE, help="First day of the window (YYYY-MM-DD, inclusive).")
+@click.option("--until", type=DATE, help="Last day of the window (YYYY-MM-DD, inclusive).")
+@click.option("--now", type=LocalDateTime(), help="Preview the week ending at this moment.")
+@pass_app
+def serve(app: App, port: int, host: str, content_dir: Path | None, since: datetime | None,
+          until: datetime | None, now: datetime | None) -> None:
+    """Serve live previews on http://127.0.0.1:PORT/ until Ctrl-C.
+
+    The page shows the issue and each segment's variant at phone or desktop width, with
+    its text part and quality checks, and reloads itself when a template, an article or
+    the configuration changes. A render error is shown on the page until it is fixed.
+    """
+    from digest import serve as live
+
+    check_window_options(since, until, now)
+    if since is not None and until is not None and until < since:
+        raise click.UsageError(f"--until {until:%Y-%m-%d} is before --since {since:%Y-%m-%d}")
+    settings = with_content_dir(app.settings, content_dir)
+    period = live.Period(since.date() if since else None, until.date() if until else None, now)
+    server, url = live.make_server(settings, host, port, period=period,
+                                   config=find_config(app.config_path, Path.cwd()))
+    snapshot = server.live.current()
+    if snapshot.error:
+        click.echo(f"Warning: {snapshot.error} (shown on the page until fixed)", err=True)
+    click.echo(f"Serving previews of {snapshot.key or settings.site_name} at {url} "
+               "(Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("Stopped")
+    finally:
+        server.server_close()
+
+
 # Subscribers
 
 

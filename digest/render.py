@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -185,8 +185,34 @@ def mjml_to_html(source: str) -> str:
     return inline_css(html)
 
 
+class CachingPremailer(Premailer):
+    """Premailer that parses each stylesheet once per process, not once per email.
+
+    Every segment's email carries the same <style> blocks, and parsing them with
+    cssutils is most of premailer's time (about 20 of 24 ms per email); the inlining
+    itself is unchanged. The caches only grow with distinct stylesheets (templates).
+    """
+
+    parsed: ClassVar[dict[tuple[Any, ...], tuple[list[Any], list[Any]]]] = {}
+    serialized: ClassVar[dict[tuple[Any, ...], str]] = {}
+
+    def _parse_style_rules(self, css_body: str, ruleset_index: int) -> tuple[list[Any], list[Any]]:
+        key = (css_body, ruleset_index, self.strip_important, self.disable_validation)
+        if key not in self.parsed:
+            self.parsed[key] = super()._parse_style_rules(css_body, ruleset_index)
+        rules, leftover = self.parsed[key]
+        return list(rules), list(leftover)
+
+    def _css_rules_to_string(self, rules: list[Any]) -> str:
+        # Leftover rules are the cached parse's own objects, so their ids are stable.
+        key = tuple(rule if isinstance(rule, tuple) else id(rule) for rule in rules)
+        if key not in self.serialized:
+            self.serialized[key] = super()._css_rules_to_string(rules)
+        return self.serialized[key]
+
+
 def inline_css(html: str) -> str:
-    inlined = Premailer(
+    inlined = CachingPremailer(
         html,
         allow_network=False,
         keep_style_tags=False,
