@@ -19,8 +19,9 @@ from digest.config import Settings, find_config, load_settings
 from digest.content import LoadResult
 from digest.errors import DigestError
 from digest.ledger import BATCH_SIZE, Ledger
-from digest.preview import write_index, write_preview, write_segment_previews
+from digest.preview import write_eml_files, write_index, write_preview, write_segment_previews
 from digest.render import Renderer
+from digest.screenshots import take_screenshots
 from digest.select import Window, cadence_window, dates_window, issue_key, manual_key
 from digest.store import CADENCES, STATUSES, Store, Subscriber, open_store
 from digest.transports import Transport
@@ -97,10 +98,14 @@ def cli(ctx: click.Context, config: Path | None, db: Path | None) -> None:
 @click.option("--strict", is_flag=True, help="Fail on any problem in an article.")
 @click.option("--cadence", type=click.Choice(CADENCES), default="weekly", show_default=True,
               help="Whose segments to preview.")
+@click.option("--screenshots", is_flag=True,
+              help="Also write phone and desktop PNGs of each email (needs Chromium).")
+@click.option("--eml", is_flag=True,
+              help="Also write each email as the .eml message a reader would get.")
 @pass_app
 def preview(app: App, content_dir: Path | None, out: Path, since: datetime | None,
             until: datetime | None, now: datetime | None, categories: Sequence[str],
-            strict: bool, cadence: str) -> None:
+            strict: bool, cadence: str, screenshots: bool, eml: bool) -> None:
     """Write the HTML and text parts of an issue into --out.
 
     With no window given, previews the 7 days ending at the newest article. With
@@ -119,8 +124,16 @@ def preview(app: App, content_dir: Path | None, out: Path, since: datetime | Non
     paths = write_preview(built, out)
     print_preview(built, paths, settings)
     segments = segment_previews(settings, loaded, built, renderer, cadence)
-    print_segments(segments, write_segment_previews(built, segments, out))
-    click.echo(f"Wrote {write_index(built, segments, out)}")
+    written = write_segment_previews(built, segments, out)
+    print_segments(segments, written)
+    html_files = [paths[0], *(html for html, _ in written)]
+    if eml:
+        for path in write_eml_files(settings, built, segments, out):
+            click.echo(f"Wrote {path}")
+    shots = take_screenshots(html_files) if screenshots else {}
+    for names in shots.values():
+        click.echo(f"Wrote {', '.join(str(out / name) for name in names)}")
+    click.echo(f"Wrote {write_index(built, segments, out, shots)}")
     if loaded.problems:
         click.echo(f"Skipped {loaded.skipped_files} {plural(loaded.skipped_files, 'file')} "
                    "with problems (see the warnings above).")

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from email.utils import parseaddr
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jinja2
 
+from digest.config import Settings
 from digest.errors import DigestError
 from digest.pipeline import Built, SegmentBuild
+from digest.transports import Message, Recipient, list_unsubscribe_headers
+from digest.transports.files import build_eml
 
 INDEX = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True
@@ -79,3 +85,41 @@ def write(path: Path, text: str) -> None:
 def safe_name(name: str) -> str:
     """Issue keys are safe already (`2026-W48`, `2026-11-01..2026-11-07`); keep them so."""
     return "".join(c if c.isalnum() or c in "-._" else "-" for c in name)
+
+
+def write_eml_files(settings: Settings, main: Built, segments: Sequence[SegmentBuild],
+                    out: Path) -> list[Path]:
+    """`<out>/<stem>.eml`: each variant as the RFC 5322 message a reader would get
+    (multipart/alternative, text first, List-Unsubscribe headers), to open in a mail client."""
+    key = safe_name(main.issue.key)
+    variants = [(key, main)] + [(f"{key}--{item.segment.slug}", item.built)
+                                for item in segments if item.built is not None]
+    paths = []
+    for stem, built in variants:
+        path = out / f"{stem}.eml"
+        message = preview_message(settings, built, main.issue.key)
+        data = build_eml(message, message.recipients[0],
+                         message_id=f"<{stem}@preview.invalid>", date=datetime.now(UTC))
+        write_bytes(path, data)
+        paths.append(path)
+    return paths
+
+
+def preview_message(settings: Settings, built: Built, key: str) -> Message:
+    name, address = parseaddr(settings["email.from"])
+    unsubscribe = settings.unsubscribe_url("preview")
+    reader = Recipient("reader@example.com", "A Reader", {},
+                       list_unsubscribe_headers(unsubscribe, settings["unsubscribe.mailto"]))
+    return Message(
+        subject=built.email.subject, html=built.email.html, text=built.email.text,
+        from_email=address or f"newsletter@{urlsplit(settings.base_url).hostname}",
+        from_name=name or settings.site_name, reply_to=settings["email.reply_to"] or None,
+        recipients=(reader,), categories=("digest", key), custom_args={"issue": key})
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as exc:
+        raise DigestError(f"cannot write {path}: {exc.strerror}") from None
