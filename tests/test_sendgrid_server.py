@@ -476,3 +476,14 @@ def test_runs_as_a_script_and_prints_its_url():
         finally:
             proc.terminate()
             proc.wait(timeout=5)
+
+
+def test_without_schema_checks_the_limits_still_hold():
+    with SendGridServer(api_key=API_KEY, schema=False) as lean:
+        client = SendGridAPIClient(API_KEY, host=lean.url)
+        people = [{"to": to(f"reader{n}@example.com")} for n in range(1001)]
+        error = rejection(client, message(*people))
+        assert isinstance(error, BadRequestsError)
+        no_from = message({"to": to("ada@example.com")})
+        del no_from["from"]
+        assert post(client, no_from).status_code == 202  # the schema would refuse it
