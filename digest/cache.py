@@ -12,13 +12,13 @@ import contextlib
 import hashlib
 import os
 import pickle
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from digest import __version__
+from digest.fileio import write_atomically
 
 CACHE_FORMAT = 1
 Stamp = tuple[int, int]
@@ -86,15 +86,3 @@ def read_entries(path: Path | None, fingerprint: str) -> dict[str, tuple[Stamp, 
     except Exception:  # a corrupt or foreign cache is simply rebuilt
         return {}
     return entries if stored_fingerprint == fingerprint else {}
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(temp, path)
-    except OSError:
-        Path(temp).unlink(missing_ok=True)
-        raise

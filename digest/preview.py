@@ -12,6 +12,7 @@ import jinja2
 
 from digest.config import Settings
 from digest.errors import DigestError
+from digest.fileio import write_atomically
 from digest.pipeline import Built, SegmentBuild
 from digest.transports import Message, Recipient, list_unsubscribe_headers
 from digest.transports.files import build_eml
@@ -75,11 +76,7 @@ def row(name: str, label: str, subscribers: int | None, built: Built | None, ste
 
 
 def write(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise DigestError(f"cannot write {path}: {exc.strerror}") from None
+    write_bytes(path, text.encode("utf-8"))
 
 
 def safe_name(name: str) -> str:
@@ -119,7 +116,6 @@ def preview_message(settings: Settings, built: Built, key: str) -> Message:
 
 def write_bytes(path: Path, data: bytes) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        write_atomically(path, data)
     except OSError as exc:
         raise DigestError(f"cannot write {path}: {exc.strerror}") from None

@@ -9,9 +9,7 @@ their own headers (List-Unsubscribe …), and `X-Digest-Categories` /
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -21,6 +19,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 
+from digest.fileio import write_atomically
 from digest.transports import Message, Outcome, Recipient, check_message
 
 # Headers are written unfolded up to RFC 5322's 998 characters: at 78, the stdlib
@@ -70,18 +69,6 @@ def eml_name(message: Message, index: int, recipient: Recipient) -> str:
     """`<issue or 'message'>--<index>--<safe email>.eml`, e.g. `2026-W48--0003--ann@x.org.eml`."""
     issue = UNSAFE.sub("_", message.custom_args.get("issue") or "message")
     return f"{issue}--{index:04d}--{UNSAFE.sub('_', recipient.email.lower())}.eml"
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Readers see the whole file or none: a temporary file beside it, then a rename."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 class FilesTransport:
