@@ -338,15 +338,13 @@ def parse_date(value: Any, fallback: date | None, tz: ZoneInfo) -> datetime:
     raise ValueError(f"cannot read {value!r} as a date")
 
 
-def parse_date_text(text: str) -> date | datetime:
+def parse_date_text(text: str) -> datetime:
+    """ISO 8601 (a plain date is its midnight), `2026/11/03`, or an RFC 2822 date."""
     cleaned = text.strip()
     try:
-        parsed = datetime.fromisoformat(cleaned.replace("/", "-"))
+        return datetime.fromisoformat(cleaned.replace("/", "-"))
     except ValueError:
-        parsed = None
-    if parsed is not None:
-        is_plain_date = len(cleaned) == 10
-        return parsed.date() if is_plain_date else parsed
+        pass
     try:
         return parsedate_to_datetime(cleaned)
     except (TypeError, ValueError, IndexError):
