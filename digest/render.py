@@ -112,6 +112,7 @@ class Renderer:
             "articles": articles,
             "count": len(articles),
             "period": period,
+            "when": when(period),
             "top_categories": [s.category for s in issue.sections if s.articles][:2],
             "issue_label": window_label(issue, self.site.timezone),
             "intro": intro(len(articles), issue.more, period),
@@ -157,8 +158,12 @@ def window_label(issue: Issue, tz: ZoneInfo) -> str:
 
 def intro(count: int, more: int, period: str) -> str:
     noun = "article" if count == 1 else "articles"
-    text = f"{count} {noun} this {period}"
+    text = f"{count} {noun} {when(period)}"
     return f"{text}, and {more} more on the site." if more else f"{text}."
+
+
+def when(period: str) -> str:
+    return "today" if period == "day" else f"this {period}"
 
 
 def one_line(text: str) -> str:

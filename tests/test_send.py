@@ -1,5 +1,6 @@
 """Sending through the real sendgrid client to the local SendGrid server, and the ledger."""
 
+import json
 import os
 import signal
 import subprocess
@@ -303,3 +304,65 @@ def test_killed_after_k_accepted_batches_then_rerun(tmp_path, k):
     assert rerun.returncode == (1 if ledger["unknown"] else 0), out + err
     if ledger["unknown"]:
         assert "outcome unknown" in err
+
+
+def test_daily_sends_the_day_to_daily_readers_only(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url)
+        weekly = add_readers(tmp_path, 2)
+        with open_store(tmp_path / "digest.db") as store:
+            store.insert([NewSubscriber(email="day@example.com", name="", categories=(),
+                                        cadence="daily", status="active")], "cli")
+        result = digest(config, "daily", "--now", "2026-11-27T12:00")
+        assert result.exit_code == 0, result.output
+        assert server.accepted_count_by_address() == {"day@example.com": 1}
+        assert set(weekly).isdisjoint(server.accepted_count_by_address())
+        assert server.accepted[0].body["categories"] == ["digest", "2026-11-27"]
+        text = server.accepted[0].body["content"][0]["value"]
+        assert "A Culture story" in text  # the 27th, 10:00
+        assert "A Health story" not in text  # the 26th, 10:00: before the day's window
+        assert "1 article today." in text
+
+
+def test_send_issue_completes_a_planned_issue(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url)
+        emails = add_readers(tmp_path, 6, segments=2)
+        server.script(500, 500, 500, 500, 500, 500, 500, 500, 500, 500)
+        first = digest(config, "weekly", "--now", NOW)
+        assert first.exit_code == 1
+        done = digest(config, "send", "--issue", "2026-W48", "--yes")
+        assert done.exit_code == 0, done.output
+        assert done.stdout.splitlines()[-1] == (
+            "Issue 2026-W48: sent to 6, already sent 0, skipped 0 (empty segment), "
+            "stopped since planned 0, failed 0, unknown 0.")
+        assert server.accepted_count_by_address() == dict.fromkeys(emails, 1)
+        unknown = digest(config, "send", "--issue", "2026-W99", "--yes")
+        assert (unknown.exit_code, unknown.stderr) == (
+            1, "Error: no issue 2026-W99 in the ledger (see: digest issues)\n")
+
+
+def test_a_reader_who_stopped_after_the_plan_is_not_sent(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url)
+        emails = add_readers(tmp_path, 3, segments=1)
+        server.script(*[503] * 5)  # the first run fails its only batch
+        assert digest(config, "weekly", "--now", NOW).exit_code == 1
+        assert digest(config, "subscribers", "unsubscribe", emails[0]).exit_code == 0
+        rerun = digest(config, "weekly", "--now", NOW)
+        assert rerun.exit_code == 0, rerun.output
+        assert "stopped since planned 1" in rerun.stdout
+        assert server.accepted_count_by_address() == dict.fromkeys(emails[1:], 1)
+
+
+def test_issues_json_is_stable(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url)
+        add_readers(tmp_path, 2, segments=1)
+        assert digest(config, "weekly", "--now", NOW).exit_code == 0
+    [row] = json.loads(digest(config, "issues", "--json").stdout)
+    assert sorted(row) == ["accepted", "cadence", "created_at", "failed", "finished_at",
+                           "key", "pending", "planned", "skipped", "status", "unknown",
+                           "window_end", "window_start"]
+    assert (row["key"], row["window_start"], row["window_end"]) == (
+        "2026-W48", "2026-11-22T08:00:00+01:00", "2026-11-29T08:00:00+01:00")
