@@ -50,6 +50,7 @@ def add_readers(root: Path, count: int, segments: int = 6) -> list[str]:
 
 @pytest.fixture
 def env(monkeypatch):
+    monkeypatch.setattr("digest.transports.sendgrid.backoff", lambda attempt: 0.01)
     monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
     monkeypatch.setenv("DIGEST_SECRET_KEY", SECRET)
     monkeypatch.delenv("SENDGRID_API_URL", raising=False)
@@ -113,8 +114,7 @@ def test_asm_group_replaces_own_unsubscribe_headers(tmp_path, env):
     assert "headers" not in body["personalizations"][0]
 
 
-def test_under_30_percent_faults_everyone_gets_exactly_one(tmp_path, env, monkeypatch):
-    monkeypatch.setattr("digest.transports.sendgrid.backoff", lambda attempt: 0.01)
+def test_under_30_percent_faults_everyone_gets_exactly_one(tmp_path, env):
     with SendGridServer(api_key=API_KEY, fault_rate=0.3, seed=7) as server:
         config = write_site(tmp_path, server.url)
         emails = add_readers(tmp_path, 60)
