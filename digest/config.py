@@ -41,6 +41,8 @@ SPEC: dict[str, tuple[type, Any]] = {
     "sendgrid.webhook_public_key": (str, ""),
     "store.path": (str, "digest.db"),
     "web.secret_key": (str, ""),
+    "web.base_url": (str, ""),
+    "web.proxies": (int, 0),
 }
 ENV_OVERRIDES = {
     "SENDGRID_API_URL": "sendgrid.api_url",
@@ -99,6 +101,15 @@ class Settings:
     @property
     def files_dir(self) -> Path:
         return self.root / self.values["delivery.files_dir"]
+
+    @property
+    def web_url(self) -> str:
+        """Where the readers' web app is reached: web.base_url, else site.base_url."""
+        return (self.values.get("web.base_url") or self.values["site.base_url"]).rstrip("/")
+
+    def preferences_url(self, token: str) -> str:
+        """The reader's page for choosing topics and cadence (`digest web`)."""
+        return f"{self.web_url}/preferences/{token}"
 
     def unsubscribe_url(self, token: str) -> str:
         return self.values["unsubscribe.url"].format(base_url=self.base_url, token=token)
@@ -196,6 +207,11 @@ def value_problems(values: Mapping[str, Any]) -> list[str]:
                 "sendgrid.timeout"):
         if values[key] < 1:
             problems.append(f"{key} must be at least 1, not {values[key]}")
+    web_url = values["web.base_url"]
+    if web_url and not web_url.startswith(("https://", "http://")):
+        problems.append(f"web.base_url must be an absolute http(s) URL, not {web_url!r}")
+    if values["web.proxies"] < 0:
+        problems.append(f"web.proxies must be 0 or more, not {values['web.proxies']}")
     if values["delivery.transport"] not in TRANSPORTS:
         problems.append(
             f"delivery.transport must be one of {', '.join(TRANSPORTS)}, "

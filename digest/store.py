@@ -37,6 +37,12 @@ STOPPED = frozenset({"unsubscribed", "bounced", "complained"})
 CADENCES = ("weekly", "daily")
 SOURCES = ("cli", "import", "web", "webhook", "sync")
 RESUBSCRIBING_SOURCES = frozenset({"web"})  # only the reader, confirming again
+# (source, event) pairs that are the reader's own action elsewhere, and the only moves
+# each may make: resubscribing on SendGrid's page for the unsubscribe group undoes a
+# group unsubscribe, never a bounce or a spam report.
+READER_EVENTS: dict[tuple[str, str], frozenset[tuple[str, str]]] = {
+    ("webhook", "group_resubscribe"): frozenset({("unsubscribed", "active")}),
+}
 BUSY_TIMEOUT_S = 10.0
 MIN_SECRET_LENGTH = 16
 TOKEN_CONTEXT = b"digest unsubscribe token v1\x00"
@@ -116,6 +122,31 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID""",
         "CREATE INDEX deliveries_batch ON deliveries (batch_id)",
     ),
+    (  # 3: what SendGrid's event webhook reported (see feedback.py); no address stored
+        """CREATE TABLE webhook_events (
+            sg_event_id TEXT PRIMARY KEY,
+            received_at TEXT NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX webhook_events_received ON webhook_events (received_at)",
+        """CREATE TABLE issue_activity (
+            issue_key TEXT NOT NULL REFERENCES issues (key) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('delivered', 'opened', 'clicked', 'bounced',
+                'complained', 'unsubscribed')),
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
+            at TEXT NOT NULL,
+            PRIMARY KEY (issue_key, kind, subscriber_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX issue_activity_subscriber ON issue_activity (subscriber_id)",
+        """CREATE TABLE soft_bounces (
+            id INTEGER PRIMARY KEY,
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
+            issue_key TEXT REFERENCES issues (key) ON DELETE SET NULL,
+            at TEXT NOT NULL,
+            classification TEXT,
+            smtp_status TEXT
+        )""",
+        "CREATE INDEX soft_bounces_subscriber ON soft_bounces (subscriber_id)",
+    ),
 )
 
 to_json = json.JSONEncoder(ensure_ascii=False).encode
@@ -145,10 +176,12 @@ class Subscriber:
 
 @dataclass(frozen=True)
 class Change:
-    """One subscriber before and after an edit; the store writes `after`."""
+    """One subscriber before and after an edit; the store writes `after`. `event` names
+    what caused it where that matters to `refusal` (a SendGrid webhook event)."""
 
     before: Subscriber
     after: Subscriber
+    event: str | None = None
 
 
 @dataclass(frozen=True)
@@ -164,9 +197,11 @@ def email_key(email: str) -> str:
     return email.strip().lower()
 
 
-def refusal(old: str, new: str, source: str) -> str | None:
+def refusal(old: str, new: str, source: str, event: str | None = None) -> str | None:
     """Why `source` may not move a subscriber from `old` to `new`, or None if it may."""
     if old in STOPPED and new not in STOPPED and source not in RESUBSCRIBING_SOURCES:
+        if event is not None and (old, new) in READER_EVENTS.get((source, event), ()):
+            return None
         return f"is {old}: only the reader can resubscribe, by signing up and confirming again"
     return None
 
@@ -309,6 +344,11 @@ class Store:
         ).fetchone()
         return to_subscriber(row) if row else None
 
+    def by_id(self, id_: int) -> Subscriber | None:
+        row = self.conn.execute(
+            f"SELECT {COLUMNS} FROM subscribers WHERE id = ?", (id_,)).fetchone()
+        return to_subscriber(row) if row else None
+
     def subscribers(self, status: str | None = None, cadence: str | None = None
                     ) -> list[Subscriber]:
         """Every subscriber (or those with `status` and `cadence`), ordered by address."""
@@ -361,7 +401,7 @@ class Store:
         changed in the database since `before` was read.
         """
         for change in changes:
-            reason = refusal(change.before.status, change.after.status, source)
+            reason = refusal(change.before.status, change.after.status, source, change.event)
             if reason:
                 raise StoreError(f"{change.before.email} {reason}")
         if not changes:

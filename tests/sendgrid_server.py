@@ -12,6 +12,15 @@ express, and answers the way SendGrid documents (status, error body, rate-limit
 headers, ``X-Message-Id``). Tests can script faults, inject random ones with a
 seed, delay answers and hold requests; it records every accepted request.
 
+It also serves the suppression lists ``digest sync`` reads, seeded by tests
+(``set_suppressions``, ``set_group_suppressions``): ``GET /v3/suppression/
+{unsubscribes,bounces,spam_reports,invalid_emails}`` page by ``limit`` (at most
+500, SendGrid's maximum page size: a larger one is capped) and ``offset``;
+``GET /v3/asm/groups/{id}/suppressions`` answers the whole list as plain
+addresses, as SendGrid documents no paging for it. They check the key too, and
+``fail_suppressions`` makes them answer a fault; the scripted faults, delays and
+holds are for mail/send only.
+
 It only binds to 127.0.0.1. Run it by hand with
 ``python tests/sendgrid_server.py --port 8025 --api-key KEY [--fault-rate 0.3]``.
 """
@@ -25,6 +34,7 @@ import functools
 import json
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -34,12 +44,22 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from jsonschema import Draft202012Validator, ValidationError
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "fixtures" / "sendgrid" / "mail_send_schema.json"
 MAIL_SEND_PATH = "/v3/mail/send"
 HOST = "127.0.0.1"
+SUPPRESSION_LISTS = {
+    "/v3/suppression/unsubscribes": "unsubscribes",
+    "/v3/suppression/bounces": "bounces",
+    "/v3/suppression/spam_reports": "spam_reports",
+    "/v3/suppression/invalid_emails": "invalid_emails",
+}
+GROUP_SUPPRESSIONS = re.compile(r"/v3/asm/groups/(\d+)/suppressions")
+MAX_PAGE_SIZE = 500
+SUPPRESSION_CREATED = 1_764_000_000  # the `created` time of seeded entries
 
 MAX_BODY_BYTES = 30 * 1024 * 1024
 MAX_RECIPIENTS = 1000
@@ -399,6 +419,36 @@ def _bounded(seconds: float, limit: float, what: str) -> float:
     return float(seconds)
 
 
+# ---------------------------------------------------------------- suppression lists
+
+
+def suppression_entry(kind: str, email: str) -> dict[str, Any]:
+    """One entry of a suppression list, in the shape SendGrid's API reference gives."""
+    entry: dict[str, Any] = {"created": SUPPRESSION_CREATED, "email": email}
+    if kind == "bounces":
+        entry |= {"reason": "550 5.1.1 The email account that you tried to reach does "
+                            "not exist.", "status": "5.1.1"}
+    elif kind == "spam_reports":
+        entry["ip"] = "10.63.202.100"
+    elif kind == "invalid_emails":
+        entry["reason"] = "Mail domain mentioned in email address is unknown"
+    return entry
+
+
+def page_window(query: str) -> tuple[int, int] | Reply:
+    """(limit, offset) from a query string, the limit capped at 500; 400 if not numbers."""
+    params = parse_qs(query)
+    try:
+        limit = int(params.get("limit", [MAX_PAGE_SIZE])[-1])
+        offset = int(params.get("offset", [0])[-1])
+    except ValueError:
+        return json_reply(400, [problem("limit and offset must be integers", None)])
+    if limit < 1 or offset < 0:
+        return json_reply(400, [problem("limit must be at least 1 and offset at least 0",
+                                        None)])
+    return min(limit, MAX_PAGE_SIZE), offset
+
+
 # ---------------------------------------------------------------- server
 
 
@@ -438,6 +488,10 @@ class SendGridServer:
         self._hold_timeout = 10.0
         self._held = 0
         self._window = (0, 0)
+        self._suppressions: dict[str, list[dict[str, Any]]] = {}
+        self._groups: dict[int, list[str]] = {}
+        self._suppression_fault: int | None = None
+        self._suppression_requests: list[str] = []
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -533,6 +587,34 @@ class SendGridServer:
             if not self._cond.wait_for(ready, timeout=seconds):
                 raise TimeoutError(f"{state()} after {seconds} s")
 
+    # -- suppression lists (thread-safe)
+
+    def set_suppressions(self, kind: str, emails: Iterable[str]) -> None:
+        """Seed one list: ``unsubscribes``, ``bounces``, ``spam_reports`` or
+        ``invalid_emails``; answered in this order."""
+        if kind not in SUPPRESSION_LISTS.values():
+            raise ValueError(f"unknown suppression list {kind!r}")
+        with self._cond:
+            self._suppressions[kind] = [suppression_entry(kind, e) for e in emails]
+
+    def set_group_suppressions(self, group_id: int, emails: Iterable[str]) -> None:
+        """Seed the addresses that unsubscribed from unsubscribe group ``group_id``."""
+        with self._cond:
+            self._groups[group_id] = list(emails)
+
+    def fail_suppressions(self, status: int | None) -> None:
+        """Answer every suppression request with this fault status (None: stop)."""
+        if status is not None and status not in FAULT_STATUSES:
+            raise ValueError(f"the status must be among {FAULT_STATUSES}, got {status}")
+        with self._cond:
+            self._suppression_fault = status
+
+    @property
+    def suppression_requests(self) -> list[str]:
+        """The path and query of every suppression request answered, in order."""
+        with self._cond:
+            return list(self._suppression_requests)
+
     # -- records (thread-safe snapshots)
 
     @property
@@ -559,6 +641,35 @@ class SendGridServer:
         return count_by_address(a.body for a in self.accepted)
 
     # -- request handling (called from handler threads)
+
+    def respond_get(self, path: str, authorization: str | None) -> tuple[Reply, bool]:
+        """The answer to one GET, and whether it is a suppression list's (not recorded
+        in ``statuses``, which counts mail/send answers)."""
+        route, _, query = path.partition("?")
+        route = route.rstrip("/")
+        kind, group = SUPPRESSION_LISTS.get(route), GROUP_SUPPRESSIONS.fullmatch(route)
+        if kind is None and group is None:
+            found = route == MAIL_SEND_PATH
+            status, message = (405, "method not allowed") if found else (404, "not found")
+            return json_reply(status, [{"field": None, "message": message}]), False
+        if not authorization:
+            return json_reply(401, [{"field": None, "message": MSG_NO_AUTH}]), True
+        if authorization != f"Bearer {self.api_key}":
+            return json_reply(401, [problem(MSG_BAD_KEY, None)]), True
+        with self._cond:
+            self._suppression_requests.append(path)
+            fault = self._suppression_fault
+            entries: list[Any] = (list(self._groups.get(int(group[1]), [])) if group
+                                  else list(self._suppressions.get(kind or "", [])))
+        if fault is not None:
+            return fault_reply(fault), True
+        if group:  # no paging documented: the whole list
+            return Reply(200, json.dumps(entries).encode("utf-8")), True
+        window = page_window(query)
+        if isinstance(window, Reply):
+            return window, True
+        limit, offset = window
+        return Reply(200, json.dumps(entries[offset:offset + limit]).encode("utf-8")), True
 
     def respond(self, path: str, authorization: str | None, raw: bytes | None) -> Reply | None:
         """The answer to one POST, or None to drop the connection (server stopping)."""
@@ -641,11 +752,13 @@ class SendGridServer:
             delay = self._delay
         return not self._stopping.wait(delay) if delay else not self._stopping.is_set()
 
-    def answer_headers(self, status: int) -> dict[str, str]:
-        """Record one answer; its X-RateLimit-* headers (fixed one-second window, 0 on 429)."""
+    def answer_headers(self, status: int, record: bool = True) -> dict[str, str]:
+        """Record one answer (unless ``record`` is False); its X-RateLimit-* headers
+        (fixed one-second window, 0 on 429)."""
         now = int(time.time())
         with self._cond:
-            self._statuses.append(status)
+            if record:
+                self._statuses.append(status)
             window, used = self._window
             used = used + 1 if window == now else 1
             self._window = (now, used)
@@ -681,9 +794,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._write(reply)
 
     def do_GET(self) -> None:
-        found = self.path.split("?", 1)[0].rstrip("/") == MAIL_SEND_PATH
-        status, message = (405, "method not allowed") if found else (404, "not found")
-        self._write(json_reply(status, [{"field": None, "message": message}]))
+        reply, suppressions = self.server.double.respond_get(
+            self.path, self.headers.get("Authorization"))
+        self._write(reply, record=not suppressions)
 
     def _read_body(self) -> bytes | None:
         """The request body, or None (after draining it) when it is over 30 MB."""
@@ -703,10 +816,10 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             return 0
 
-    def _write(self, reply: Reply) -> None:
+    def _write(self, reply: Reply, record: bool = True) -> None:
         self.send_response(reply.status)
         headers = {"Content-Type": reply.content_type, "Content-Length": str(len(reply.body))}
-        headers |= self.server.double.answer_headers(reply.status) | reply.headers
+        headers |= self.server.double.answer_headers(reply.status, record) | reply.headers
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()

@@ -1,0 +1,316 @@
+"""What SendGrid reports back, kept in the store: its event webhook's events, and the
+per-issue counts `digest stats` shows. All the SQL for them lives here.
+
+`apply_events` takes one batch as SendGrid posts it (the web hook has checked the
+signature) and, in one write transaction:
+
+- skips every event whose `sg_event_id` was seen before: SendGrid may post an event
+  twice, and a replayed batch changes nothing;
+- moves readers' statuses as `effect_of` says (source `webhook`);
+- counts, per issue (the `issue` custom arg every digest carries), the readers it was
+  delivered to, who opened, clicked, bounced, complained or unsubscribed;
+- records soft bounces (`blocked`), leaving the status alone.
+
+Only what the counts need is kept, never the event itself: the event id (no address)
+for KEEP_EVENT_IDS, and for known readers the issue, the kind and the time, tied to the
+subscriber row so that `subscribers remove` deletes them too. Events for addresses the
+store does not know change nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from digest.errors import DigestError
+from digest.ledger import IssueRow, Ledger
+from digest.store import (
+    COLUMNS,
+    STOPPED,
+    Change,
+    Store,
+    Subscriber,
+    email_key,
+    timestamp,
+    to_subscriber,
+)
+
+KINDS = ("delivered", "bounced", "complained", "unsubscribed", "opened", "clicked")
+LEDGER_KEYS = ("planned", "accepted", "failed", "unknown", "pending", "skipped")
+STATS_KEYS = ("key", "cadence", "status", *LEDGER_KEYS, *KINDS)
+COUNTED = {"delivered": "delivered", "open": "opened", "click": "clicked"}
+# SendGrid's reasons for dropping a message to an address on one of its lists
+DROPPED = {"invalid": "bounced", "bounced address": "bounced",
+           "spam reporting address": "complained", "unsubscribed address": "unsubscribed"}
+KEEP_EVENT_IDS = timedelta(days=7)  # SendGrid retries a batch for up to 24 hours
+MAX_EVENT_ID = 255  # SendGrid's are at most 100 characters
+CHUNK = 500  # parameters per IN (...) query
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What one event does: the reader's new status, what it counts as for its issue."""
+
+    status: str | None = None
+    kind: str | None = None
+    soft_bounce: bool = False
+
+
+NOTHING = Effect()
+
+
+@dataclass
+class Applied:
+    """What a batch did; the web hook answers with it (no address in it)."""
+
+    received: int = 0
+    malformed: int = 0  # not an object with sg_event_id, event and email
+    duplicates: int = 0  # seen before, or twice in the batch
+    unknown_addresses: int = 0
+    status_changes: int = 0
+    counted: int = 0
+    soft_bounces: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- the mapping (pure)
+
+
+def effect_of(event: Mapping[str, Any], group_id: int | None) -> Effect:
+    """The effect of one SendGrid event on its reader; `group_id` is the digest's
+    unsubscribe group (sendgrid.asm_group_id)."""
+    name = event.get("event")
+    if name == "bounce":
+        if event.get("type") == "blocked":
+            return Effect(soft_bounce=True)
+        return Effect("bounced", "bounced")
+    if name == "dropped":
+        reason = str(event.get("reason", "")).strip().lower()
+        status = DROPPED.get(reason)
+        return Effect(status, "bounced" if reason == "invalid" else None) if status else NOTHING
+    if name == "spamreport":
+        return Effect("complained", "complained")
+    if name == "unsubscribe" or (name == "group_unsubscribe"
+                                 and group_matches(event, group_id, unknown=True)):
+        return Effect("unsubscribed", "unsubscribed")
+    if name == "group_resubscribe" and group_matches(event, group_id, unknown=False):
+        return Effect("active")
+    return Effect(kind=COUNTED.get(str(name)))
+
+
+def group_matches(event: Mapping[str, Any], group_id: int | None, *, unknown: bool) -> bool:
+    """Whether a group event is about the digest's group; `unknown` when either side does
+    not say (an unsubscribe is then honoured, a resubscribe is not)."""
+    theirs = event.get("asm_group_id")
+    if group_id is None or theirs is None:
+        return unknown
+    return str(theirs) == str(group_id)
+
+
+def next_status(current: str, wanted: str) -> str | None:
+    """The status a reader moves to, or None to leave it. A stopping event stops an
+    active or pending reader (a stopped one keeps the first reason); a resubscribe
+    only undoes an unsubscribe."""
+    if wanted == "active":
+        return "active" if current == "unsubscribed" else None
+    return wanted if current not in STOPPED else None
+
+
+def transitions(effects: Iterable[tuple[Mapping[str, Any], Effect]],
+                readers: Mapping[str, Subscriber]) -> list[Change]:
+    """The status changes, in event order, each from the status the previous one left."""
+    current = dict(readers)
+    changes = []
+    for event, effect in effects:
+        key = email_key(event["email"])
+        reader = current.get(key)
+        if reader is None or effect.status is None:
+            continue
+        target = next_status(reader.status, effect.status)
+        if target is None:
+            continue
+        after = replace(reader, status=target)
+        changes.append(Change(reader, after, event=str(event["event"])))
+        current[key] = after
+    return changes
+
+
+def well_formed(event: Any) -> bool:
+    if not isinstance(event, dict):
+        return False
+    event_id = event.get("sg_event_id")
+    return (isinstance(event_id, str) and 0 < len(event_id) <= MAX_EVENT_ID
+            and isinstance(event.get("event"), str) and isinstance(event.get("email"), str))
+
+
+def event_time(event: Mapping[str, Any], default: datetime) -> datetime:
+    moment = event.get("timestamp")
+    if isinstance(moment, int | float) and not isinstance(moment, bool):
+        try:
+            return datetime.fromtimestamp(moment, UTC)
+        except (OverflowError, OSError, ValueError):
+            pass
+    return default
+
+
+def issue_of(event: Mapping[str, Any]) -> str | None:
+    """The digest issue an event is about (custom args arrive as top-level fields);
+    None for a [TEST] copy or mail that is not a digest."""
+    issue = event.get("issue")
+    return issue if isinstance(issue, str) and event.get("test") != "yes" else None
+
+
+# ---------------------------------------------------------------- applying a batch
+
+
+def apply_events(store: Store, events: Sequence[Any], *, group_id: int | None) -> Applied:
+    """Apply one webhook batch in one transaction (see the module docstring)."""
+    applied = Applied(received=len(events))
+    valid = [event for event in events if well_formed(event)]
+    applied.malformed = len(events) - len(valid)
+    now = store.now()
+    with store.transaction():
+        forget_old_ids(store.conn, now)
+        fresh = first_seen(store.conn, valid, now)
+        applied.duplicates = len(valid) - len(fresh)
+        readers = subscribers_by_key(store.conn, {email_key(e["email"]) for e in fresh})
+        ordered = sorted(fresh, key=lambda event: event_time(event, now))
+        known = [(e, effect_of(e, group_id)) for e in ordered
+                 if email_key(e["email"]) in readers]
+        applied.unknown_addresses = len(ordered) - len(known)
+        changes = transitions(known, readers)
+        store.update(changes, "webhook")
+        applied.status_changes = len(changes)
+        issues = known_issues(store.conn, {issue_of(e) for e, _ in known} - {None})
+        applied.counted = count_activity(store.conn, known, readers, issues, now)
+        applied.soft_bounces = record_soft_bounces(store.conn, known, readers, issues, now)
+    return applied
+
+
+def forget_old_ids(conn: sqlite3.Connection, now: datetime) -> None:
+    conn.execute("DELETE FROM webhook_events WHERE received_at < ?",
+                 (timestamp(now - KEEP_EVENT_IDS),))
+
+
+def first_seen(conn: sqlite3.Connection, events: Sequence[dict[str, Any]],
+               now: datetime) -> list[dict[str, Any]]:
+    """The events whose id was never seen (the first of any repeated in the batch);
+    their ids are recorded."""
+    ids = list(dict.fromkeys(e["sg_event_id"] for e in events))
+    seen: set[str] = set()
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start:start + CHUNK]
+        seen.update(row[0] for row in conn.execute(
+            f"SELECT sg_event_id FROM webhook_events WHERE sg_event_id IN "
+            f"({','.join('?' * len(chunk))})", chunk))
+    fresh = []
+    for event in events:
+        if event["sg_event_id"] not in seen:
+            seen.add(event["sg_event_id"])
+            fresh.append(event)
+    at = timestamp(now)
+    conn.executemany("INSERT INTO webhook_events (sg_event_id, received_at) VALUES (?, ?)",
+                     [(e["sg_event_id"], at) for e in fresh])
+    return fresh
+
+
+def subscribers_by_key(conn: sqlite3.Connection, keys: Iterable[str]) -> dict[str, Subscriber]:
+    """The subscribers with these email keys (lower-cased addresses), by key."""
+    wanted = sorted(keys)
+    found: dict[str, Subscriber] = {}
+    for start in range(0, len(wanted), CHUNK):
+        chunk = wanted[start:start + CHUNK]
+        for row in conn.execute(f"SELECT {COLUMNS} FROM subscribers WHERE email_key IN "
+                                f"({','.join('?' * len(chunk))})", chunk):
+            subscriber = to_subscriber(row)
+            found[email_key(subscriber.email)] = subscriber
+    return found
+
+
+def known_issues(conn: sqlite3.Connection, keys: Iterable[str | None]) -> set[str]:
+    wanted = [key for key in keys if key is not None]
+    found: set[str] = set()
+    for start in range(0, len(wanted), CHUNK):
+        chunk = wanted[start:start + CHUNK]
+        found.update(row[0] for row in conn.execute(
+            f"SELECT key FROM issues WHERE key IN ({','.join('?' * len(chunk))})", chunk))
+    return found
+
+
+def count_activity(conn: sqlite3.Connection, known: Sequence[tuple[dict[str, Any], Effect]],
+                   readers: Mapping[str, Subscriber], issues: set[str], now: datetime) -> int:
+    """One row per (issue, kind, reader), at the earliest time seen; returns the events
+    counted (an issue the ledger does not know is not counted)."""
+    rows = [(issue, effect.kind, readers[email_key(event["email"])].id,
+             timestamp(event_time(event, now)))
+            for event, effect in known
+            if effect.kind is not None and (issue := issue_of(event)) in issues]
+    conn.executemany(
+        "INSERT INTO issue_activity (issue_key, kind, subscriber_id, at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (issue_key, kind, subscriber_id) DO UPDATE SET at = min(at, excluded.at)",
+        rows)
+    return len(rows)
+
+
+def record_soft_bounces(conn: sqlite3.Connection,
+                        known: Sequence[tuple[dict[str, Any], Effect]],
+                        readers: Mapping[str, Subscriber], issues: set[str],
+                        now: datetime) -> int:
+    """Blocked messages: when, which issue, SendGrid's classification and the SMTP
+    status code; not the reason text, which often quotes the address."""
+    rows = [(readers[email_key(event["email"])].id,
+             issue if (issue := issue_of(event)) in issues else None,
+             timestamp(event_time(event, now)),
+             short(event.get("bounce_classification")), short(event.get("status")))
+            for event, effect in known if effect.soft_bounce]
+    conn.executemany(
+        "INSERT INTO soft_bounces (subscriber_id, issue_key, at, classification, smtp_status) "
+        "VALUES (?, ?, ?, ?, ?)", rows)
+    return len(rows)
+
+
+def short(value: Any, limit: int = 40) -> str | None:
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+def soft_bounces(store: Store, subscriber: Subscriber) -> list[tuple[str, str | None]]:
+    """(time, issue key) of each soft bounce recorded for a subscriber, oldest first."""
+    return list(store.conn.execute(
+        "SELECT at, issue_key FROM soft_bounces WHERE subscriber_id = ? ORDER BY at, id",
+        (subscriber.id,)))
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def activity_counts(conn: sqlite3.Connection, key: str) -> dict[str, int] | None:
+    """Readers per kind for an issue; None if no event has arrived for it at all."""
+    rows = dict(conn.execute(
+        "SELECT kind, count(*) FROM issue_activity WHERE issue_key = ? GROUP BY kind", (key,)))
+    return {kind: rows.get(kind, 0) for kind in KINDS} if rows else None
+
+
+def issue_stats(store: Store, key: str | None = None) -> list[dict[str, Any]]:
+    """One row per issue (or only `key`), with STATS_KEYS in that order."""
+    ledger = Ledger(store)
+    if key is None:
+        issues = ledger.issues()
+    else:
+        found = ledger.issue(key)
+        if found is None:
+            raise DigestError(f"no issue {key} in the ledger (see: digest issues)")
+        issues = [found]
+    return [stats_row(store.conn, ledger, issue) for issue in issues]
+
+
+def stats_row(conn: sqlite3.Connection, ledger: Ledger, issue: IssueRow) -> dict[str, Any]:
+    counts = ledger.counts(issue.key)
+    activity = activity_counts(conn, issue.key)
+    return {"key": issue.key, "cadence": issue.cadence, "status": issue.status,
+            **{name: counts[name] for name in LEDGER_KEYS},
+            **{kind: activity[kind] if activity else None for kind in KINDS}}

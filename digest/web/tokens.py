@@ -1,0 +1,105 @@
+"""Signed tokens for the readers' pages: confirmation links and CSRF form fields.
+
+Both are itsdangerous timestamped signatures (HMAC-SHA256) keyed by the app's secret,
+each under its own context label (itsdangerous' salt), so neither can stand in for the
+other, nor for an unsubscribe token (an HMAC with its own context, see store.py).
+
+A confirmation token carries (subscriber id, events so far, salt fingerprint). It works
+for that subscriber only, not for a later one who gets the same id (the fingerprint of
+each subscriber's random token salt differs), and only until their status next changes
+(the event count moves on): a confirmation link works once, and an old one cannot undo
+a later unsubscribe. It expires after CONFIRM_MAX_AGE.
+
+A CSRF token is bound to what its form acts on (the subscribe form, a confirmation, or
+one reader's link token) and expires after CSRF_MAX_AGE. The app sets no cookie: a form
+that changes a reader posts to a URL only that reader knows, so a page on another site
+cannot forge it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
+
+CONFIRM_CONTEXT = "digest.web confirm v1"
+CSRF_CONTEXT = "digest.web csrf v1"
+CONFIRM_MAX_AGE = timedelta(days=7)
+CSRF_MAX_AGE = timedelta(hours=24)
+MAX_TOKEN_LENGTH = 512  # anything longer is malformed, not worth verifying
+SUBSCRIBE_FORM = "subscribe"
+
+
+@dataclass(frozen=True)
+class ConfirmClaim:
+    subscriber_id: int
+    events: int  # how many status events the subscriber had when the link was made
+    salt_print: str  # fingerprint of the subscriber's token salt
+
+
+def salt_print(salt: bytes) -> str:
+    return hashlib.sha256(b"digest confirm binding\x00" + salt).hexdigest()[:16]
+
+
+def binding_of(link_token: str) -> str:
+    """What a reader's forms are bound to: a hash of their link token (never the token)."""
+    return "reader:" + hashlib.sha256(link_token.encode()).hexdigest()[:32]
+
+
+class ClockedSigner(TimestampSigner):
+    """itsdangerous' timestamp signer, reading the time from an injected clock."""
+
+    def __init__(self, *args: Any, clock: Callable[[], datetime], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+
+    def get_timestamp(self) -> int:
+        return int(self.clock().timestamp())
+
+
+def serializer(secret: str, context: str, clock: Callable[[], datetime]
+               ) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(
+        secret, salt=context, signer=ClockedSigner,
+        signer_kwargs={"clock": clock, "digest_method": hashlib.sha256})
+
+
+class Tokens:
+    """Makes and checks confirmation and CSRF tokens with one secret."""
+
+    def __init__(self, secret: str, clock: Callable[[], datetime]) -> None:
+        self._confirm = serializer(secret, CONFIRM_CONTEXT, clock)
+        self._csrf = serializer(secret, CSRF_CONTEXT, clock)
+
+    def confirm_token(self, claim: ConfirmClaim) -> str:
+        return str(self._confirm.dumps([claim.subscriber_id, claim.events, claim.salt_print]))
+
+    def confirm_claim(self, token: str) -> ConfirmClaim | None:
+        """The claim a valid, unexpired confirmation token carries; None for any other."""
+        data = self._load(self._confirm, token, CONFIRM_MAX_AGE)
+        if (not isinstance(data, list) or len(data) != 3
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in data[:2])
+                or not isinstance(data[2], str)):
+            return None
+        return ConfirmClaim(data[0], data[1], data[2])
+
+    def csrf_token(self, binding: str) -> str:
+        return str(self._csrf.dumps(binding))
+
+    def csrf_ok(self, token: str | None, binding: str) -> bool:
+        data = self._load(self._csrf, token or "", CSRF_MAX_AGE)
+        return isinstance(data, str) and hmac.compare_digest(data, binding)
+
+    @staticmethod
+    def _load(signed: URLSafeTimedSerializer, token: str, max_age: timedelta) -> Any:
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            return None
+        try:
+            return signed.loads(token, max_age=int(max_age.total_seconds()))
+        except (BadData, ValueError, UnicodeError):
+            return None
