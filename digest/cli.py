@@ -120,6 +120,7 @@ def preview(app: App, content_dir: Path | None, out: Path, since: datetime | Non
     built = pipeline.build_issue(
         loaded.articles, key=key, window=window, settings=settings, renderer=renderer,
         unsubscribe_url=settings.unsubscribe_url("preview"), categories=categories,
+        preferences_url=settings.preferences_url("preview"),
     )
     paths = write_preview(built, out)
     print_preview(built, paths, settings)
@@ -150,6 +151,7 @@ def segment_previews(settings: Settings, loaded: LoadResult, built: pipeline.Bui
         readers, loaded.articles, cadence=cadence, key=built.issue.key,
         window=built.issue.window, settings=settings, renderer=renderer,
         unsubscribe_url=settings.unsubscribe_url("preview"),
+        preferences_url=settings.preferences_url("preview"),
     )
 
 
@@ -312,6 +314,9 @@ class Job:
             if issue is not None and issue.status == "done":
                 click.echo(f"Issue {key} was sent on {issue.finished_at[:10]}: nothing to do.")
                 return
+            if not self.dry_run:  # SendGrid's suppression lists first; a failure only warns
+                from digest import sync
+                sync.run_before_send(self.settings, click.echo)
             if issue is None:
                 if window is None:
                     assert now is not None
@@ -546,6 +551,80 @@ def serve(app: App, port: int, host: str, content_dir: Path | None, since: datet
         click.echo("Stopped")
     finally:
         server.server_close()
+
+
+# Readers' web app
+
+
+@cli.command("web")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="Port to listen on (0: any free port).")
+@click.option("--dev", is_flag=True,
+              help="Without a secret, use a random one for this process only.")
+@pass_app
+def web(app: App, host: str, port: int, dev: bool) -> None:
+    """Serve the readers' pages (subscribe, confirm, preferences, unsubscribe) until Ctrl-C.
+
+    This uses Werkzeug's development server, for trying it out locally. In production
+    run the same app under gunicorn: gunicorn 'digest.web.wsgi:app'. The secret comes
+    from DIGEST_SECRET_KEY (or web.secret_key); without one it refuses to start, unless
+    --dev.
+    """
+    from digest.web import create_app, make_dev_server
+
+    server = make_dev_server(create_app(app.settings, dev=dev), host, port)
+    click.echo(f"Serving the readers' pages at http://{host}:{server.port}/ (Ctrl-C to stop)")
+    try:
+        server.serve_forever()  # Werkzeug's returns on Ctrl-C
+    finally:
+        server.server_close()
+    click.echo("Stopped")
+
+
+# What comes back from SendGrid
+
+
+@cli.command("sync")
+@pass_app
+def sync_command(app: App) -> None:
+    """Mark subscribers on SendGrid's suppression lists (source sync).
+
+    Reads the global unsubscribes, the unsubscribe group's (sendgrid.asm_group_id),
+    bounces, spam reports and invalid emails with SENDGRID_API_KEY, page by page. An
+    active or pending reader on a list becomes unsubscribed, bounced or complained;
+    nobody is made active. `weekly` and `daily` run it first.
+    """
+    from digest import sync
+
+    for line in sync.run(app.settings, sync.api_key()).lines():
+        click.echo(line)
+
+
+@cli.command("stats")
+@click.option("--issue", "issue_key_", metavar="KEY", help="Only this issue.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Machine-readable output (a list with the same keys for every issue).")
+@pass_app
+def stats_command(app: App, issue_key_: str | None, as_json: bool) -> None:
+    """Per issue: what the ledger sent, then what SendGrid's event webhook reported.
+
+    Delivered, bounced, complained, unsubscribed, opened and clicked count readers
+    (each once per issue); `-` (null in JSON) until a webhook event for the issue
+    has arrived.
+    """
+    from digest import feedback
+
+    with open_store(app.settings.store_path) as store:
+        rows = feedback.issue_stats(store, issue_key_)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    numbers = ["planned", "accepted", "failed", "unknown", "skipped", *feedback.KINDS]
+    click.echo(table([["ISSUE", *(name.upper() for name in numbers)]] + [
+        [row["key"], *("-" if row[n] is None else str(row[n]) for n in numbers)]
+        for row in rows]))
 
 
 # Subscribers

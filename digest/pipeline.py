@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -72,6 +72,7 @@ def build_issue(
     renderer: Renderer,
     unsubscribe_url: str,
     categories: Sequence[str] = (),
+    preferences_url: str | None = None,
 ) -> Built:
     """Select and render; while the HTML is over budget, lower the total cap and retry.
 
@@ -84,14 +85,15 @@ def build_issue(
     issue = select(articles, key=key, window=window, caps=caps, categories=categories,
                    category_order=order)
     wanted = len(issue.articles)
-    email = renderer.render(issue, unsubscribe_url=unsubscribe_url)
+    links = {"unsubscribe_url": unsubscribe_url, "preferences_url": preferences_url}
+    email = renderer.render(issue, **links)
     for _ in range(MAX_TRIM_ROUNDS):
         if email.size <= budget or len(issue.articles) <= 1:
             break
         caps = replace(caps, total=smaller_total(len(issue.articles), email.size, budget))
         issue = select(articles, key=key, window=window, caps=caps, categories=categories,
                        category_order=order)
-        email = renderer.render(issue, unsubscribe_url=unsubscribe_url)
+        email = renderer.render(issue, **links)
     return Built(issue, email, wanted - len(issue.articles))
 
 
@@ -141,8 +143,15 @@ def check_site(settings: Settings) -> CheckReport:
     return report
 
 
-def quality_of(built: Built, unsubscribe_url: str) -> list[Finding]:
-    return check_email(built.email.html, built.email.text, unsubscribe_url=unsubscribe_url,
+def quality_of(built: Built, unsubscribe_url: str,
+               samples: Mapping[str, str] | None = None) -> list[Finding]:
+    """The quality findings; `samples` fills substitution tags with URLs of the shape each
+    reader's will have, so those links are checked too."""
+    html, text = built.email.html, built.email.text
+    for tag, url in (samples or {}).items():
+        html, text = html.replace(tag, url), text.replace(tag, url)
+    unsubscribe_url = (samples or {}).get(unsubscribe_url, unsubscribe_url)
+    return check_email(html, text, unsubscribe_url=unsubscribe_url,
                        article_urls=[article.url for article in built.issue.articles])
 
 
@@ -172,6 +181,8 @@ def build_segments(
     settings: Settings,
     renderer: Renderer,
     unsubscribe_url: str,
+    preferences_url: str | None = None,
+    samples: Mapping[str, str] | None = None,
     check: bool = False,
 ) -> list[SegmentBuild]:
     """One render per segment (set of chosen categories), each within the size budget;
@@ -181,7 +192,8 @@ def build_segments(
                          category_order=settings["selection.category_order"])
     todo = [segment.categories for segment in plan.segments if not segment.empty]
     job = {"articles": articles, "key": key, "window": window, "settings": settings,
-           "renderer": renderer, "unsubscribe_url": unsubscribe_url, "check": check}
+           "renderer": renderer, "unsubscribe_url": unsubscribe_url,
+           "preferences_url": preferences_url, "samples": samples, "check": check}
     results = iter(render_many(todo, job))
     return [SegmentBuild(segment, None) if segment.empty else SegmentBuild(segment, *next(results))
             for segment in plan.segments]
@@ -206,6 +218,8 @@ def render_one(categories: tuple[str, ...], job: dict[str, Any] | None = None
     job = job or _job
     built = build_issue(job["articles"], key=job["key"], window=job["window"],
                         settings=job["settings"], renderer=job["renderer"],
-                        unsubscribe_url=job["unsubscribe_url"], categories=categories)
-    findings = quality_of(built, job["unsubscribe_url"]) if job["check"] else []
+                        unsubscribe_url=job["unsubscribe_url"], categories=categories,
+                        preferences_url=job.get("preferences_url"))
+    findings = quality_of(built, job["unsubscribe_url"], job.get("samples")) \
+        if job["check"] else []
     return built, tuple(findings)

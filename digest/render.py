@@ -28,6 +28,7 @@ HTML_TEMPLATES = ("email.mjml.j2",)
 TEXT_TEMPLATES = ("email.txt.j2", "subject.txt.j2", "preheader.txt.j2")
 PREHEADER_MIN, PREHEADER_MAX = 40, 140
 UNSUBSCRIBE_TAG = "-unsubscribe_url-"
+PREFERENCES_TAG = "-preferences_url-"
 UTC = ZoneInfo("UTC")
 
 

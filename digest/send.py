@@ -24,12 +24,13 @@ from digest.content import Article
 from digest.errors import DeliveryError
 from digest.ledger import Batch, Ledger, PlannedSegment
 from digest.quality import Finding
-from digest.render import UNSUBSCRIBE_TAG, Email, Renderer
+from digest.render import PREFERENCES_TAG, UNSUBSCRIBE_TAG, Email, Renderer
 from digest.select import Window
 from digest.store import Store, Subscriber
 from digest.transports import Message, Outcome, Recipient, Transport, list_unsubscribe_headers
 
 WORKERS = 4  # requests in flight at once
+SAMPLE_TOKEN = "x" * 43  # the shape of a reader's token, for checking links
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,10 @@ def plan_issue(articles: Sequence[Article], readers: Sequence[Subscriber], *, ca
     """One render per segment, with the per-recipient unsubscribe URL left as a tag."""
     builds = pipeline.build_segments(
         readers, articles, cadence=cadence, key=key, window=window, settings=settings,
-        renderer=renderer, unsubscribe_url=UNSUBSCRIBE_TAG, check=True)
+        renderer=renderer, unsubscribe_url=UNSUBSCRIBE_TAG, preferences_url=PREFERENCES_TAG,
+        samples={UNSUBSCRIBE_TAG: settings.unsubscribe_url(SAMPLE_TOKEN),
+                 PREFERENCES_TAG: settings.preferences_url(SAMPLE_TOKEN)},
+        check=True)
     segments = [
         PlannedSegment(item.segment.slug, item.segment.categories,
                        tuple(a.slug for a in item.built.issue.articles) if item.built else (),
@@ -215,8 +219,9 @@ def compose(settings: Settings, email: Email, readers: Sequence[Subscriber],
     for reader in readers:
         url = settings.unsubscribe_url(tokens[reader.id])
         headers = {} if group else list_unsubscribe_headers(url, settings["unsubscribe.mailto"])
-        recipients.append(Recipient(reader.email, reader.name or None,
-                                    {UNSUBSCRIBE_TAG: url}, headers))
+        links = {UNSUBSCRIBE_TAG: url,
+                 PREFERENCES_TAG: settings.preferences_url(tokens[reader.id])}
+        recipients.append(Recipient(reader.email, reader.name or None, links, headers))
     return Message(
         subject=email.subject, html=email.html, text=email.text, from_email=from_email,
         from_name=from_name or None, reply_to=settings["email.reply_to"] or None,
