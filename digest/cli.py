@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from digest.ledger import BATCH_SIZE, Ledger
 from digest.preview import write_eml_files, write_index, write_preview, write_segment_previews
 from digest.render import Renderer
 from digest.screenshots import take_screenshots
-from digest.select import Window, cadence_window, dates_window, issue_key, manual_key
+from digest.select import Window, dates_window, issue_key, manual_key
 from digest.store import CADENCES, STATUSES, Store, Subscriber, open_store
 from digest.transports import Transport
 from digest.transports.files import FilesTransport
@@ -119,9 +119,7 @@ def preview(app: App, content_dir: Path | None, out: Path, since: datetime | Non
     renderer = pipeline.renderer_for(settings)
     built = pipeline.build_issue(
         loaded.articles, key=key, window=window, settings=settings, renderer=renderer,
-        unsubscribe_url=settings.unsubscribe_url("preview"), categories=categories,
-        preferences_url=settings.preferences_url("preview"),
-    )
+        categories=categories, **pipeline.preview_links(settings))
     paths = write_preview(built, out)
     print_preview(built, paths, settings)
     segments = segment_previews(settings, loaded, built, renderer, cadence)
@@ -142,17 +140,7 @@ def preview(app: App, content_dir: Path | None, out: Path, since: datetime | Non
 
 def segment_previews(settings: Settings, loaded: LoadResult, built: pipeline.Built,
                      renderer: Renderer, cadence: str) -> list[pipeline.SegmentBuild]:
-    """One preview per segment of the store's active subscribers; none without a store."""
-    if not settings.store_path.exists():
-        return []
-    with open_store(settings.store_path) as store:
-        readers = store.subscribers(status="active", cadence=cadence)
-    return pipeline.build_segments(
-        readers, loaded.articles, cadence=cadence, key=built.issue.key,
-        window=built.issue.window, settings=settings, renderer=renderer,
-        unsubscribe_url=settings.unsubscribe_url("preview"),
-        preferences_url=settings.preferences_url("preview"),
-    )
+    return pipeline.store_segments(settings, loaded.articles, built, renderer, cadence)
 
 
 def print_segments(segments: Sequence[pipeline.SegmentBuild],
@@ -469,25 +457,12 @@ def check_window_options(since: datetime | None, until: datetime | None,
 
 def choose_window(settings: Settings, loaded: LoadResult, since: datetime | None,
                   until: datetime | None, now: datetime | None) -> tuple[str, Window]:
-    tz = settings.timezone
-    if since is not None and until is not None:
-        try:
-            return manual_key(since.date(), until.date()), dates_window(
-                since.date(), until.date(), tz)
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from None
-    if now is None:
-        last = newest_date(loaded).astimezone(tz).date()
-        first = last - timedelta(days=6)
-        return manual_key(first, last), dates_window(first, last, tz)
-    now = now if now.tzinfo else now.replace(tzinfo=tz)
-    return issue_key("weekly", now, tz), cadence_window(now, "weekly")
-
-
-def newest_date(loaded: LoadResult) -> datetime:
-    if not loaded.articles:
-        raise DigestError("no articles to preview: the content folder has no readable article")
-    return max(article.date for article in loaded.articles)
+    try:
+        return pipeline.preview_window(
+            settings, loaded.articles, since=since and since.date(),
+            until=until and until.date(), now=now)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def print_preview(built: pipeline.Built, paths: Sequence[Path], settings: Settings) -> None:

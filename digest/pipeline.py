@@ -8,18 +8,27 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from digest.cache import cache_path
 from digest.config import Settings
 from digest.content import Article, LoadOptions, LoadResult, load_articles
-from digest.errors import TemplateError
+from digest.errors import DigestError, TemplateError
 from digest.quality import Finding, check_email
 from digest.render import Email, Renderer, Site
 from digest.segments import Segment, plan_segments
-from digest.select import Caps, Issue, Window, select
-from digest.store import Subscriber
+from digest.select import (
+    Caps,
+    Issue,
+    Window,
+    cadence_window,
+    dates_window,
+    issue_key,
+    manual_key,
+    select,
+)
+from digest.store import Subscriber, open_store
 
 MAX_TRIM_ROUNDS = 8
 
@@ -57,6 +66,52 @@ def site_of(settings: Settings) -> Site:
 
 def renderer_for(settings: Settings) -> Renderer:
     return Renderer(site_of(settings), settings.templates_dir)
+
+
+def preview_window(
+    settings: Settings,
+    articles: Sequence[Article],
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    now: datetime | None = None,
+) -> tuple[str, Window]:
+    """The issue to preview: `since`..`until` (whole days), else the week ending `now`,
+    else the 7 days ending at the newest article, so a first run always shows something.
+    Raises ValueError when `until` is before `since`."""
+    tz = settings.timezone
+    if since is not None and until is not None:
+        return manual_key(since, until), dates_window(since, until, tz)
+    if now is None:
+        last = newest(articles).astimezone(tz).date()
+        first = last - timedelta(days=6)
+        return manual_key(first, last), dates_window(first, last, tz)
+    now = now if now.tzinfo else now.replace(tzinfo=tz)
+    return issue_key("weekly", now, tz), cadence_window(now, "weekly")
+
+
+def newest(articles: Sequence[Article]) -> datetime:
+    if not articles:
+        raise DigestError("no articles to preview: the content folder has no readable article")
+    return max(article.date for article in articles)
+
+
+def preview_links(settings: Settings) -> dict[str, str]:
+    """Previews show what a reader's links look like, with a placeholder token."""
+    return {"unsubscribe_url": settings.unsubscribe_url("preview"),
+            "preferences_url": settings.preferences_url("preview")}
+
+
+def store_segments(settings: Settings, articles: Sequence[Article], whole: Built,
+                   renderer: Renderer, cadence: str = "weekly") -> list[SegmentBuild]:
+    """A preview per segment of the store's active readers; none (and no file) without one."""
+    if not settings.store_path.exists():
+        return []
+    with open_store(settings.store_path) as store:
+        readers = store.subscribers(status="active", cadence=cadence)
+    return build_segments(readers, articles, cadence=cadence, key=whole.issue.key,
+                          window=whole.issue.window, settings=settings, renderer=renderer,
+                          **preview_links(settings))
 
 
 def caps_of(settings: Settings) -> Caps:

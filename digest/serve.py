@@ -17,7 +17,7 @@ import threading
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from functools import cached_property
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,8 +34,7 @@ from digest.errors import DigestError
 from digest.preview import safe_name
 from digest.quality import Finding
 from digest.render import Renderer
-from digest.select import Window, cadence_window, dates_window, issue_key, manual_key
-from digest.store import open_store
+from digest.select import Window
 
 HOST = "127.0.0.1"
 CADENCE = "weekly"
@@ -54,24 +53,11 @@ class Period:
     now: datetime | None = None
 
     def choose(self, settings: Settings, articles: Sequence[Article]) -> tuple[str, Window]:
-        tz = settings.timezone
-        if self.now is not None:
-            now = self.now if self.now.tzinfo else self.now.replace(tzinfo=tz)
-            return issue_key(CADENCE, now, tz), cadence_window(now, CADENCE)
-        since, until = self.since, self.until
-        if since is None or until is None:
-            until = newest(articles).astimezone(tz).date()
-            since = until - timedelta(days=6)
         try:
-            return manual_key(since, until), dates_window(since, until, tz)
+            return pipeline.preview_window(settings, articles, since=self.since,
+                                           until=self.until, now=self.now)
         except ValueError as exc:
             raise DigestError(str(exc)) from None
-
-
-def newest(articles: Sequence[Article]) -> datetime:
-    if not articles:
-        raise DigestError("no articles to preview: the content folder has no readable article")
-    return max(article.date for article in articles)
 
 
 @dataclass(frozen=True)
@@ -123,11 +109,11 @@ def render_site(settings: Settings, *, period: Period | None = None) -> Snapshot
     loaded = pipeline.load(settings)
     key, window = (period or Period()).choose(settings, loaded.articles)
     renderer = pipeline.renderer_for(settings)
-    unsubscribe_url = settings.unsubscribe_url("preview")
+    links = pipeline.preview_links(settings)
     built = pipeline.build_issue(loaded.articles, key=key, window=window, settings=settings,
-                                 renderer=renderer, unsubscribe_url=unsubscribe_url)
+                                 renderer=renderer, **links)
     whole = variant_of(safe_name(key), "(whole issue)", "every category", None, built,
-                       unsubscribe_url)
+                       links["unsubscribe_url"])
     segments = segment_variants(settings, loaded.articles, built, renderer)
     return Snapshot(key, (whole, *segments), tuple(str(p) for p in loaded.problems))
 
@@ -135,15 +121,8 @@ def render_site(settings: Settings, *, period: Period | None = None) -> Snapshot
 def segment_variants(settings: Settings, articles: Sequence[Article], whole: pipeline.Built,
                      renderer: Renderer) -> list[Variant]:
     """One variant per segment, as `digest preview` writes them; none without a store."""
-    if not settings.store_path.exists():
-        return []
-    with open_store(settings.store_path) as store:
-        readers = store.subscribers(status="active", cadence=CADENCE)
-    unsubscribe_url = settings.unsubscribe_url("preview")
-    items = pipeline.build_segments(
-        readers, articles, cadence=CADENCE, key=whole.issue.key, window=whole.issue.window,
-        settings=settings, renderer=renderer, unsubscribe_url=unsubscribe_url)
-    stem = safe_name(whole.issue.key)
+    items = pipeline.store_segments(settings, articles, whole, renderer, CADENCE)
+    stem, unsubscribe_url = safe_name(whole.issue.key), settings.unsubscribe_url("preview")
     return [variant_of(f"{stem}--{item.segment.slug}", item.segment.slug, item.segment.label,
                        len(item.segment.recipients), item.built, unsubscribe_url)
             for item in items]
