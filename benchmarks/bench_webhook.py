@@ -15,7 +15,6 @@ import json
 import logging
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from datetime import UTC, datetime
@@ -25,18 +24,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "tests")]
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from flask import Flask
 from helpers import make_settings
-from werkzeug.serving import make_server
+from webhook_support import Signer, make_hooks_app, serving
 
 from digest.ledger import Ledger, PlannedSegment
 from digest.render import Email
 from digest.select import Window
 from digest.store import NewSubscriber, open_store
-from digest.web.hooks import blueprint
 
 ISSUE = "2026-W48"
 READERS = 5_000
@@ -76,13 +70,8 @@ def populate(db: Path) -> None:
             tuple(s.id for s in store.subscribers()))])
 
 
-def signed_post(url: str, raw: bytes, private: ec.EllipticCurvePrivateKey
-                ) -> tuple[dict[str, int], float]:
-    stamp = str(int(time.time()))
-    signature = private.sign(stamp.encode() + raw, ec.ECDSA(hashes.SHA256()))
-    request = urllib.request.Request(url, data=raw, method="POST", headers={
-        "Content-Type": "application/json", "X-Twilio-Email-Event-Webhook-Timestamp": stamp,
-        "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode()})
+def signed_post(url: str, raw: bytes, signer: Signer) -> tuple[dict[str, int], float]:
+    request = urllib.request.Request(url, data=raw, method="POST", headers=signer.headers(raw))
     started = time.perf_counter()
     with urllib.request.urlopen(request, timeout=120) as response:
         answer = json.loads(response.read())
@@ -90,26 +79,14 @@ def signed_post(url: str, raw: bytes, private: ec.EllipticCurvePrivateKey
 
 
 def run(root: Path, count: int) -> str:
-    private = ec.generate_private_key(ec.SECP256R1())
-    public = base64.b64encode(private.public_key().public_bytes(
-        Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).decode()
-    settings = make_settings(root, sendgrid__webhook_public_key=public)
+    signer = Signer()
+    settings = make_settings(root, sendgrid__webhook_public_key=signer.public)
     populate(settings.store_path)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-    app = Flask(__name__)
-    app.config["DIGEST_SETTINGS"] = settings
-    app.register_blueprint(blueprint)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     raw = json.dumps(events(count)).encode()
-    url = f"http://127.0.0.1:{server.server_port}/hooks/sendgrid"
-    try:
-        first, seconds = signed_post(url, raw, private)
-        replay, replay_seconds = signed_post(url, raw, private)
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
+    with serving(make_hooks_app(settings)) as base_url:
+        first, seconds = signed_post(f"{base_url}/hooks/sendgrid", raw, signer)
+        replay, replay_seconds = signed_post(f"{base_url}/hooks/sendgrid", raw, signer)
     if first["received"] != count or replay["duplicates"] != count:
         raise SystemExit(f"unexpected answers: {first} then {replay}")
     return (f"webhook: {count} events in {seconds:.2f} s ({count / seconds:.0f} events/s), "

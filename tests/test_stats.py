@@ -7,12 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from send_support import API_KEY, NOW, add_readers, digest, set_send_environment, write_site
 from sendgrid_server import SendGridServer
-from test_send import API_KEY, NOW, SECRET, add_readers, write_site
-from test_webhook import Signer, make_hooks_app
+from webhook_support import Signer, make_hooks_app
 
-from digest.cli import cli
 from digest.config import load_settings
 
 MANUAL = "2026-11-22..2026-11-28"
@@ -20,14 +18,7 @@ MANUAL = "2026-11-22..2026-11-28"
 
 @pytest.fixture
 def env(monkeypatch):
-    monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
-    monkeypatch.setenv("DIGEST_SECRET_KEY", SECRET)
-    monkeypatch.delenv("SENDGRID_API_URL", raising=False)
-    monkeypatch.delenv("DIGEST_DB", raising=False)
-
-
-def digest(config: Path, *args: str):
-    return CliRunner().invoke(cli, ["--config", str(config), *args])
+    set_send_environment(monkeypatch)
 
 
 def events_for(bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -8,12 +8,10 @@ import socket
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from send_support import API_KEY, NOW, add_readers, digest, set_send_environment, write_site
 from sendgrid_server import SendGridServer
-from test_send import API_KEY, NOW, SECRET, add_readers, write_site
 
 from digest import sync
-from digest.cli import cli
 from digest.store import NewSubscriber, open_store
 
 GROUP = 4242
@@ -21,14 +19,7 @@ GROUP = 4242
 
 @pytest.fixture
 def env(monkeypatch):
-    monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
-    monkeypatch.setenv("DIGEST_SECRET_KEY", SECRET)
-    monkeypatch.delenv("SENDGRID_API_URL", raising=False)
-    monkeypatch.delenv("DIGEST_DB", raising=False)
-
-
-def digest(config: Path, *args: str):
-    return CliRunner().invoke(cli, ["--config", str(config), *args])
+    set_send_environment(monkeypatch)
 
 
 def statuses(root: Path) -> dict[str, str]:

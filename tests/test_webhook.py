@@ -5,24 +5,17 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from flask import Flask
 from helpers import make_settings
-from werkzeug.serving import make_server
+from webhook_support import SIGNATURE, TIMESTAMP, Signer, make_hooks_app, serving
 
 from digest import feedback
 from digest.config import Settings
@@ -31,12 +24,9 @@ from digest.ledger import Ledger, PlannedSegment
 from digest.render import Email
 from digest.select import Window
 from digest.store import Change, NewSubscriber, Store, open_store
-from digest.web.hooks import blueprint
 
 GROUP = 4242
 ISSUE = "2026-W48"
-SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
-TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 READERS = {  # address: status before the batch
     "ada@example.com": "active",
     "bob@example.com": "active",
@@ -51,45 +41,6 @@ READERS = {  # address: status before the batch
 
 
 # ---------------------------------------------------------------- helpers
-
-
-class Signer:
-    """An ECDSA P-256 key pair, signing as SendGrid does: base64 DER over timestamp+body."""
-
-    def __init__(self) -> None:
-        self.private = ec.generate_private_key(ec.SECP256R1())
-        der = self.private.public_key().public_bytes(Encoding.DER,
-                                                     PublicFormat.SubjectPublicKeyInfo)
-        self.public = base64.b64encode(der).decode()
-
-    def headers(self, raw: bytes, at: float | None = None) -> dict[str, str]:
-        stamp = str(int(time.time() if at is None else at))
-        signature = self.private.sign(stamp.encode() + raw, ec.ECDSA(hashes.SHA256()))
-        return {SIGNATURE: base64.b64encode(signature).decode(), TIMESTAMP: stamp,
-                "Content-Type": "application/json"}
-
-
-def make_hooks_app(settings: Settings) -> Flask:
-    """The blueprint alone, registered as the readers' app factory will register it."""
-    app = Flask(__name__)
-    app.config["DIGEST_SETTINGS"] = settings
-    app.register_blueprint(blueprint)
-    return app
-
-
-@contextmanager
-def serving(app: Flask) -> Iterator[str]:
-    """The app on a free 127.0.0.1 port, in a thread; its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def http_post(url: str, raw: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
