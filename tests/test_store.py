@@ -238,7 +238,8 @@ def test_a_token_finds_its_subscriber_and_nothing_else_does(store):
     tokens = store.tokens(store.subscribers(), SECRET)
     ada = store.get("ada@example.com")
     assert store.by_token(tokens[ada.id]) == ada
-    assert store.by_token(tokens[ada.id][:-1] + "A") is None
+    other = "B" if tokens[ada.id].endswith("A") else "A"  # a token one character off
+    assert store.by_token(tokens[ada.id][:-1] + other) is None
     assert store.by_token("") is None
 
 
