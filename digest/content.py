@@ -30,6 +30,7 @@ from digest.errors import ConfigError, ContentError
 DEFAULT_CATEGORY = "Uncategorized"
 EXCERPT_LIMIT = 300
 ARTICLE_SUFFIXES = (".md", ".markdown")
+NOT_ARTICLES = frozenset({"readme.md", "readme.markdown"})
 PARALLEL_FROM = 2000  # uncached files before parsing moves to a process pool
 MAX_WORKERS = 4
 JEKYLL_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(.+)$")
@@ -149,9 +150,14 @@ def article_files(directory: Path) -> list[str]:
     found = []
     for folder, folders, names in os.walk(directory):
         folders[:] = [name for name in folders if not name.startswith(".")]
-        found += [os.path.join(folder, name) for name in names
-                  if name.endswith(ARTICLE_SUFFIXES) and not name.startswith(".")]
+        found += [os.path.join(folder, name) for name in names if is_article_name(name)]
     return sorted(found)
+
+
+def is_article_name(name: str) -> bool:
+    """Markdown, but not hidden files, section pages (`_index.md`) or a folder's README."""
+    return (name.endswith(ARTICLE_SUFFIXES) and not name.startswith((".", "_"))
+            and name.lower() not in NOT_ARTICLES)
 
 
 def parse_many(files: list[str], options: LoadOptions) -> list[Outcome]:
@@ -422,6 +428,8 @@ def absolute(base_url: str, value: Any) -> str | None:
 
 
 def article_url(options: LoadOptions, slug: str, when: datetime, category: str) -> str:
+    """The dates in the pattern are the newsletter's calendar days, like its windows."""
+    when = when.astimezone(options.timezone)
     return options.url_pattern.format(
         base_url=options.base_url.rstrip("/"),
         slug=quote(slug),

@@ -177,7 +177,8 @@ class CheckReport:
 def check_site(settings: Settings) -> CheckReport:
     """Every problem in the content, then a test render of all articles."""
     loaded = load(settings)
-    report = CheckReport(len(loaded.articles), [str(p) for p in loaded.problems])
+    report = CheckReport(len(loaded.articles), [str(p) for p in loaded.problems],
+                         duplicate_slugs(loaded.articles))
     if not loaded.articles:
         report.problems.append(f"{settings.content_dir}: no readable article")
         return report
@@ -208,6 +209,15 @@ def quality_of(built: Built, unsubscribe_url: str,
     unsubscribe_url = (samples or {}).get(unsubscribe_url, unsubscribe_url)
     return check_email(html, text, unsubscribe_url=unsubscribe_url,
                        article_urls=[article.url for article in built.issue.articles])
+
+
+def duplicate_slugs(articles: Sequence[Article]) -> list[str]:
+    """Articles that would share a URL: an issue keeps only the newest of them."""
+    paths: dict[str, list[str]] = {}
+    for article in articles:
+        paths.setdefault(article.slug, []).append(str(article.path))
+    return [f"slug {slug!r} is used by {len(files)} files ({', '.join(files)}): "
+            "an issue keeps only the newest" for slug, files in paths.items() if len(files) > 1]
 
 
 def span(articles: Sequence[Article]) -> Window:

@@ -163,3 +163,14 @@ def test_python_dash_m_works(tmp_path):
     result = subprocess.run([sys.executable, "-m", "digest", "--version"],
                             capture_output=True, text=True, check=False)
     assert (result.returncode, result.stdout) == (0, f"digest, version {__version__}\n")
+
+
+def test_check_warns_about_articles_sharing_a_slug(tmp_path):
+    config = write_site(tmp_path, {"2026-11-01-same.md": GOOD, "2026-11-02-same.md": GOOD})
+    result = run("--config", str(config), "check")
+    content = tmp_path / "content"
+    assert result.exit_code == 0
+    assert result.stderr == (
+        f"Warning: slug 'same' is used by 2 files ({content / '2026-11-01-same.md'}, "
+        f"{content / '2026-11-02-same.md'}): an issue keeps only the newest\n")
+    assert result.stdout == "OK: 2 articles, configuration and templates are valid\n"

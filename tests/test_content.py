@@ -364,8 +364,8 @@ def test_load_articles_sorted_by_path_not_by_date_or_creation(tmp_path):
     ]
 
 
-def test_hidden_files_and_folders_are_not_articles(tmp_path):
-    for name in (".git/x.md", ".draft.md", "ok.md"):
+def test_hidden_files_section_pages_and_readmes_are_not_articles(tmp_path):
+    for name in (".git/x.md", ".draft.md", "_index.md", "README.md", "ok.md"):
         path = tmp_path / name
         path.parent.mkdir(exist_ok=True)
         path.write_text("---\ntitle: T\ndate: 2026-03-01\n---\nText.\n")
@@ -529,3 +529,12 @@ def test_excerpt_from_text_directly_under_a_heading():
     assert load("excerpt_text_under_heading.md").excerpt == (
         "The sentence right under the heading is the real opening."
     )
+
+
+def test_url_dates_are_the_newsletters_calendar_days(tmp_path):
+    (tmp_path / "late.md").write_text(
+        "---\ntitle: Late\ndate: '2026-11-03T23:30:00Z'\n---\nText.\n")
+    options = LoadOptions(base_url="https://example.org", timezone=ZoneInfo("Europe/Berlin"),
+                          url_pattern="{base_url}/{year}/{month}/{day}/{slug}")
+    [article] = load_articles(tmp_path, options).articles
+    assert article.url == "https://example.org/2026/11/04/late"  # 00:30 on the 4th in Berlin
