@@ -302,6 +302,7 @@ class Job:
             if issue is not None and issue.status == "done":
                 click.echo(f"Issue {key} was sent on {issue.finished_at[:10]}: nothing to do.")
                 return
+            self.check_ready()
             if not self.dry_run:  # SendGrid's suppression lists first; a failure only warns
                 from digest import sync
                 sync.run_before_send(self.settings, click.echo)
@@ -321,6 +322,7 @@ class Job:
             if issue.status == "done":
                 click.echo(f"Issue {key} was sent on {issue.finished_at[:10]}: nothing to do.")
                 return
+            self.check_ready()
             self.deliver(store, key)
 
     @contextmanager
@@ -351,12 +353,16 @@ class Job:
         ledger.create(key, ledger_cadence, window, plan.segments)
         return True
 
+    def check_ready(self) -> None:
+        """A missing key or secret is an error before anything is planned or frozen."""
+        if not self.dry_run:
+            self.transport, self.secret = transport_for(self.settings), secret_of(self.settings)
+
     def deliver(self, store: Store, key: str) -> None:
         if self.dry_run:
             click.echo(f"Dry run: issue {key} is planned; nothing sent.")
             return
-        sender = send.Sender(store, transport_for(self.settings), self.settings,
-                             secret_of(self.settings))
+        sender = send.Sender(store, self.transport, self.settings, self.secret)
         counts = Ledger(store).counts(key)
         todo = counts["pending"] + counts["failed"] + (counts["unknown"]
                                                         if self.resend_unknown else 0)

@@ -332,3 +332,24 @@ def test_issues_json_is_stable(tmp_path, env):
                            "window_end", "window_start"]
     assert (row["key"], row["window_start"], row["window_end"]) == (
         "2026-W48", "2026-11-22T08:00:00+01:00", "2026-11-29T08:00:00+01:00")
+
+
+@pytest.mark.parametrize(
+    ("unset", "message"),
+    [
+        ("SENDGRID_API_KEY",
+         'SENDGRID_API_KEY is not set: export it, or use delivery.transport = "files"'),
+        ("DIGEST_SECRET_KEY",
+         "DIGEST_SECRET_KEY is not set: each reader's unsubscribe link is derived from it "
+         "(or set web.secret_key outside the repository)"),
+    ],
+)
+def test_a_missing_key_or_secret_stops_before_anything_is_planned(tmp_path, env, monkeypatch,
+                                                                   unset, message):
+    config = write_site(tmp_path)
+    add_readers(tmp_path, 2)
+    monkeypatch.delenv(unset)
+    result = digest(config, "weekly", "--now", NOW)
+    assert (result.exit_code, result.stderr) == (1, f"Error: {message}\n")
+    with open_store(tmp_path / "digest.db") as store:
+        assert Ledger(store).issues() == []
