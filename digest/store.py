@@ -147,6 +147,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX soft_bounces_subscriber ON soft_bounces (subscriber_id)",
     ),
+    (  # 4: changes of a reader's choices (topics, cadence, name), beside status events
+        """CREATE TABLE preference_changes (
+            id INTEGER PRIMARY KEY,
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
+            at TEXT NOT NULL,
+            field TEXT NOT NULL CHECK (field IN ('name', 'categories', 'cadence')),
+            old TEXT NOT NULL,
+            new TEXT NOT NULL,
+            source TEXT NOT NULL
+        )""",
+        "CREATE INDEX preference_changes_subscriber ON preference_changes (subscriber_id)",
+    ),
 )
 
 to_json = json.JSONEncoder(ensure_ascii=False).encode
@@ -190,6 +202,14 @@ class Event:
     old: str | None
     new: str
     source: str
+
+
+def preference_diff(before: Subscriber, after: Subscriber) -> list[tuple[str, str, str]]:
+    """(field, old, new) for each choice that differs; topics as a JSON list."""
+    pairs = [("name", before.name, after.name),
+             ("categories", to_json(list(before.categories)), to_json(list(after.categories))),
+             ("cadence", before.cadence, after.cadence)]
+    return [(field, old, new) for field, old, new in pairs if old != new]
 
 
 def email_key(email: str) -> str:
@@ -409,6 +429,7 @@ class Store:
         with self.transaction():
             self.write_changes(changes)
             self.record_events(changes, source)
+            self.record_preference_changes(changes, source)
 
     def write_changes(self, changes: Sequence[Change]) -> None:
         cursor = self.conn.executemany(
@@ -427,6 +448,21 @@ class Store:
             "VALUES (?, ?, ?, ?, ?)",
             [(c.before.id, at, c.before.status, c.after.status, source)
              for c in changes if c.before.status != c.after.status])
+
+    def record_preference_changes(self, changes: Iterable[Change], source: str) -> None:
+        """Every change of a reader's name, topics or cadence, with when and from where."""
+        at = timestamp(self.now())
+        self.conn.executemany(
+            "INSERT INTO preference_changes (subscriber_id, at, field, old, new, source) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(c.before.id, at, field, old, new, source)
+             for c in changes for field, old, new in preference_diff(c.before, c.after)])
+
+    def preference_history(self, subscriber: Subscriber) -> list[tuple[str, str, str, str]]:
+        """(field, old, new, source) of each change of the reader's choices, oldest first."""
+        return [tuple(row) for row in self.conn.execute(
+            "SELECT field, old, new, source FROM preference_changes WHERE subscriber_id = ? "
+            "ORDER BY id", (subscriber.id,))]
 
     def remove(self, email: str) -> bool:
         """Forget the address: its row, events and tokens, overwritten on disk (secure_delete)

@@ -303,3 +303,17 @@ def test_remove_leaves_nothing_of_the_address_in_the_files(tmp_path, store):
 
 def test_removing_an_unknown_address_says_so(store):
     assert not store.remove("nobody@example.com")
+
+
+def test_changes_of_choices_are_kept_beside_status_events(store):
+    add(store, "ada@example.com", categories=("Work",))
+    ada = store.get("ada@example.com")
+    store.update([Change(ada, replace(ada, categories=("Tools", "Work"), cadence="daily"))],
+                 "web")
+    assert store.preference_history(ada) == [
+        ("categories", '["Work"]', '["Tools", "Work"]', "web"),
+        ("cadence", "weekly", "daily", "web"),
+    ]
+    assert [(e.old, e.new) for e in store.events(ada)] == [(None, "active")]  # no status change
+    store.remove("ada@example.com")
+    assert store.conn.execute("SELECT count(*) FROM preference_changes").fetchone() == (0,)
