@@ -6,6 +6,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -106,6 +107,12 @@ class Settings:
     def web_url(self) -> str:
         """Where the readers' web app is reached: web.base_url, else site.base_url."""
         return (self.values.get("web.base_url") or self.values["site.base_url"]).rstrip("/")
+
+    @property
+    def sender(self) -> tuple[str | None, str]:
+        """(name, address) from `email.from`; the address is empty when it is not set."""
+        name, address = parseaddr(self.values["email.from"])
+        return name or None, address
 
     def preferences_url(self, token: str) -> str:
         """The reader's page for choosing topics and cadence (`digest web`)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -103,7 +102,7 @@ def write_eml_files(settings: Settings, main: Built, segments: Sequence[SegmentB
 
 
 def preview_message(settings: Settings, built: Built, key: str) -> Message:
-    name, address = parseaddr(settings["email.from"])
+    name, address = settings.sender
     unsubscribe = settings.unsubscribe_url("preview")
     reader = Recipient("reader@example.com", "A Reader", {},
                        list_unsubscribe_headers(unsubscribe, settings["unsubscribe.mailto"]))

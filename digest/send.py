@@ -15,7 +15,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.utils import parseaddr
 from pathlib import Path
 
 from digest import pipeline
@@ -208,12 +207,17 @@ class Sender:
         return compose(self.settings, email, active, self.tokens, key=key, segment=batch.segment)
 
 
+def required_sender(settings: Settings) -> tuple[str | None, str]:
+    name, address = settings.sender
+    if not address:
+        raise DeliveryError("email.from is not set in the configuration (the sender address)")
+    return name, address
+
+
 def compose(settings: Settings, email: Email, readers: Sequence[Subscriber],
             tokens: dict[int, str], *, key: str, segment: str) -> Message:
     """One request: the segment's email with each reader's own unsubscribe link."""
-    from_name, from_email = parseaddr(settings["email.from"])
-    if not from_email:
-        raise DeliveryError("email.from is not set in the configuration (the sender address)")
+    from_name, from_email = required_sender(settings)
     group = settings["sendgrid.asm_group_id"]
     recipients = []
     for reader in readers:
@@ -224,7 +228,7 @@ def compose(settings: Settings, email: Email, readers: Sequence[Subscriber],
         recipients.append(Recipient(reader.email, reader.name or None, links, headers))
     return Message(
         subject=email.subject, html=email.html, text=email.text, from_email=from_email,
-        from_name=from_name or None, reply_to=settings["email.reply_to"] or None,
+        from_name=from_name, reply_to=settings["email.reply_to"] or None,
         recipients=tuple(recipients), categories=("digest", key),
         custom_args={"issue": key, "segment": segment}, asm_group_id=group)
 
@@ -232,13 +236,11 @@ def compose(settings: Settings, email: Email, readers: Sequence[Subscriber],
 def test_message(settings: Settings, built: pipeline.Built, key: str,
                  to: Sequence[str]) -> Message:
     """A [TEST] copy for `to`; the unsubscribe link is a harmless placeholder."""
-    from_name, from_email = parseaddr(settings["email.from"])
-    if not from_email:
-        raise DeliveryError("email.from is not set in the configuration (the sender address)")
+    from_name, from_email = required_sender(settings)
     email = built.email
     return Message(
         subject=f"[TEST] {email.subject}", html=email.html, text=email.text,
-        from_email=from_email, from_name=from_name or None,
+        from_email=from_email, from_name=from_name,
         reply_to=settings["email.reply_to"] or None,
         recipients=tuple(Recipient(address) for address in to),
         categories=("digest-test", key), custom_args={"issue": key, "test": "yes"})

@@ -12,7 +12,6 @@ import logging
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from email.utils import parseaddr
 
 from digest.config import Settings
 from digest.transports import Message, Recipient, Transport
@@ -22,10 +21,10 @@ MAX_QUEUED = 100
 
 
 def confirmation_message(settings: Settings, to: str, *, html: str, text: str) -> Message:
-    from_name, from_email = parseaddr(settings["email.from"])
+    from_name, from_email = settings.sender
     return Message(
         subject=f"Confirm your subscription to {settings.site_name}", html=html, text=text,
-        from_email=from_email, from_name=from_name or None,
+        from_email=from_email, from_name=from_name,
         reply_to=settings["email.reply_to"] or None, recipients=(Recipient(to),),
         categories=("digest-confirm",), custom_args={"purpose": "confirm"})
 
