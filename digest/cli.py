@@ -344,7 +344,7 @@ class Job:
                                window=window, settings=self.settings,
                                renderer=pipeline.renderer_for(self.settings))
         print_plan(key, plan)
-        send.gate(plan, self.force)
+        send.gate(plan.findings, self.force)
         if self.dry_run:
             click.echo("Dry run: nothing sent, nothing recorded.")
             return False
@@ -432,8 +432,8 @@ def send_test_copy(settings: Settings, since: datetime | None, until: datetime |
     built = pipeline.build_issue(loaded.articles, key=key, window=window, settings=settings,
                                  renderer=pipeline.renderer_for(settings),
                                  unsubscribe_url=settings.unsubscribe_url("test-copy"))
-    send.gate(send.Plan((), tuple(("test", f) for f in pipeline.quality_of(
-        built, settings.unsubscribe_url("test-copy")))), force)
+    findings = pipeline.quality_of(built, settings.unsubscribe_url("test-copy"))
+    send.gate([("test", finding) for finding in findings], force)
     outcome = transport_for(settings).send(send.test_message(settings, built, key, to))
     if outcome.status != "accepted":
         raise DigestError(f"the test copy was not sent: {outcome.reason}")

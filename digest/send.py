@@ -38,10 +38,6 @@ class Plan:
     findings: tuple[tuple[str, Finding], ...]  # (segment slug, finding)
 
     @property
-    def errors(self) -> list[str]:
-        return [f"segment {slug}: {f.message}" for slug, f in self.findings if f.level == "error"]
-
-    @property
     def recipients(self) -> int:
         return sum(len(s.recipients) for s in self.segments if s.email is not None)
 
@@ -87,10 +83,12 @@ def plan_issue(articles: Sequence[Article], readers: Sequence[Subscriber], *, ca
     return Plan(tuple(segments), tuple(findings))
 
 
-def gate(plan: Plan, force: bool) -> None:
-    """Refuse to send an email with an error-level quality problem, unless forced."""
-    if plan.errors and not force:
-        raise DeliveryError("not sending: " + "; ".join(plan.errors)
+def gate(findings: Sequence[tuple[str, Finding]], force: bool) -> None:
+    """Refuse to send an email with an error-level quality problem, unless forced.
+    `findings` are (segment, finding) pairs."""
+    errors = [f"segment {slug}: {f.message}" for slug, f in findings if f.level == "error"]
+    if errors and not force:
+        raise DeliveryError("not sending: " + "; ".join(errors)
                             + " (fix the templates or content, or pass --force)")
 
 
