@@ -18,15 +18,13 @@ from digest import __version__, pipeline, send, subscriber_files, subscribers
 from digest.config import Settings, find_config, load_settings
 from digest.content import LoadResult
 from digest.errors import DigestError
-from digest.ledger import BATCH_SIZE, Ledger
+from digest.ledger import BATCH_SIZE, IssueRow, Ledger
 from digest.preview import write_eml_files, write_index, write_preview, write_segment_previews
 from digest.render import Renderer
 from digest.screenshots import take_screenshots
 from digest.select import Window, dates_window, issue_key, manual_key
 from digest.store import CADENCES, STATUSES, Store, Subscriber, open_store
-from digest.transports import Transport
-from digest.transports.files import FilesTransport
-from digest.transports.sendgrid import SendGridTransport
+from digest.transports import transport_for
 
 
 class DigestGroup(click.Group):
@@ -299,8 +297,7 @@ class Job:
         with self.locked() as store:
             ledger = Ledger(store)
             issue = ledger.issue(key)
-            if issue is not None and issue.status == "done":
-                click.echo(f"Issue {key} was sent on {issue.finished_at[:10]}: nothing to do.")
+            if already_sent(issue):
                 return
             self.check_ready()
             if not self.dry_run:  # SendGrid's suppression lists first; a failure only warns
@@ -319,8 +316,7 @@ class Job:
             issue = Ledger(store).issue(key)
             if issue is None:
                 raise DigestError(f"no issue {key} in the ledger (see: digest issues)")
-            if issue.status == "done":
-                click.echo(f"Issue {key} was sent on {issue.finished_at[:10]}: nothing to do.")
+            if already_sent(issue):
                 return
             self.check_ready()
             self.deliver(store, key)
@@ -374,6 +370,14 @@ class Job:
             raise SystemExit(1)
 
 
+def already_sent(issue: IssueRow | None) -> bool:
+    if issue is None or issue.status != "done":
+        return False
+    click.echo(f"Issue {issue.key} was sent on {(issue.finished_at or '')[:10]}: "
+               "nothing to do.")
+    return True
+
+
 def print_plan(key: str, plan: send.Plan) -> None:
     segments = sum(1 for s in plan.segments if s.email)
     click.echo(f"Plan for {key}: {plan.recipients} {plural(plan.recipients, 'recipient')} in "
@@ -399,12 +403,6 @@ def print_summary(key: str, summary: send.Summary, skipped: int) -> None:
     click.echo(f"Issue {key}: sent to {summary.accepted}, already sent {summary.already}, "
                f"skipped {skipped} (empty segment), stopped since planned {summary.dropped}, "
                f"failed {summary.failed}, unknown {summary.unknown}.")
-
-
-def transport_for(settings: Settings) -> Transport:
-    if settings["delivery.transport"] == "files":
-        return FilesTransport(settings.files_dir)
-    return SendGridTransport.from_environment(settings)
 
 
 def secret_of(settings: Settings) -> str:

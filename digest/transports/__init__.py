@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from digest.config import Settings
 from digest.errors import DeliveryError
 
 MAX_RECIPIENTS = 1000
@@ -76,3 +77,14 @@ def check_message(message: Message) -> None:
         raise DeliveryError(
             f"a message has at most {MAX_CATEGORIES} categories, got {len(message.categories)}"
         )
+
+
+def transport_for(settings: Settings) -> Transport:
+    """The transport `delivery.transport` names: `.eml` files, or SendGrid with the key
+    from the environment."""
+    from digest.transports.files import FilesTransport  # they import this module
+    from digest.transports.sendgrid import SendGridTransport
+
+    if settings["delivery.transport"] == "files":
+        return FilesTransport(settings.files_dir)
+    return SendGridTransport.from_environment(settings)

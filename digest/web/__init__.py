@@ -23,7 +23,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from digest.config import Settings
 from digest.errors import ConfigError
 from digest.store import MIN_SECRET_LENGTH, utc_now
-from digest.transports import Transport
+from digest.transports import Transport, transport_for
 from digest.web import pages
 from digest.web.mail import Mailer
 from digest.web.ratelimit import RateLimiter
@@ -79,8 +79,6 @@ def create_app(settings: Settings, *, dev: bool = False,
     if not settings["email.from"]:
         raise ConfigError(NO_SENDER)
     if transport is None:
-        from digest.cli import transport_for  # one place chooses the transport
-
         transport = transport_for(settings)
     app = Flask(__name__)
     # No MAX_CONTENT_LENGTH: the webhook takes large batches. Forms are capped instead.
