@@ -34,9 +34,8 @@ def write_segment_previews(
     main: Built, segments: Sequence[SegmentBuild], out: Path
 ) -> list[tuple[Path, Path]]:
     """One preview per segment that has articles: `<out>/<key>--<segment>.html/.txt`."""
-    stem = safe_name(main.issue.key)
     return [
-        write_preview(item.built, out, f"{stem}--{item.segment.slug}")
+        write_preview(item.built, out, variant_stem(main.issue.key, item.segment.slug))
         for item in segments
         if item.built is not None
     ]
@@ -50,11 +49,11 @@ def write_index(
 ) -> Path:
     """`<out>/index.html`: every variant with its subscribers, articles, size and subject,
     and the screenshots taken of it (keyed by file stem), side by side."""
-    key = safe_name(main.issue.key)
-    rows = [row("(whole issue)", "every category", None, main, key, shots or {})]
+    key = main.issue.key
+    rows = [row("(whole issue)", "every category", None, main, variant_stem(key), shots or {})]
     rows += [
         row(item.segment.slug, item.segment.label, len(item.segment.recipients), item.built,
-            f"{key}--{item.segment.slug}", shots or {})
+            variant_stem(key, item.segment.slug), shots or {})
         for item in segments
     ]
     index = out / "index.html"
@@ -78,6 +77,12 @@ def write(path: Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def variant_stem(key: str, segment: str | None = None) -> str:
+    """The file name, without extension, of an issue's preview or one segment's."""
+    stem = safe_name(key)
+    return f"{stem}--{segment}" if segment else stem
+
+
 def safe_name(name: str) -> str:
     """Issue keys are safe already (`2026-W48`, `2026-11-01..2026-11-07`); keep them so."""
     return "".join(c if c.isalnum() or c in "-._" else "-" for c in name)
@@ -87,9 +92,10 @@ def write_eml_files(settings: Settings, main: Built, segments: Sequence[SegmentB
                     out: Path) -> list[Path]:
     """`<out>/<stem>.eml`: each variant as the RFC 5322 message a reader would get
     (multipart/alternative, text first, List-Unsubscribe headers), to open in a mail client."""
-    key = safe_name(main.issue.key)
-    variants = [(key, main)] + [(f"{key}--{item.segment.slug}", item.built)
-                                for item in segments if item.built is not None]
+    key = main.issue.key
+    variants = [(variant_stem(key), main)] + [
+        (variant_stem(key, item.segment.slug), item.built)
+        for item in segments if item.built is not None]
     paths = []
     for stem, built in variants:
         path = out / f"{stem}.eml"

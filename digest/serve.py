@@ -31,7 +31,7 @@ from digest import pipeline
 from digest.config import Settings, load_settings
 from digest.content import Article
 from digest.errors import DigestError
-from digest.preview import safe_name
+from digest.preview import variant_stem
 from digest.quality import Finding
 from digest.render import Renderer
 from digest.select import Window
@@ -112,7 +112,7 @@ def render_site(settings: Settings, *, period: Period | None = None) -> Snapshot
     links = pipeline.preview_links(settings)
     built = pipeline.build_issue(loaded.articles, key=key, window=window, settings=settings,
                                  renderer=renderer, **links)
-    whole = variant_of(safe_name(key), "(whole issue)", "every category", None, built,
+    whole = variant_of(variant_stem(key), "(whole issue)", "every category", None, built,
                        links["unsubscribe_url"])
     segments = segment_variants(settings, loaded.articles, built, renderer)
     return Snapshot(key, (whole, *segments), tuple(str(p) for p in loaded.problems))
@@ -122,9 +122,10 @@ def segment_variants(settings: Settings, articles: Sequence[Article], whole: pip
                      renderer: Renderer) -> list[Variant]:
     """One variant per segment, as `digest preview` writes them; none without a store."""
     items = pipeline.store_segments(settings, articles, whole, renderer, CADENCE)
-    stem, unsubscribe_url = safe_name(whole.issue.key), settings.unsubscribe_url("preview")
-    return [variant_of(f"{stem}--{item.segment.slug}", item.segment.slug, item.segment.label,
-                       len(item.segment.recipients), item.built, unsubscribe_url)
+    unsubscribe_url = settings.unsubscribe_url("preview")
+    return [variant_of(variant_stem(whole.issue.key, item.segment.slug), item.segment.slug,
+                       item.segment.label, len(item.segment.recipients), item.built,
+                       unsubscribe_url)
             for item in items]
 
 
