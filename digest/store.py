@@ -227,9 +227,14 @@ def refusal(old: str, new: str, source: str, event: str | None = None) -> str | 
 
 
 def derive_token(secret: str, salt: bytes) -> str:
-    """The subscriber's unsubscribe token: 256 bits, URL-safe, 43 characters."""
+    """The subscriber's unsubscribe token: 256 bits, URL-safe, 43 characters.
+
+    It never starts with "-", so that `digest subscribers unsubscribe TOKEN`
+    is not read as an option (1 in 64 tokens would be): a leading "-" becomes "_".
+    """
     mac = hmac.new(secret.encode(), TOKEN_CONTEXT + salt, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+    token = base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+    return "_" + token[1:] if token.startswith("-") else token
 
 
 def token_hash(token: str) -> bytes:
