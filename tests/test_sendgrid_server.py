@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sendgrid_server
 from python_http_client.exceptions import (
     BadRequestsError,
     HTTPError,
@@ -32,6 +33,7 @@ from sendgrid_server import (
     SendGridServer,
     count_by_address,
     read_log,
+    schema_accepts_fast,
     validate_mail_send,
 )
 
@@ -299,6 +301,53 @@ def test_merged_custom_args_over_10000_bytes_are_rejected(client):
 )
 def test_validate_mail_send(body, expected):
     assert validate_mail_send(body) == expected
+
+
+def rich_body() -> dict[str, Any]:
+    """A body with every field digest sends, and a few it does not."""
+    person = {"to": [{"email": "ada@example.com", "name": "Ada"}],
+              "substitutions": {"-unsubscribe_url-": "https://example.com/u/abc"},
+              "headers": {"List-Unsubscribe": "<https://example.com/u/abc>",
+                          "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+              "custom_args": {"issue": "2026-W48"}}
+    return message(person, {"to": to("bob@example.com"), "cc": to("cy@example.com")},
+                   reply_to={"email": "editor@example.com"}, categories=["digest", "2026-W48"],
+                   custom_args={"issue": "2026-W48"}, asm={"group_id": 7},
+                   tracking_settings={"click_tracking": {"enable": False}})
+
+
+def mutations(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Every path in the body, each to be replaced by each bad value."""
+    yield path
+    children = node.items() if isinstance(node, dict) else enumerate(node) \
+        if isinstance(node, list) else ()
+    for key, child in children:
+        yield from mutations(child, (*path, key))
+
+
+def replaced(body: Any, path: tuple[Any, ...], value: Any) -> Any:
+    if not path:
+        return value
+    copy = dict(body) if isinstance(body, dict) else list(body)
+    copy[path[0]] = replaced(body[path[0]], path[1:], value)
+    return copy
+
+
+BAD_VALUES = [None, 1, 2.5, True, "", "no-at-sign", "x" * 10_001, [], [1, 1], {}, {"x": 1}]
+
+
+def test_the_fast_schema_check_never_accepts_what_jsonschema_rejects():
+    body = rich_body()
+    assert schema_accepts_fast(body) and sendgrid_server._validator().is_valid(body)
+    verdicts = []
+    for path in mutations(body):
+        for value in BAD_VALUES:
+            bad = replaced(body, path, value)
+            fast, full = schema_accepts_fast(bad), sendgrid_server._validator().is_valid(bad)
+            assert full or not fast, (path, value)
+            verdicts.append((fast, full))
+    assert {(False, False), (True, True)} <= set(verdicts)  # both kinds were seen
+    assert len(verdicts) > 400
 
 
 def test_body_that_is_not_json_gets_bad_request(server):
