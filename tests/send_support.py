@@ -14,13 +14,15 @@ NOW = "2026-11-29T08:00"
 CATEGORIES = ["Work", "Tools", "Research", "Policy", "Health", "Culture"]
 
 
-def write_site(root: Path, server_url: str = "http://127.0.0.1:9", extra: str = "") -> Path:
+def write_site(root: Path, server_url: str = "http://127.0.0.1:9", extra: str = "",
+               timeout: float = 10) -> Path:
+    """A small site; `timeout` is long enough for a loaded CI machine unless a test times out."""
     (root / "digest.toml").write_text(
         '[site]\nname = "Send Test"\nbase_url = "https://send.example.org"\n'
         'timezone = "Europe/Berlin"\n'
         '[email]\nfrom = "Send Test <news@send.example.org>"\n'
         'postal_address = "1 Test Street, Testville"\n'
-        f'[sendgrid]\napi_url = "{server_url}"\ntimeout = 2\n' + extra)
+        f'[sendgrid]\napi_url = "{server_url}"\ntimeout = {timeout:g}\n' + extra)
     content = root / "content"
     content.mkdir()
     for day, category in enumerate(CATEGORIES, start=22):
