@@ -4,6 +4,8 @@ CSV: a header with `email` and any of `name,categories,cadence,status,created`;
 categories separated by `;` or `|`. JSON: a list of
 `{"email", "subscribedAt", "isActive", "preferences": {"frequency", "categories"}}`,
 plus the optional `name` and `status` that `export` adds so nothing is lost.
+Exported CSV cells that a spreadsheet would run as a formula (starting with `=`, `+`,
+`-`, `@`, a tab or a carriage return) get a leading `'`, which import takes off again.
 A row is numbered as a spreadsheet numbers it (the CSV header is row 1), a JSON record
 by its position in the list (from 1). Parsing is pure; only `read_subscribers` reads.
 """
@@ -27,6 +29,7 @@ from digest.store import CADENCES, STATUSES, Subscriber, email_key
 
 CSV_COLUMNS = ("email", "name", "categories", "cadence", "status", "created")
 CATEGORY_SEPARATORS = re.compile(r"[;|]")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,7 @@ def csv_records(text: str) -> Iterator[tuple[int, list[str]]]:
 
 def csv_fields(cells: Mapping[str, str]) -> dict[str, Any]:
     """An empty cell: no name, every category, the default cadence and status."""
-    fields: dict[str, Any] = {key: cells.get(key) for key in CSV_COLUMNS}
+    fields: dict[str, Any] = {key: unguarded(cells.get(key)) for key in CSV_COLUMNS}
     for key in ("cadence", "status", "created"):
         fields[key] = (fields[key] or "").strip() or None
     return fields
@@ -284,9 +287,20 @@ def to_csv(subscribers: Iterable[Subscriber]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for s in subscribers:
-        writer.writerow([s.email, s.name, ";".join(s.categories), s.cadence, s.status,
-                         iso(s.created)])
+        writer.writerow([guarded(s.email), guarded(s.name), guarded(";".join(s.categories)),
+                         s.cadence, s.status, iso(s.created)])
     return out.getvalue()
+
+
+def guarded(cell: str) -> str:
+    """A cell a spreadsheet shows as text rather than running it as a formula."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
+def unguarded(cell: str | None) -> str | None:
+    if cell is not None and cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS):
+        return cell[1:]
+    return cell
 
 
 def to_site_json(subscribers: Iterable[Subscriber]) -> str:

@@ -228,6 +228,29 @@ def test_export_csv(run):
         "Carla@example.com,,tools,weekly,active,2025-08-01T00:00:00Z\n")
 
 
+def test_export_csv_keeps_spreadsheets_from_running_cells_as_formulas(run, site, tmp_path):
+    seed(site, NewSubscriber("-ada@example.com", name='=HYPERLINK("https://evil.example")'),
+         NewSubscriber("bob@example.com", name="@SUM(A1)", categories=("+Tools",)),
+         NewSubscriber("cy@example.com", name="'Tis Cy"))
+    exported = run("export").stdout
+    assert exported.splitlines()[1:] == [
+        "'-ada@example.com,\"'=HYPERLINK(\"\"https://evil.example\"\")\",,weekly,active,"
+        "2026-02-23T08:00:00Z",
+        "bob@example.com,'@SUM(A1),'+Tools,weekly,active,2026-02-23T08:00:00Z",
+        "cy@example.com,'Tis Cy,,weekly,active,2026-02-23T08:00:00Z",
+    ]
+    (tmp_path / "out.csv").write_text(exported, encoding="utf-8")
+    runner = CliRunner(env={"DIGEST_DB": str(tmp_path / "copy.db")})
+    runner.invoke(cli, ["--config", str(site / "digest.toml"), "subscribers", "import",
+                        str(tmp_path / "out.csv")])
+    with open_store(tmp_path / "copy.db") as store:
+        assert [(s.email, s.name, s.categories) for s in store.subscribers()] == [
+            ("-ada@example.com", '=HYPERLINK("https://evil.example")', ()),
+            ("bob@example.com", "@SUM(A1)", ("+Tools",)),
+            ("cy@example.com", "'Tis Cy", ()),
+        ]
+
+
 def test_export_json_in_the_sites_format(run):
     run("import", str(FIXTURES / "site_active_and_inactive.json"))
     assert json.loads(run("export", "--format", "json").stdout)[1] == {
