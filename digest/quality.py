@@ -61,7 +61,8 @@ def check_email(
     """Every finding for the HTML part `html` and the plain-text part `text`.
 
     `unsubscribe_url` is accepted as a link target as is, so that a SendGrid substitution
-    tag such as `-unsubscribe_url-` passes; `article_urls` must all appear in `text`.
+    tag such as `-unsubscribe_url-` passes, and must be linked from the HTML and appear in
+    `text`; `article_urls` must all appear in `text`.
     """
     email = _Email(html, _parse(html), text, unsubscribe_url, tuple(article_urls))
     return [finding for check in _CHECKS for finding in check(email)]
@@ -264,6 +265,16 @@ def _check_links(email: _Email) -> Iterator[Finding]:
         )
 
 
+def _check_html_unsubscribe(email: _Email) -> Iterator[Finding]:
+    hrefs = (a.get("href", "").strip() for a in email.root.iter("a"))
+    if email.unsubscribe_url not in hrefs:
+        yield _warning(
+            "html-missing-unsubscribe",
+            f"The HTML has no link to the unsubscribe URL {email.unsubscribe_url}, so a "
+            "reader cannot leave from the email itself.",
+        )
+
+
 def _urls(root: lxml.html.HtmlElement) -> Iterator[str]:
     for element in root.iter(etree.Element):
         for attribute in ("href", "src"):
@@ -336,6 +347,7 @@ _CHECKS: tuple[Callable[[_Email], Iterable[Finding]], ...] = (
     _check_img_alt,
     _check_table_role,
     _check_links,
+    _check_html_unsubscribe,
     _check_forbidden_tags,
     _check_mjml_leftovers,
     _check_text_article_urls,

@@ -114,6 +114,13 @@ CASES = {
             "The <html> element has no lang attribute, so screen readers must guess the language.",
         )
     ],
+    "unsubscribe_link_missing.html": [
+        warning(
+            "html-missing-unsubscribe",
+            "The HTML has no link to the unsubscribe URL -unsubscribe_url-, so a reader cannot "
+            "leave from the email itself.",
+        )
+    ],
     "title_empty.html": [
         warning(
             "title",
@@ -225,6 +232,11 @@ def test_substitution_tag_is_accepted_only_as_the_unsubscribe_url() -> None:
             "not work from an inbox.",
         ),
         warning(
+            "html-missing-unsubscribe",
+            f"The HTML has no link to the unsubscribe URL {url}, so a reader cannot leave from "
+            "the email itself.",
+        ),
+        warning(
             "text-missing-unsubscribe",
             f"The text part does not contain the unsubscribe URL {url}.",
         ),
@@ -278,6 +290,7 @@ def test_empty_document() -> None:
         CASES["lang_missing.html"][0],
         CASES["title_empty.html"][0],
         CASES["preheader_missing.html"][0],
+        CASES["unsubscribe_link_missing.html"][0],
         *(
             warning("text-missing-url", f"The text part does not contain the article URL {url}.")
             for url in ARTICLE_URLS
