@@ -65,7 +65,10 @@ def launched(executable: str) -> Iterator[Any]:
     try:
         from playwright.sync_api import Error, sync_playwright
     except ImportError:
-        raise DigestError("--screenshots needs the Python package playwright") from None
+        raise DigestError(
+            "--screenshots needs the Python package playwright: "
+            "pip install 'digest[screenshots]' (or pip install playwright)"
+        ) from None
     with sync_playwright() as playwright:
         try:
             browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)

@@ -2,6 +2,7 @@
 
 import os
 import struct
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -123,3 +124,12 @@ def test_digest_chromium_wins_and_a_missing_one_is_an_error(monkeypatch, tmp_pat
     with pytest.raises(DigestError) as caught:
         take_screenshots([tmp_path / "x.html"])
     assert str(caught.value).startswith(f"cannot start Chromium {missing}: ")
+
+
+def test_without_playwright_the_error_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "playwright.sync_api", None)  # import raises ImportError
+    with pytest.raises(DigestError) as caught:
+        take_screenshots([tmp_path / "x.html"], chromium="/usr/bin/chromium")
+    assert str(caught.value) == (
+        "--screenshots needs the Python package playwright: "
+        "pip install 'digest[screenshots]' (or pip install playwright)")
