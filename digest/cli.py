@@ -388,10 +388,10 @@ def print_plan(key: str, plan: send.Plan) -> None:
             click.echo(f"  {segment.slug}: {count} {plural(count, 'recipient')}, "
                        "no articles: skipped")
             continue
-        batches = -(-count // BATCH_SIZE)
+        batches, articles = -(-count // BATCH_SIZE), len(segment.articles)
         click.echo(f"  {segment.slug}: {count} {plural(count, 'recipient')} in {batches} "
-                   f"{plural(batches, 'batch', 'batches')}, {len(segment.articles)} articles, "
-                   f"{segment.email.size / 1024:.1f} KB")
+                   f"{plural(batches, 'batch', 'batches')}, {articles} "
+                   f"{plural(articles, 'article')}, {segment.email.size / 1024:.1f} KB")
     for slug, finding in plan.findings:
         click.echo(f"{finding.level.capitalize()}: segment {slug}: {finding.message}",
                    err=True)
