@@ -17,10 +17,9 @@ import click
 from digest import __version__, pipeline, send, subscriber_files, subscribers
 from digest.config import Settings, find_config, load_settings
 from digest.content import LoadResult
-from digest.errors import DigestError
+from digest.errors import DigestError, WindowError
 from digest.ledger import BATCH_SIZE, IssueRow, Ledger
 from digest.preview import write_eml_files, write_index, write_preview, write_segment_previews
-from digest.render import Renderer
 from digest.screenshots import take_screenshots
 from digest.select import Window, dates_window, issue_key, manual_key
 from digest.store import CADENCES, STATUSES, Store, Subscriber, open_store
@@ -113,14 +112,10 @@ def preview(app: App, content_dir: Path | None, out: Path, since: datetime | Non
     check_window_options(since, until, now)
     settings = with_content_dir(app.settings, content_dir)
     loaded = load_and_warn(settings, strict)
-    key, window = choose_window(settings, loaded, since, until, now)
-    renderer = pipeline.renderer_for(settings)
-    built = pipeline.build_issue(
-        loaded.articles, key=key, window=window, settings=settings, renderer=renderer,
-        categories=categories, **pipeline.preview_links(settings))
+    shown = build_preview(settings, loaded, since, until, now, categories, cadence)
+    built, segments = shown.whole, shown.segments
     paths = write_preview(built, out)
     print_preview(built, paths, settings)
-    segments = segment_previews(settings, loaded, built, renderer, cadence)
     written = write_segment_previews(built, segments, out)
     print_segments(segments, written)
     html_files = [paths[0], *(html for html, _ in written)]
@@ -134,11 +129,6 @@ def preview(app: App, content_dir: Path | None, out: Path, since: datetime | Non
     if loaded.problems:
         click.echo(f"Skipped {loaded.skipped_files} {plural(loaded.skipped_files, 'file')} "
                    "with problems (see the warnings above).")
-
-
-def segment_previews(settings: Settings, loaded: LoadResult, built: pipeline.Built,
-                     renderer: Renderer, cadence: str) -> list[pipeline.SegmentBuild]:
-    return pipeline.store_segments(settings, loaded.articles, built, renderer, cadence)
 
 
 def print_segments(segments: Sequence[pipeline.SegmentBuild],
@@ -459,13 +449,14 @@ def check_window_options(since: datetime | None, until: datetime | None,
         raise click.UsageError("give either --since/--until or --now, not both")
 
 
-def choose_window(settings: Settings, loaded: LoadResult, since: datetime | None,
-                  until: datetime | None, now: datetime | None) -> tuple[str, Window]:
+def build_preview(settings: Settings, loaded: LoadResult, since: datetime | None,
+                  until: datetime | None, now: datetime | None, categories: Sequence[str],
+                  cadence: str) -> pipeline.Preview:
     try:
-        return pipeline.preview_window(
+        return pipeline.build_preview(
             settings, loaded.articles, since=since and since.date(),
-            until=until and until.date(), now=now)
-    except ValueError as exc:
+            until=until and until.date(), now=now, categories=categories, cadence=cadence)
+    except WindowError as exc:
         raise click.UsageError(str(exc)) from None
 
 

@@ -9,6 +9,10 @@ class ConfigError(DigestError):
     """The configuration file or an environment override is invalid."""
 
 
+class WindowError(DigestError):
+    """The dates asked for make no window (`--until` before `--since`)."""
+
+
 class ContentError(DigestError):
     """An article could not be loaded (raised in strict mode)."""
 

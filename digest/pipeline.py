@@ -10,11 +10,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from digest.cache import cache_path
 from digest.config import Settings
 from digest.content import Article, LoadOptions, LoadResult, load_articles
-from digest.errors import DigestError, TemplateError
+from digest.errors import DigestError, TemplateError, WindowError
 from digest.quality import Finding, check_email
 from digest.render import Email, Renderer, Site
 from digest.segments import Segment, plan_segments
@@ -68,6 +69,35 @@ def renderer_for(settings: Settings) -> Renderer:
     return Renderer(site_of(settings), settings.templates_dir)
 
 
+@dataclass(frozen=True)
+class Preview:
+    """What `digest preview` writes and `digest serve` shows: the whole issue, and one
+    build per segment of the store's active readers (none without a store)."""
+
+    whole: Built
+    segments: list[SegmentBuild]
+
+
+def build_preview(
+    settings: Settings,
+    articles: Sequence[Article],
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    now: datetime | None = None,
+    categories: Sequence[str] = (),
+    cadence: str = "weekly",
+) -> Preview:
+    """The issue in the window `preview_window` chooses, limited to `categories`, with the
+    preview links, and the segments of the store's `cadence` readers in the same window.
+    Raises WindowError when `until` is before `since`."""
+    key, window = preview_window(settings, articles, since=since, until=until, now=now)
+    renderer = renderer_for(settings)
+    whole = build_issue(articles, key=key, window=window, settings=settings,
+                        renderer=renderer, categories=categories, **preview_links(settings))
+    return Preview(whole, store_segments(settings, articles, whole, renderer, cadence))
+
+
 def preview_window(
     settings: Settings,
     articles: Sequence[Article],
@@ -78,16 +108,23 @@ def preview_window(
 ) -> tuple[str, Window]:
     """The issue to preview: `since`..`until` (whole days), else the week ending `now`,
     else the 7 days ending at the newest article, so a first run always shows something.
-    Raises ValueError when `until` is before `since`."""
+    Raises WindowError when `until` is before `since`."""
     tz = settings.timezone
     if since is not None and until is not None:
-        return manual_key(since, until), dates_window(since, until, tz)
+        return manual_key(since, until), days_window(since, until, tz)
     if now is None:
         last = newest(articles).astimezone(tz).date()
         first = last - timedelta(days=6)
         return manual_key(first, last), dates_window(first, last, tz)
     now = now if now.tzinfo else now.replace(tzinfo=tz)
     return issue_key("weekly", now, tz), cadence_window(now, "weekly")
+
+
+def days_window(since: date, until: date, tz: ZoneInfo) -> Window:
+    try:
+        return dates_window(since, until, tz)
+    except ValueError as exc:
+        raise WindowError(str(exc)) from None
 
 
 def newest(articles: Sequence[Article]) -> datetime:

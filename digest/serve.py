@@ -29,12 +29,9 @@ import jinja2
 
 from digest import pipeline
 from digest.config import Settings, load_settings
-from digest.content import Article
 from digest.errors import DigestError
 from digest.preview import variant_stem
 from digest.quality import Finding
-from digest.render import Renderer
-from digest.select import Window
 
 HOST = "127.0.0.1"
 CADENCE = "weekly"
@@ -51,13 +48,6 @@ class Period:
     since: date | None = None
     until: date | None = None
     now: datetime | None = None
-
-    def choose(self, settings: Settings, articles: Sequence[Article]) -> tuple[str, Window]:
-        try:
-            return pipeline.preview_window(settings, articles, since=self.since,
-                                           until=self.until, now=self.now)
-        except ValueError as exc:
-            raise DigestError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -107,23 +97,21 @@ class Snapshot:
 def render_site(settings: Settings, *, period: Period | None = None) -> Snapshot:
     """The whole issue, and one variant per segment of the store's active weekly readers."""
     loaded = pipeline.load(settings)
-    key, window = (period or Period()).choose(settings, loaded.articles)
-    renderer = pipeline.renderer_for(settings)
-    links = pipeline.preview_links(settings)
-    built = pipeline.build_issue(loaded.articles, key=key, window=window, settings=settings,
-                                 renderer=renderer, **links)
-    whole = variant_of(variant_stem(key), "(whole issue)", "every category", None, built,
-                       links["unsubscribe_url"])
-    segments = segment_variants(settings, loaded.articles, built, renderer)
+    period = period or Period()
+    shown = pipeline.build_preview(settings, loaded.articles, since=period.since,
+                                   until=period.until, now=period.now, cadence=CADENCE)
+    key = shown.whole.issue.key
+    unsubscribe_url = pipeline.preview_links(settings)["unsubscribe_url"]
+    whole = variant_of(variant_stem(key), "(whole issue)", "every category", None,
+                       shown.whole, unsubscribe_url)
+    segments = segment_variants(shown.segments, key, unsubscribe_url)
     return Snapshot(key, (whole, *segments), tuple(str(p) for p in loaded.problems))
 
 
-def segment_variants(settings: Settings, articles: Sequence[Article], whole: pipeline.Built,
-                     renderer: Renderer) -> list[Variant]:
-    """One variant per segment, as `digest preview` writes them; none without a store."""
-    items = pipeline.store_segments(settings, articles, whole, renderer, CADENCE)
-    unsubscribe_url = settings.unsubscribe_url("preview")
-    return [variant_of(variant_stem(whole.issue.key, item.segment.slug), item.segment.slug,
+def segment_variants(items: Sequence[pipeline.SegmentBuild], key: str,
+                     unsubscribe_url: str) -> list[Variant]:
+    """One variant per segment, named as `digest preview` names its files."""
+    return [variant_of(variant_stem(key, item.segment.slug), item.segment.slug,
                        item.segment.label, len(item.segment.recipients), item.built,
                        unsubscribe_url)
             for item in items]

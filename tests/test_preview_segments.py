@@ -1,10 +1,17 @@
 import shutil
+from datetime import date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import pytest
 from click.testing import CliRunner
 from lxml import html as lxml_html
 
+from digest import pipeline
 from digest.cli import cli
+from digest.config import load_settings
+from digest.errors import WindowError
+from digest.select import Window
 from digest.store import NewSubscriber, open_store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,3 +75,47 @@ def test_many_segments_render_in_parallel_with_the_same_result(tmp_path, monkeyp
     assert preview(config, tmp_path / "parallel").exit_code == 0
     for path in (tmp_path / "serial").iterdir():
         assert path.read_bytes() == (tmp_path / "parallel" / path.name).read_bytes()
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def test_build_preview_chooses_the_newest_week_and_the_store_segments(tmp_path):
+    settings = load_settings(sample_site(tmp_path))
+    add_readers(tmp_path / "digest.db", ("a@example.com", ()), ("b@example.com", ("work",)),
+                ("d@example.com", ("Gardening",)))
+    shown = pipeline.build_preview(settings, pipeline.load(settings).articles)
+    issue = shown.whole.issue
+    assert (issue.key, issue.window, len(issue.articles)) == (
+        "2026-11-22..2026-11-28",
+        Window(datetime(2026, 11, 21, 23, 59, 59, 999999, tzinfo=BERLIN),
+               datetime(2026, 11, 28, 23, 59, 59, 999999, tzinfo=BERLIN)), 7)
+    assert [(item.segment.slug, item.built and (item.built.issue.key,
+                                                len(item.built.issue.articles)))
+            for item in shown.segments] == [
+        ("all", ("2026-11-22..2026-11-28", 7)), ("gardening", None),
+        ("work", ("2026-11-22..2026-11-28", 1))]
+
+
+def test_build_preview_takes_the_dates_the_categories_and_the_cadence(tmp_path):
+    settings = load_settings(sample_site(tmp_path))
+    add_readers(tmp_path / "digest.db", ("a@example.com", ()))
+    articles = pipeline.load(settings).articles
+    shown = pipeline.build_preview(settings, articles, since=date(2026, 11, 1),
+                                   until=date(2026, 11, 30), categories=("work",),
+                                   cadence="daily")
+    issue = shown.whole.issue
+    assert (issue.key, [article.category for article in issue.articles], shown.segments) == (
+        "2026-11-01..2026-11-30", ["Work"] * 5, [])
+    week = pipeline.build_preview(settings, articles, now=datetime(2026, 11, 29, 8, 0))
+    assert (week.whole.issue.key, week.whole.issue.window) == (
+        "2026-W48", Window(datetime(2026, 11, 22, 8, 0, tzinfo=BERLIN),
+                           datetime(2026, 11, 29, 8, 0, tzinfo=BERLIN)))
+
+
+def test_build_preview_refuses_until_before_since(tmp_path):
+    settings = load_settings(sample_site(tmp_path))
+    with pytest.raises(WindowError) as caught:
+        pipeline.build_preview(settings, pipeline.load(settings).articles,
+                               since=date(2026, 11, 7), until=date(2026, 11, 1))
+    assert str(caught.value) == "--until 2026-11-01 is before --since 2026-11-07"
