@@ -289,10 +289,7 @@ class Job:
             issue = ledger.issue(key)
             if already_sent(issue):
                 return
-            self.check_ready()
-            if not self.dry_run:  # SendGrid's suppression lists first; a failure only warns
-                from digest import sync
-                sync.run_before_send(self.settings, click.echo)
+            self.prepare()
             if issue is None:
                 if window is None:
                     assert now is not None
@@ -308,7 +305,7 @@ class Job:
                 raise DigestError(f"no issue {key} in the ledger (see: digest issues)")
             if already_sent(issue):
                 return
-            self.check_ready()
+            self.prepare()
             self.deliver(store, key)
 
     @contextmanager
@@ -338,6 +335,14 @@ class Job:
             raise click.Abort()
         ledger.create(key, ledger_cadence, window, plan.segments)
         return True
+
+    def prepare(self) -> None:
+        """Ready to send, then SendGrid's suppression lists first (a failure only warns),
+        so a frozen plan being completed also skips who bounced or left since."""
+        self.check_ready()
+        if not self.dry_run:
+            from digest import sync
+            sync.run_before_send(self.settings, click.echo)
 
     def check_ready(self) -> None:
         """A missing key or secret is an error before anything is planned or frozen."""

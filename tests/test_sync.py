@@ -202,6 +202,23 @@ def test_daily_syncs_first_too(tmp_path, env):
     assert statuses(tmp_path)["daily@example.com"] == "unsubscribed"
 
 
+def test_completing_a_frozen_issue_syncs_first(tmp_path, env, monkeypatch):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url)
+        emails = add_readers(tmp_path, 3, segments=1)
+        monkeypatch.setenv("SENDGRID_API_KEY", "SG.wrong")
+        assert digest(config, "weekly", "--now", NOW).exit_code == 1  # planned, all failed
+        monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
+        server.set_suppressions("bounces", ["reader1@example.com"])
+        result = digest(config, "send", "--issue", "2026-W48", "--yes")
+        sent = server.accepted_count_by_address()
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == (
+        "Synced SendGrid's suppression lists. Marked 1 subscriber: 1 bounced.")
+    assert "stopped since planned 1" in result.stdout
+    assert sent == {emails[0]: 1, emails[2]: 1}
+
+
 @pytest.mark.parametrize("case", ["files transport", "no key", "dry run"])
 def test_no_sync_without_sendgrid_or_on_a_dry_run(tmp_path, env, monkeypatch, case):
     with SendGridServer(api_key=API_KEY) as server:
