@@ -13,8 +13,9 @@ signature) and, in one write transaction:
 
 Only what the counts need is kept, never the event itself: the event id (no address)
 for KEEP_EVENT_IDS, and for known readers the issue, the kind and the time, tied to the
-subscriber row so that `subscribers remove` deletes them too. Events for addresses the
-store does not know change nothing.
+subscriber row. `subscribers remove` unties them (the subscriber becomes NULL): the
+issue's counts stay and nothing names the reader. Soft bounces go with the reader.
+Events for addresses the store does not know change nothing.
 """
 
 from __future__ import annotations

@@ -4,7 +4,11 @@ Every batch is written before its request (`in-flight`) and after it (`accepted`
 SendGrid's message id, or `failed` with the reason). A batch left `in-flight` by a
 crash or a read time-out is *unknown*: it may have been delivered, so it is only sent
 again when the operator says so. Each subscriber is in at most one batch per issue
-(the primary key of `deliveries`), so a plan can never address anyone twice.
+(a unique key of `deliveries`), so a plan can never address anyone twice.
+
+When a reader is removed (`digest subscribers remove`) their deliveries stay with no
+subscriber (NULL), so an issue's counts stay true. A batch counts them as `removed`;
+if it is sent again they are taken out first, and nobody is sent to in their place.
 """
 
 from __future__ import annotations
@@ -48,11 +52,16 @@ class Batch:
     status: str
     message_id: str | None
     reason: str | None
-    recipients: tuple[int, ...]
+    recipients: tuple[int, ...]  # subscriber ids
+    removed: int = 0  # readers removed from the store since the plan (no id left)
 
     @property
     def unknown(self) -> bool:
         return self.status == "in-flight"
+
+    @property
+    def size(self) -> int:
+        return len(self.recipients) + self.removed
 
 
 class Ledger:
@@ -104,20 +113,31 @@ class Ledger:
             batch_id = self.conn.execute(
                 "INSERT INTO batches (issue_key, segment, number, status, updated_at) "
                 "VALUES (?, ?, ?, 'pending', ?)", (key, segment.slug, number, now)).lastrowid
+            members = sorted(segment.recipients[start:start + BATCH_SIZE])  # not by address
             self.conn.executemany(
                 "INSERT INTO deliveries (issue_key, subscriber_id, batch_id) VALUES (?, ?, ?)",
-                [(key, id_, batch_id) for id_ in segment.recipients[start:start + BATCH_SIZE]])
+                [(key, id_, batch_id) for id_ in members])
 
     def batches(self, key: str) -> list[Batch]:
-        members: dict[int, list[int]] = {}
-        for batch_id, subscriber_id in self.conn.execute(
-                "SELECT batch_id, subscriber_id FROM deliveries WHERE issue_key = ? "
-                "ORDER BY subscriber_id", (key,)):
-            members.setdefault(batch_id, []).append(subscriber_id)
+        members, removed = self.members(key)
         rows = self.conn.execute(
             "SELECT id, segment, number, status, message_id, reason FROM batches "
             "WHERE issue_key = ? ORDER BY segment, number", (key,))
-        return [Batch(*row, recipients=tuple(members.get(row[0], ()))) for row in rows]
+        return [Batch(*row, recipients=tuple(members.get(row[0], ())),
+                      removed=removed.get(row[0], 0)) for row in rows]
+
+    def members(self, key: str) -> tuple[dict[int, list[int]], dict[int, int]]:
+        """Each batch's subscriber ids, and how many of its readers were removed since."""
+        members: dict[int, list[int]] = {}
+        removed: dict[int, int] = {}
+        for batch_id, subscriber_id in self.conn.execute(
+                "SELECT batch_id, subscriber_id FROM deliveries WHERE issue_key = ? "
+                "ORDER BY subscriber_id", (key,)):
+            if subscriber_id is None:
+                removed[batch_id] = removed.get(batch_id, 0) + 1
+            else:
+                members.setdefault(batch_id, []).append(subscriber_id)
+        return members, removed
 
     def segments(self, key: str) -> list[tuple[str, tuple[str, ...], int, Email | None]]:
         """(slug, categories, recipients, email) of each segment of the plan."""
@@ -143,12 +163,17 @@ class Ledger:
                 "WHERE id = ?", (status, message_id, reason, timestamp(self.store.now()),
                                  batch_id))
 
-    def drop_recipients(self, batch_id: int, subscriber_ids: Iterable[int]) -> None:
-        """Take readers who stopped since the plan out of a batch not yet accepted."""
+    def drop_recipients(self, batch_id: int, stopped: Iterable[int]) -> int:
+        """Take out of a batch about to be sent the readers removed since the plan (no id
+        left) and those who stopped (`stopped`); returns how many it took out."""
         with self.store.transaction():
-            self.conn.executemany(
+            removed = self.conn.execute(
+                "DELETE FROM deliveries WHERE batch_id = ? AND subscriber_id IS NULL",
+                (batch_id,)).rowcount
+            gone = self.conn.executemany(
                 "DELETE FROM deliveries WHERE batch_id = ? AND subscriber_id = ?",
-                [(batch_id, id_) for id_ in subscriber_ids])
+                [(batch_id, id_) for id_ in stopped]).rowcount
+        return removed + gone
 
     def finish_if_complete(self, key: str) -> bool:
         left = self.conn.execute(
@@ -162,7 +187,8 @@ class Ledger:
         return left == 0
 
     def counts(self, key: str) -> dict[str, int]:
-        """Recipients by batch status, plus `skipped` (segments with nothing to send)."""
+        """Recipients by batch status, plus `skipped` (segments with nothing to send).
+        Readers removed since count where their batch does: the history stays true."""
         counts = dict(self.conn.execute(
             "SELECT b.status, count(*) FROM deliveries d JOIN batches b ON b.id = d.batch_id "
             "WHERE d.issue_key = ? GROUP BY b.status", (key,)).fetchall())

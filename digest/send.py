@@ -4,6 +4,8 @@ every batch not yet accepted, recording each before and after its request.
 A crash or a rerun never sends anyone the same issue twice: accepted batches are never
 resent, and a batch whose outcome is unknown (in flight when the run died, or a read
 time-out) is reported and left alone unless the operator passes --resend-unknown.
+Readers who stopped or were removed since the plan are taken out of a batch before it
+is sent, and counted.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -48,7 +50,7 @@ class Summary:
     already: int = 0  # recipients accepted by an earlier run
     failed: int = 0
     unknown: int = 0
-    dropped: int = 0  # readers who stopped between the plan and their batch
+    dropped: int = 0  # readers who stopped or were removed between the plan and their batch
     reasons: list[str] = field(default_factory=list)
 
     @property
@@ -134,11 +136,11 @@ class Sender:
 
     def count_untouched(self, batch: Batch, summary: Summary, resend_unknown: bool) -> None:
         if batch.status == "accepted":
-            summary.already += len(batch.recipients)
+            summary.already += batch.size
         elif batch.unknown and not resend_unknown:
-            summary.unknown += len(batch.recipients)
+            summary.unknown += batch.size
             summary.reasons.append(
-                f"batch {batch.segment}#{batch.number} ({len(batch.recipients)} recipients): "
+                f"batch {batch.segment}#{batch.number} ({batch.size} recipients): "
                 f"outcome unknown ({batch.reason or 'the run stopped while it was in flight'}); "
                 "left alone: check SendGrid's activity, then rerun with --resend-unknown "
                 "if it was not delivered")
@@ -154,12 +156,15 @@ class Sender:
             for batch in todo:
                 while len(running) >= self.workers:
                     self.collect(running, summary)
-                email = emails.setdefault(batch.segment, self.ledger.email(key, batch.segment))
-                message = self.message(key, batch, email, readers, summary)
-                if message is None:
+                sendable = self.trim(batch, readers, summary)
+                if sendable is None:
                     continue
+                email = emails.setdefault(batch.segment, self.ledger.email(key, batch.segment))
+                message = compose(self.settings, email,
+                                  [readers[i] for i in sendable.recipients], self.tokens,
+                                  key=key, segment=batch.segment)
                 self.ledger.mark(batch.id, "in-flight")
-                running[pool.submit(self.transport.send, message)] = batch
+                running[pool.submit(self.transport.send, message)] = sendable
             while running:
                 self.collect(running, summary)
 
@@ -190,19 +195,22 @@ class Sender:
             summary.reasons.append(f"{label}: outcome unknown: {outcome.reason}")
         self.progress(count)
 
-    def message(self, key: str, batch: Batch, email: Email, readers: dict[int, Subscriber],
-                summary: Summary) -> Message | None:
-        """The batch's message, without readers who stopped since the plan."""
-        stopped = [i for i in batch.recipients
-                   if i not in readers or readers[i].status != "active"]
-        if stopped:
-            self.ledger.drop_recipients(batch.id, stopped)
-            summary.dropped += len(stopped)
-        active = [readers[i] for i in batch.recipients if i not in stopped]
+    def trim(self, batch: Batch, readers: dict[int, Subscriber],
+             summary: Summary) -> Batch | None:
+        """The batch without readers who stopped or were removed since the plan: they are
+        taken out of the ledger and counted. None (the batch marked accepted) if nobody
+        is left to send to."""
+        active = tuple(i for i in batch.recipients
+                       if i in readers and readers[i].status == "active")
+        if batch.removed or len(active) < len(batch.recipients):
+            summary.dropped += self.ledger.drop_recipients(
+                batch.id, set(batch.recipients) - set(active))
+        self.progress(batch.size - len(active))
         if not active:
-            self.ledger.mark(batch.id, "accepted", reason="every reader in it had stopped")
+            self.ledger.mark(batch.id, "accepted",
+                             reason="every reader in it had stopped or was removed")
             return None
-        return compose(self.settings, email, active, self.tokens, key=key, segment=batch.segment)
+        return replace(batch, recipients=active, removed=0)
 
 
 def required_sender(settings: Settings) -> tuple[str | None, str]:

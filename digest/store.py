@@ -159,6 +159,43 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX preference_changes_subscriber ON preference_changes (subscriber_id)",
     ),
+    (  # 5: erasing a reader keeps past issues' counts: their deliveries and activity stay,
+       # with subscriber_id set to NULL. SQLite changes a foreign key only by rebuilding the
+       # table (create, copy, drop, rename, index). No table refers to these two, so
+       # foreign keys stay on and check every copied row; a row whose subscriber is gone
+       # (only possible if foreign keys were ever off) is copied as removed, one whose
+       # batch or issue is gone is never counted and is left out. Deliveries go in by
+       # batch and id, not by address, so an anonymised row's place hints at nothing.
+        """CREATE TABLE deliveries_new (
+            issue_key TEXT NOT NULL,
+            subscriber_id INTEGER REFERENCES subscribers (id) ON DELETE SET NULL,
+            batch_id INTEGER NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
+            UNIQUE (issue_key, subscriber_id)
+        )""",
+        "INSERT INTO deliveries_new (issue_key, subscriber_id, batch_id) "
+        "SELECT d.issue_key, s.id, d.batch_id FROM deliveries d "
+        "JOIN batches b ON b.id = d.batch_id LEFT JOIN subscribers s ON s.id = d.subscriber_id "
+        "ORDER BY d.batch_id, d.subscriber_id",
+        "DROP TABLE deliveries",
+        "ALTER TABLE deliveries_new RENAME TO deliveries",
+        "CREATE INDEX deliveries_batch ON deliveries (batch_id)",
+        "CREATE INDEX deliveries_subscriber ON deliveries (subscriber_id)",
+        """CREATE TABLE issue_activity_new (
+            issue_key TEXT NOT NULL REFERENCES issues (key) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('delivered', 'opened', 'clicked', 'bounced',
+                'complained', 'unsubscribed')),
+            subscriber_id INTEGER REFERENCES subscribers (id) ON DELETE SET NULL,
+            at TEXT NOT NULL,
+            UNIQUE (issue_key, kind, subscriber_id)
+        )""",
+        "INSERT INTO issue_activity_new (issue_key, kind, subscriber_id, at) "
+        "SELECT a.issue_key, a.kind, s.id, a.at FROM issue_activity a "
+        "JOIN issues i ON i.key = a.issue_key LEFT JOIN subscribers s ON s.id = a.subscriber_id "
+        "ORDER BY a.issue_key, a.kind, a.subscriber_id",
+        "DROP TABLE issue_activity",
+        "ALTER TABLE issue_activity_new RENAME TO issue_activity",
+        "CREATE INDEX issue_activity_subscriber ON issue_activity (subscriber_id)",
+    ),
 )
 
 to_json = json.JSONEncoder(ensure_ascii=False).encode
@@ -471,7 +508,8 @@ class Store:
 
     def remove(self, email: str) -> bool:
         """Forget the address: its row, events and tokens, overwritten on disk (secure_delete)
-        and dropped from the WAL. Returns False if no such subscriber."""
+        and dropped from the WAL. Its deliveries and issue activity stay, without the
+        subscriber (NULL), so past issues keep their counts. False if no such subscriber."""
         with self.transaction():
             deleted = self.conn.execute(
                 "DELETE FROM subscribers WHERE email_key = ?", (email_key(email),)).rowcount

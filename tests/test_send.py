@@ -319,8 +319,57 @@ def test_a_reader_who_stopped_after_the_plan_is_not_sent(tmp_path, env):
         assert digest(config, "subscribers", "unsubscribe", emails[0]).exit_code == 0
         rerun = digest(config, "weekly", "--now", NOW)
         assert rerun.exit_code == 0, rerun.output
-        assert "stopped since planned 1" in rerun.stdout
+        assert rerun.stdout.splitlines()[-1] == (  # "sent to 3" before: 2 plus the dropped one
+            "Issue 2026-W48: sent to 2, already sent 0, skipped 0 (empty segment), "
+            "stopped since planned 1, failed 0, unknown 0.")
         assert server.accepted_count_by_address() == dict.fromkeys(emails[1:], 1)
+
+
+def test_a_rerun_never_sends_to_a_removed_reader_and_counts_them(tmp_path, env, monkeypatch):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url)
+        emails = add_readers(tmp_path, 4, segments=2)  # work: 0 and 2, tools: 1 and 3
+        monkeypatch.setenv("SENDGRID_API_KEY", "SG.wrong")
+        assert digest(config, "weekly", "--now", NOW).exit_code == 1
+        with open_store(tmp_path / "digest.db") as store:  # as if tools had gone through
+            ledger = Ledger(store)
+            [tools] = [b for b in ledger.batches("2026-W48") if b.segment == "tools"]
+            ledger.mark(tools.id, "accepted", message_id="earlier")
+        for email in (emails[0], emails[1]):  # one in each batch
+            assert digest(config, "subscribers", "remove", email).exit_code == 0
+        monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
+        rerun = digest(config, "weekly", "--now", NOW)
+        assert rerun.exit_code == 0, rerun.output
+        assert rerun.stdout.splitlines()[-1] == (
+            "Issue 2026-W48: sent to 1, already sent 2, skipped 0 (empty segment), "
+            "stopped since planned 1, failed 0, unknown 0.")
+        assert server.accepted_count_by_address() == {emails[2]: 1}
+    assert ledger_counts(tmp_path) == {"planned": 3, "accepted": 3, "failed": 0,
+                                       "unknown": 0, "pending": 0, "skipped": 0}
+
+
+def test_a_removed_reader_in_an_unknown_batch_counts_there_and_is_not_resent(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url, timeout=1)
+        emails = add_readers(tmp_path, 3, segments=1)
+        server.set_delay(3)
+        assert digest(config, "weekly", "--now", NOW).exit_code == 1
+        server.set_delay(0)
+        assert digest(config, "subscribers", "remove", emails[0]).exit_code == 0
+        left = digest(config, "weekly", "--now", NOW)
+        assert left.exit_code == 1
+        assert left.stderr.splitlines()[1].startswith(  # they may have got it: counted
+            "batch work#1 (3 recipients): outcome unknown (SendGrid did not answer within 1 s")
+        assert ledger_counts(tmp_path)["unknown"] == 3
+        resent = digest(config, "weekly", "--now", NOW, "--resend-unknown")
+        assert resent.exit_code == 0, resent.output
+        assert resent.stdout.splitlines()[-1] == (
+            "Issue 2026-W48: sent to 2, already sent 0, skipped 0 (empty segment), "
+            "stopped since planned 1, failed 0, unknown 0.")
+        assert [p["to"][0]["email"] for p in server.accepted[-1].body["personalizations"]] \
+            == emails[1:]
+    assert ledger_counts(tmp_path) == {"planned": 2, "accepted": 2, "failed": 0,
+                                       "unknown": 0, "pending": 0, "skipped": 0}
 
 
 def test_issues_json_is_stable(tmp_path, env):

@@ -12,6 +12,7 @@ from sendgrid_server import SendGridServer
 from webhook_support import Signer, make_hooks_app
 
 from digest.config import load_settings
+from digest.store import open_store
 
 MANUAL = "2026-11-22..2026-11-28"
 
@@ -70,16 +71,33 @@ def sent(tmp_path: Path, env) -> Path:
     return config
 
 
+TABLE = (
+    "ISSUE                   PLANNED  ACCEPTED  FAILED  UNKNOWN  SKIPPED  DELIVERED  "
+    "BOUNCED  COMPLAINED  UNSUBSCRIBED  OPENED  CLICKED\n"
+    "2026-11-22..2026-11-28  3        3         0       0        0        -          "
+    "-        -           -             -       -\n"
+    "2026-W48                6        6         0       0        0        5          "
+    "1        1           1             2       1\n")
+
+
 def test_stats_table(sent):
     result = digest(sent, "stats")
     assert (result.exit_code, result.stderr) == (0, "")
-    assert result.stdout == (
-        "ISSUE                   PLANNED  ACCEPTED  FAILED  UNKNOWN  SKIPPED  DELIVERED  "
-        "BOUNCED  COMPLAINED  UNSUBSCRIBED  OPENED  CLICKED\n"
-        "2026-11-22..2026-11-28  3        3         0       0        0        -          "
-        "-        -           -             -       -\n"
-        "2026-W48                6        6         0       0        0        5          "
-        "1        1           1             2       1\n")
+    assert result.stdout == TABLE
+
+
+def test_removing_readers_changes_no_past_count(sent):
+    """reader0 got both issues, opened and clicked; reader5 bounced. Removing them
+    forgets who they were, not that the issues went to them."""
+    before = digest(sent, "stats", "--json").stdout
+    for email in ("reader0@example.com", "reader5@example.com"):
+        assert digest(sent, "subscribers", "remove", email).exit_code == 0
+    after = digest(sent, "stats", "--json")
+    assert (after.exit_code, after.stdout) == (0, before)
+    assert digest(sent, "stats").stdout == TABLE
+    with open_store(sent.parent / "digest.db") as store:
+        assert store.conn.execute(
+            "SELECT count(*) FROM deliveries WHERE subscriber_id IS NULL").fetchone() == (3,)
 
 
 def test_stats_json_is_stable(sent):

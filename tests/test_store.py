@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from digest.errors import StoreError
+from digest.ledger import Ledger
 from digest.store import (
     MIGRATIONS,
     Change,
@@ -118,6 +119,103 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path):
         open_store(tmp_path / "digest.db")
     assert str(error.value) == (
         f"{tmp_path / 'digest.db'}: cannot open the database: file is not a database")
+
+
+# Migration 5: a removed reader's deliveries and activity stay, without them
+
+V4_ISSUE = [
+    "INSERT INTO subscribers (id, email, email_key, cadence, status, created_at, token_salt) "
+    "VALUES (1, 'ada@example.com', 'ada@example.com', 'weekly', 'active', '2026-01-01', x'01'),"
+    " (2, 'bob@example.com', 'bob@example.com', 'weekly', 'active', '2026-01-02', x'02')",
+    "INSERT INTO issues VALUES ('2026-W48', 'weekly', '2026-11-22T00:00:00+00:00', "
+    "'2026-11-29T00:00:00+00:00', 'done', '2026-11-29T08:00', '2026-11-29T08:01')",
+    "INSERT INTO issue_segments VALUES ('2026-W48', 'all', '[]', '[\"a\"]', 2, 'S', '<p>', 't')",
+    "INSERT INTO batches VALUES (1, '2026-W48', 'all', 1, 'accepted', 'msg1', NULL, "
+    "'2026-11-29T08:01')",
+    "INSERT INTO deliveries VALUES ('2026-W48', 1, 1), ('2026-W48', 2, 1)",
+    "INSERT INTO issue_activity VALUES ('2026-W48', 'delivered', 1, '2026-11-29T09:00'), "
+    "('2026-W48', 'delivered', 2, '2026-11-29T09:01'), "
+    "('2026-W48', 'opened', 1, '2026-11-29T10:00')",
+]
+
+
+def version_4_with_a_sent_issue(path: Path, *more: str) -> None:
+    """A database as digest 4 left it: ada and bob, an issue sent to both, what the
+    webhook counted; then `more` statements, run with foreign keys off."""
+    conn = connect(path)
+    assert migrate(conn, MIGRATIONS[:4]) == 4
+    for statement in V4_ISSUE:
+        conn.execute(statement)
+    conn.execute("PRAGMA foreign_keys = OFF")
+    for statement in more:
+        conn.execute(statement)
+    conn.close()
+
+
+def rows(store: Store, table: str) -> list[tuple]:
+    return store.conn.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
+
+
+def test_migration_5_keeps_every_delivery_and_activity_row(tmp_path):
+    version_4_with_a_sent_issue(tmp_path / "digest.db")
+    with open_store(tmp_path / "digest.db") as store:
+        assert store.version == 5
+        assert rows(store, "deliveries") == [("2026-W48", 1, 1), ("2026-W48", 2, 1)]
+        assert rows(store, "issue_activity") == [
+            ("2026-W48", "delivered", 1, "2026-11-29T09:00"),
+            ("2026-W48", "delivered", 2, "2026-11-29T09:01"),
+            ("2026-W48", "opened", 1, "2026-11-29T10:00")]
+        assert store.conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert {(table, row[2], row[6]) for table in ("deliveries", "issue_activity")
+                for row in store.conn.execute(f"PRAGMA foreign_key_list({table})")} == {
+            ("deliveries", "subscribers", "SET NULL"), ("deliveries", "batches", "CASCADE"),
+            ("issue_activity", "subscribers", "SET NULL"),
+            ("issue_activity", "issues", "CASCADE")}
+        assert sorted(row[0] for row in store.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN "
+            "('deliveries', 'issue_activity') AND sql IS NOT NULL")) == [
+            "deliveries_batch", "deliveries_subscriber", "issue_activity_subscriber"]
+
+
+def test_removing_a_reader_keeps_their_deliveries_and_activity_without_them(tmp_path):
+    version_4_with_a_sent_issue(tmp_path / "digest.db")
+    with open_store(tmp_path / "digest.db") as store:
+        assert store.remove("ada@example.com")
+        assert rows(store, "deliveries") == [("2026-W48", None, 1), ("2026-W48", 2, 1)]
+        assert rows(store, "issue_activity") == [
+            ("2026-W48", "delivered", None, "2026-11-29T09:00"),
+            ("2026-W48", "delivered", 2, "2026-11-29T09:01"),
+            ("2026-W48", "opened", None, "2026-11-29T10:00")]
+        assert Ledger(store).counts("2026-W48") == {
+            "planned": 2, "accepted": 2, "failed": 0, "unknown": 0, "pending": 0,
+            "skipped": 0}
+        assert [(b.recipients, b.removed, b.size) for b in Ledger(store).batches(
+            "2026-W48")] == [((2,), 1, 2)]
+
+
+def test_a_reader_is_still_planned_at_most_once_per_issue(tmp_path):
+    version_4_with_a_sent_issue(tmp_path / "digest.db")
+    with open_store(tmp_path / "digest.db") as store:
+        assert store.remove("ada@example.com") and store.remove("bob@example.com")
+        assert rows(store, "deliveries") == [("2026-W48", None, 1), ("2026-W48", None, 1)]
+        add(store, "cy@example.com")
+        cy = store.get("cy@example.com").id
+        store.conn.execute("INSERT INTO deliveries VALUES ('2026-W48', ?, 1)", (cy,))
+        with pytest.raises(sqlite3.IntegrityError) as error:
+            store.conn.execute("INSERT INTO deliveries VALUES ('2026-W48', ?, 1)", (cy,))
+    assert str(error.value) == (
+        "UNIQUE constraint failed: deliveries.issue_key, deliveries.subscriber_id")
+
+
+def test_migration_5_counts_a_row_whose_reader_is_already_gone_as_removed(tmp_path):
+    version_4_with_a_sent_issue(
+        tmp_path / "digest.db",  # as if someone deleted with foreign keys off
+        "DELETE FROM subscribers WHERE id = 1",
+        "INSERT INTO deliveries VALUES ('gone', 2, 99)")  # a batch that never existed
+    with open_store(tmp_path / "digest.db") as store:
+        assert rows(store, "deliveries") == [("2026-W48", None, 1), ("2026-W48", 2, 1)]
+        assert [row[2] for row in rows(store, "issue_activity")] == [None, 2, None]
+        assert store.conn.execute("PRAGMA foreign_key_check").fetchall() == []
 
 
 # Two processes

@@ -234,16 +234,25 @@ def test_events_for_unknown_addresses_and_other_mail_change_nothing(site, signer
     assert after == before
 
 
-def test_removing_a_subscriber_removes_their_activity(site, signer, client):
+def test_removing_a_subscriber_keeps_the_counts_but_not_them(site, signer, client):
+    # Until migration 5 removing deleted their activity and the issue's counts fell
+    # (ada's open and click were lost); now the rows stay with no subscriber.
     post(client, signer, the_batch())
     with open_store(site.store_path) as store:
         cy, ada = store.get("cy@example.com"), store.get("ada@example.com")
+        before = feedback.activity_counts(store.conn, ISSUE)
         assert store.remove("cy@example.com") and store.remove("ada@example.com")
         for table in ("issue_activity", "soft_bounces"):
             assert store.conn.execute(
                 f"SELECT count(*) FROM {table} WHERE subscriber_id IN (?, ?)",
                 (cy.id, ada.id)).fetchone()[0] == 0
-        assert feedback.activity_counts(store.conn, ISSUE)["opened"] == 0
+        assert store.conn.execute(
+            "SELECT kind FROM issue_activity WHERE subscriber_id IS NULL ORDER BY kind"
+        ).fetchall() == [("clicked",), ("delivered",), ("opened",)]
+        assert store.conn.execute("SELECT count(*) FROM soft_bounces").fetchone() == (0,)
+        assert feedback.activity_counts(store.conn, ISSUE) == before == {
+            "delivered": 2, "bounced": 2, "complained": 1, "unsubscribed": 2, "opened": 1,
+            "clicked": 1}
 
 
 # ---------------------------------------------------------------- refused requests
