@@ -693,13 +693,14 @@ def subscribers_export(app: App, fmt: str) -> None:
 def subscribers_remove(app: App, email: str) -> None:
     """Forget EMAIL: its name, categories and history, overwritten on disk.
 
-    Nothing remembers the address afterwards, so a later import could add it again:
-    to stop mail and keep the opt-out, use `unsubscribe`.
+    Past issues keep their counts, with no trace of who. Nothing remembers the address
+    afterwards, so a later import could add it again: to stop mail and keep the opt-out,
+    use `unsubscribe`.
     """
     with store_of(app) as store:
         if not store.remove(email):
             raise DigestError(f"no subscriber {email}")
-    click.echo(f"Removed {email} and its history")
+    click.echo(f"Removed {email} and its history (past issues keep their counts)")
 
 
 @subscribers_group.command("unsubscribe")
