@@ -205,7 +205,8 @@ def daily(app: App, now: datetime | None, dry_run: bool, force: bool,
 @click.option("--until", type=DATE, help="Last day of a manual issue (YYYY-MM-DD).")
 @click.option("--cadence", type=click.Choice(CADENCES), default="weekly", show_default=True,
               help="Whose issue a manual one is.")
-@click.option("--to", "to", multiple=True, metavar="EMAIL",
+@click.option("--to", "to", multiple=True, metavar="EMAIL", callback=lambda _c, _p, v:
+              checked_addresses(v),
               help="Send a [TEST] copy to this address only (repeatable); no ledger.")
 @click.option("--dry-run", is_flag=True, help="Plan and check; send and record nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask before sending.")
@@ -225,14 +226,14 @@ def send_command(app: App, issue_key_: str | None, since: datetime | None,
         raise click.UsageError("give either --issue KEY or --since and --until")
     settings = app.settings
     if to:
-        return send_test_copy(settings, since, until, issue_key_, to, force)
+        return send_test_copy(settings, since, until, issue_key_, to, force, dry_run)
     job = Job(settings, cadence, dry_run=dry_run, force=force, resend_unknown=resend_unknown,
               ask=not yes)
     if issue_key_ is not None:
         return job.complete(issue_key_)
     assert since is not None and until is not None
     window = dates_window(since.date(), until.date(), settings.timezone)
-    job.run(manual_key(since.date(), until.date()), window, ledger_cadence="manual")
+    job.run(manual_key(since.date(), until.date(), cadence), window, ledger_cadence="manual")
 
 
 @cli.command("issues")
@@ -284,7 +285,7 @@ class Job:
 
     def run(self, key: str, window: Window | None, *, now: datetime | None = None,
             ledger_cadence: str | None = None) -> None:
-        with self.locked() as store:
+        with self.locked(ledger_cadence or self.cadence) as store:
             ledger = Ledger(store)
             issue = ledger.issue(key)
             if already_sent(issue):
@@ -296,22 +297,45 @@ class Job:
                     window = send.window_for(ledger, self.cadence, now)
                 if not self.plan(store, ledger, key, window, ledger_cadence or self.cadence):
                     return
+            else:
+                self.review(ledger, key)
             self.deliver(store, key)
 
     def complete(self, key: str) -> None:
-        with self.locked() as store:
-            issue = Ledger(store).issue(key)
-            if issue is None:
-                raise DigestError(f"no issue {key} in the ledger (see: digest issues)")
-            if already_sent(issue):
+        """Finish a planned issue, under the lock of the cadence it was planned for, so
+        that it and the run that planned it can never send at the same time."""
+        with self.locked(self.cadence_of(key)) as store:
+            ledger = Ledger(store)
+            if already_sent(ledger.issue(key)):
                 return
             self.prepare()
+            self.review(ledger, key)
             self.deliver(store, key)
 
+    def cadence_of(self, key: str) -> str:
+        with open_store(self.settings.store_path) as store:
+            issue = Ledger(store).issue(key)
+        if issue is None:
+            raise DigestError(f"no issue {key} in the ledger (see: digest issues)")
+        return issue.cadence
+
+    def review(self, ledger: Ledger, key: str) -> None:
+        """What is left of a planned issue; asks first when asked to."""
+        counts = ledger.counts(key)
+        left = counts["pending"] + counts["failed"] + (
+            counts["unknown"] if self.resend_unknown else 0)
+        click.echo(f"Issue {key} is planned: {counts['planned']} recipients, "
+                   f"{counts['accepted']} accepted, {counts['failed']} failed, "
+                   f"{counts['unknown']} unknown, {counts['pending']} not sent yet.")
+        if self.ask and not self.dry_run and not click.confirm(
+                f"Send {key} to the {left} {plural(left, 'recipient')} left?"):
+            raise click.Abort()
+
     @contextmanager
-    def locked(self) -> Iterator[Store]:
+    def locked(self, cadence: str) -> Iterator[Store]:
+        """One run per cadence of issues (weekly, daily, manual) at a time."""
         path = self.settings.store_path
-        with send.run_lock(path.with_name(f"{path.name}.{self.cadence}.lock")), \
+        with send.run_lock(path.with_name(f"{path.name}.{cadence}.lock")), \
                 open_store(path) as store:
             yield store
 
@@ -408,8 +432,15 @@ def secret_of(settings: Settings) -> str:
     return secret
 
 
+def checked_addresses(addresses: Sequence[str]) -> tuple[str, ...]:
+    try:
+        return tuple(subscriber_files.checked_email(address) for address in addresses)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--to'") from None
+
+
 def send_test_copy(settings: Settings, since: datetime | None, until: datetime | None,
-                   key: str | None, to: Sequence[str], force: bool) -> None:
+                   key: str | None, to: Sequence[str], force: bool, dry_run: bool) -> None:
     """The whole issue, subject marked [TEST], to the given addresses only; no ledger."""
     if key is not None:
         with open_store(settings.store_path) as store:
@@ -427,6 +458,9 @@ def send_test_copy(settings: Settings, since: datetime | None, until: datetime |
                                  unsubscribe_url=settings.unsubscribe_url("test-copy"))
     findings = pipeline.quality_of(built, settings.unsubscribe_url("test-copy"))
     send.gate([("test", finding) for finding in findings], force)
+    if dry_run:
+        click.echo(f"Dry run: the [TEST] copy of {key} to {', '.join(to)} was not sent.")
+        return
     outcome = transport_for(settings).send(send.test_message(settings, built, key, to))
     if outcome.status != "accepted":
         raise DigestError(f"the test copy was not sent: {outcome.reason}")
@@ -452,6 +486,8 @@ def check_window_options(since: datetime | None, until: datetime | None,
         raise click.UsageError("--since and --until go together")
     if since is not None and now is not None:
         raise click.UsageError("give either --since/--until or --now, not both")
+    if since is not None and until is not None and until < since:
+        raise click.UsageError(f"--until {until:%Y-%m-%d} is before --since {since:%Y-%m-%d}")
 
 
 def build_preview(settings: Settings, loaded: LoadResult, since: datetime | None,

@@ -79,8 +79,11 @@ def issue_key(cadence: str, now: datetime, tz: ZoneInfo) -> str:
     return f"{year}-W{week:02d}"
 
 
-def manual_key(since: date, until: date) -> str:
-    return f"{since.isoformat()}..{until.isoformat()}"
+def manual_key(since: date, until: date, cadence: str = "weekly") -> str:
+    """`2026-11-16..2026-11-22`; daily readers' issue of the same days is another issue,
+    `2026-11-16..2026-11-22-daily`, so sending one never marks the other as sent."""
+    suffix = "" if cadence == "weekly" else f"-{cadence}"
+    return f"{since.isoformat()}..{until.isoformat()}{suffix}"
 
 
 def select(

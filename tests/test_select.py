@@ -71,6 +71,8 @@ def test_issue_keys():
     assert issue_key("daily", datetime(2026, 11, 29, 23, 30, tzinfo=UTC), BERLIN) == "2026-11-30"
     assert issue_key("weekly", datetime(2027, 1, 1, tzinfo=BERLIN), BERLIN) == "2026-W53"
     assert manual_key(date(2026, 11, 1), date(2026, 11, 7)) == "2026-11-01..2026-11-07"
+    assert manual_key(date(2026, 11, 1), date(2026, 11, 7), "daily") == (
+        "2026-11-01..2026-11-07-daily")
 
 
 def test_newest_first_within_a_category():

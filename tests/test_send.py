@@ -404,3 +404,104 @@ def test_a_missing_key_or_secret_stops_before_anything_is_planned(tmp_path, env,
     assert (result.exit_code, result.stderr) == (1, f"Error: {message}\n")
     with open_store(tmp_path / "digest.db") as store:
         assert Ledger(store).issues() == []
+
+
+# Manual sends: test copies, windows, and one issue per cadence
+
+
+def test_a_dry_run_test_copy_sends_nothing(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url)
+        result = digest(config, "send", "--since", "2026-11-22", "--until", "2026-11-28",
+                        "--to", "editor@example.com", "--dry-run")
+        assert (result.exit_code, result.stdout) == (
+            0, "Dry run: the [TEST] copy of 2026-11-22..2026-11-28 to editor@example.com "
+               "was not sent.\n")
+        assert server.statuses == []
+
+
+def test_a_reversed_window_is_a_usage_error(tmp_path, env):
+    result = digest(write_site(tmp_path), "send", "--since", "2026-11-28", "--until",
+                    "2026-11-22", "--yes")
+    assert result.exit_code == 2
+    assert result.stderr.endswith("Error: --until 2026-11-22 is before --since 2026-11-28\n")
+
+
+def test_a_test_copy_to_a_bad_address_is_a_usage_error(tmp_path, env):
+    result = digest(write_site(tmp_path), "send", "--since", "2026-11-22", "--until",
+                    "2026-11-28", "--to", "not an address")
+    assert result.exit_code == 2
+    assert result.stderr.endswith(
+        "Error: Invalid value for '--to': bad address 'not an address': An email address "
+        "must have an @-sign.\n")
+
+
+def test_a_manual_issue_for_daily_readers_is_not_the_weekly_one(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url)
+        weekly = add_readers(tmp_path, 2)
+        with open_store(tmp_path / "digest.db") as store:
+            store.insert([NewSubscriber("day@example.com", cadence="daily")], "cli")
+        args = ["send", "--since", "2026-11-22", "--until", "2026-11-28", "--yes"]
+        assert digest(config, *args).exit_code == 0
+        daily = digest(config, *args, "--cadence", "daily")
+        assert daily.exit_code == 0, daily.output
+        assert daily.stdout.splitlines()[0] == (
+            "Plan for 2026-11-22..2026-11-28-daily: 1 recipient in 1 segment")
+        assert server.accepted_count_by_address() == {**dict.fromkeys(weekly, 1),
+                                                      "day@example.com": 1}
+
+
+# Completing a planned issue
+
+
+def test_send_issue_shows_what_is_left_and_asks_first(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url)
+        emails = add_readers(tmp_path, 3, segments=1)
+        server.script(*[503] * 5)  # the weekly run fails its only batch
+        assert digest(config, "weekly", "--now", NOW).exit_code == 1
+        declined = CliRunner().invoke(cli, ["--config", str(config), "send", "--issue",
+                                            "2026-W48"], input="n\n")
+        assert declined.exit_code == 1
+        assert declined.output.splitlines()[:2] == [
+            "Issue 2026-W48 is planned: 3 recipients, 0 accepted, 3 failed, 0 unknown, "
+            "0 not sent yet.",
+            "Send 2026-W48 to the 3 recipients left? [y/N]: n"]
+        assert server.accepted == []
+        dry = digest(config, "send", "--issue", "2026-W48", "--dry-run")
+        assert dry.stdout.splitlines()[-1] == "Dry run: issue 2026-W48 is planned; nothing sent."
+        assert server.accepted == []
+        sent = CliRunner().invoke(cli, ["--config", str(config), "send", "--issue",
+                                        "2026-W48"], input="y\n")
+        assert sent.exit_code == 0, sent.output
+        assert server.accepted_count_by_address() == dict.fromkeys(emails, 1)
+
+
+def run_process(config: Path, server_url: str, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "SENDGRID_API_KEY": API_KEY, "DIGEST_SECRET_KEY": SECRET,
+           "SENDGRID_API_URL": server_url}
+    return subprocess.Popen([sys.executable, "-m", "digest", "--config", str(config), *args],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_send_issue_while_the_daily_run_sends_it_exits_at_once(tmp_path):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url)
+        with open_store(tmp_path / "digest.db") as store:
+            store.insert([NewSubscriber(f"day{i}@example.com", cadence="daily")
+                          for i in range(6)], "cli")
+        server.hold_after(0, timeout=20)  # the daily run's batch waits at "SendGrid"
+        daily = run_process(config, server.url, "daily", "--now", "2026-11-27T12:00")
+        try:
+            server.wait_held(1, timeout=20)
+            second = run_process(config, server.url, "send", "--issue", "2026-11-27", "--yes")
+            out, err = second.communicate(timeout=30)
+        finally:
+            server.release()
+            daily.communicate(timeout=30)
+        counts = server.accepted_count_by_address()
+    assert (second.returncode, out) == (1, "")
+    assert err.startswith("Error: another run is sending (pid ")
+    assert daily.returncode == 0
+    assert counts == {f"day{i}@example.com": 1 for i in range(6)}
