@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from digest import __version__, pipeline, send, subscriber_files, subscribers
-from digest.config import Settings, find_config, load_settings
+from digest.config import Settings, find_config, load_settings, sender_problems
 from digest.content import LoadResult
 from digest.errors import DigestError, WindowError
 from digest.ledger import BATCH_SIZE, IssueRow, Ledger
@@ -369,7 +369,10 @@ class Job:
             sync.run_before_send(self.settings, click.echo)
 
     def check_ready(self) -> None:
-        """A missing key or secret is an error before anything is planned or frozen."""
+        """A missing sender, postal address, key or secret is an error before anything is
+        planned or frozen (the sender and address on a dry run too)."""
+        if problems := sender_problems(self.settings):
+            raise DigestError("; ".join(problems))
         if not self.dry_run:
             self.transport, self.secret = transport_for(self.settings), secret_of(self.settings)
 

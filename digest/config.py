@@ -225,3 +225,14 @@ def value_problems(values: Mapping[str, Any]) -> list[str]:
             f"not {values['delivery.transport']!r}"
         )
     return problems
+
+
+def sender_problems(settings: Settings) -> list[str]:
+    """What a real send needs from the configuration, checked before anything is planned."""
+    problems = []
+    if not settings.sender[1]:
+        problems.append("email.from is not set in the configuration (the sender address)")
+    if not settings["email.postal_address"].strip():
+        problems.append("email.postal_address is not set in the configuration: the footer "
+                        "of every issue must give the sender's postal address (CAN-SPAM)")
+    return problems

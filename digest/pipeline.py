@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from digest.cache import cache_path
-from digest.config import Settings
+from digest.config import Settings, sender_problems
 from digest.content import Article, LoadOptions, LoadResult, load_articles
 from digest.errors import DigestError, TemplateError, WindowError
 from digest.quality import Finding, check_email
@@ -216,6 +216,8 @@ def check_site(settings: Settings) -> CheckReport:
     loaded = load(settings)
     report = CheckReport(len(loaded.articles), [str(p) for p in loaded.problems],
                          duplicate_slugs(loaded.articles))
+    report.warnings.extend(f"{problem}; sends refuse to start without it"
+                           for problem in sender_problems(settings))
     if not loaded.articles:
         report.problems.append(f"{settings.content_dir}: no readable article")
         return report

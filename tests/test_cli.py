@@ -17,7 +17,10 @@ def run(*args):
     return CliRunner().invoke(cli, list(args))
 
 
-def write_site(root: Path, articles: dict[str, str], config: str = "") -> Path:
+SENDER = '[email]\nfrom = "Tiny <news@tiny.example.org>"\npostal_address = "1 Tiny Lane"\n'
+
+
+def write_site(root: Path, articles: dict[str, str], config: str = SENDER) -> Path:
     (root / "digest.toml").write_text(
         '[site]\nname = "Tiny"\nbase_url = "https://tiny.example.org"\n' + config
     )
@@ -135,6 +138,18 @@ def test_check_on_the_sample_site():
     result = run("--config", SAMPLE_CONFIG, "check")
     assert (result.exit_code, result.stdout) == (
         0, "OK: 35 articles, configuration and templates are valid\n")
+
+
+def test_check_warns_that_a_send_needs_a_sender_and_a_postal_address(tmp_path):
+    config = write_site(tmp_path, {"good.md": GOOD}, config="")
+    result = run("--config", str(config), "check")
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "Warning: email.from is not set in the configuration (the sender address); sends "
+        "refuse to start without it\n"
+        "Warning: email.postal_address is not set in the configuration: the footer of every "
+        "issue must give the sender's postal address (CAN-SPAM); sends refuse to start "
+        "without it\n")
 
 
 def test_check_reports_every_problem_and_exits_1(tmp_path):

@@ -505,3 +505,16 @@ def test_send_issue_while_the_daily_run_sends_it_exits_at_once(tmp_path):
     assert err.startswith("Error: another run is sending (pid ")
     assert daily.returncode == 0
     assert counts == {f"day{i}@example.com": 1 for i in range(6)}
+
+
+def test_no_sender_stops_before_anything_is_planned(tmp_path, env):
+    config = write_site(tmp_path)
+    text = config.read_text()
+    config.write_text(text.replace('from = "Send Test <news@send.example.org>"\n', ""))
+    add_readers(tmp_path, 2)
+    for args in (["weekly", "--now", NOW], ["weekly", "--now", NOW, "--dry-run"]):
+        result = digest(config, *args)
+        assert (result.exit_code, result.stderr) == (
+            1, "Error: email.from is not set in the configuration (the sender address)\n")
+    with open_store(tmp_path / "digest.db") as store:
+        assert Ledger(store).issues() == []
