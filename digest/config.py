@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import string
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -32,7 +33,7 @@ SPEC: dict[str, tuple[type, Any]] = {
     "email.reply_to": (str, ""),
     "email.postal_address": (str, ""),
     "email.size_budget_kb": (int, 90),
-    "unsubscribe.url": (str, "{base_url}/unsubscribe/{token}"),
+    "unsubscribe.url": (str, "{web_url}/unsubscribe/{token}"),
     "unsubscribe.mailto": (str, ""),
     "delivery.transport": (str, "sendgrid"),
     "delivery.files_dir": (str, "outbox"),
@@ -119,7 +120,9 @@ class Settings:
         return f"{self.web_url}/preferences/{token}"
 
     def unsubscribe_url(self, token: str) -> str:
-        return self.values["unsubscribe.url"].format(base_url=self.base_url, token=token)
+        """`unsubscribe.url` filled in; by default the readers' web app answers it."""
+        return self.values["unsubscribe.url"].format(base_url=self.base_url,
+                                                     web_url=self.web_url, token=token)
 
 
 def find_config(path: Path | None, cwd: Path) -> Path:
@@ -217,6 +220,7 @@ def value_problems(values: Mapping[str, Any]) -> list[str]:
     web_url = values["web.base_url"]
     if web_url and not web_url.startswith(("https://", "http://")):
         problems.append(f"web.base_url must be an absolute http(s) URL, not {web_url!r}")
+    problems += unsubscribe_url_problems(values["unsubscribe.url"])
     if values["web.proxies"] < 0:
         problems.append(f"web.proxies must be 0 or more, not {values['web.proxies']}")
     if values["delivery.transport"] not in TRANSPORTS:
@@ -225,6 +229,19 @@ def value_problems(values: Mapping[str, Any]) -> list[str]:
             f"not {values['delivery.transport']!r}"
         )
     return problems
+
+
+def unsubscribe_url_problems(pattern: str) -> list[str]:
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None}
+    except ValueError as exc:
+        return [f"unsubscribe.url: {exc}"]
+    if unknown := names - {"base_url", "web_url", "token"}:
+        return [f"unsubscribe.url: unknown placeholder {{{sorted(unknown)[0]}}} (use "
+                "{web_url}, {base_url} and {token})"]
+    if "token" not in names:
+        return ["unsubscribe.url must contain {token}, the reader's own unguessable token"]
+    return []
 
 
 def sender_problems(settings: Settings) -> list[str]:

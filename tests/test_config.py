@@ -24,6 +24,13 @@ def test_defaults_and_paths_relative_to_the_config(tmp_path):
     assert settings.unsubscribe_url("abc") == "https://x.example.org/unsubscribe/abc"
 
 
+def test_unsubscribe_links_go_to_the_readers_web_app_by_default(tmp_path):
+    settings = load_settings(write(tmp_path, MINIMAL + '[web]\nbase_url = "https://r.example.net"\n'),
+                             environ={})
+    assert settings.unsubscribe_url("abc") == "https://r.example.net/unsubscribe/abc"
+    assert settings.preferences_url("abc") == "https://r.example.net/preferences/abc"
+
+
 def test_environment_overrides(tmp_path):
     settings = load_settings(write(tmp_path, MINIMAL), environ={
         "DIGEST_DB": "/data/d.db", "SENDGRID_API_URL": "http://127.0.0.1:9"})
@@ -47,6 +54,12 @@ def test_environment_overrides(tmp_path):
          "selection.per_category must be at least 1, not 0"),
         (MINIMAL + '[delivery]\ntransport = "smtp"\n',
          "delivery.transport must be one of sendgrid, files, not 'smtp'"),
+        (MINIMAL + '[unsubscribe]\nurl = "https://x.example.org/u/{email}"\n',
+         "unsubscribe.url: unknown placeholder {email} (use {web_url}, {base_url} and {token})"),
+        (MINIMAL + '[unsubscribe]\nurl = "https://x.example.org/unsubscribe"\n',
+         "unsubscribe.url must contain {token}, the reader's own unguessable token"),
+        (MINIMAL + '[unsubscribe]\nurl = "https://x.example.org/u/{token"\n',
+         "unsubscribe.url: expected '}' before end of string"),
         (MINIMAL + '[sendgrid]\napi_key = "SG.secret"\n',
          "sendgrid.api_key is never read from a file: set the SENDGRID_API_KEY environment "
          "variable instead"),
