@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -112,6 +112,7 @@ def preview(app: App, content_dir: Path | None, out: Path, since: datetime | Non
     check_window_options(since, until, now)
     settings = with_content_dir(app.settings, content_dir)
     loaded = load_and_warn(settings, strict)
+    check_categories(categories, loaded)
     shown = build_preview(settings, loaded, since, until, now, categories, cadence)
     built, segments = shown.whole, shown.segments
     paths = write_preview(built, out)
@@ -119,6 +120,8 @@ def preview(app: App, content_dir: Path | None, out: Path, since: datetime | Non
     written = write_segment_previews(built, segments, out)
     print_segments(segments, written)
     html_files = [paths[0], *(html for html, _ in written)]
+    print_findings(settings, zip(html_files, [built, *(s.built for s in segments if s.built)],
+                                 strict=True))
     if eml:
         for path in write_eml_files(settings, built, segments, out):
             click.echo(f"Wrote {path}")
@@ -129,6 +132,26 @@ def preview(app: App, content_dir: Path | None, out: Path, since: datetime | Non
     if loaded.problems:
         click.echo(f"Skipped {loaded.skipped_files} {plural(loaded.skipped_files, 'file')} "
                    "with problems (see the warnings above).")
+
+
+def check_categories(categories: Sequence[str], loaded: LoadResult) -> None:
+    known = sorted({article.category for article in loaded.articles}, key=str.casefold)
+    folded = {name.casefold() for name in known}
+    for name in categories:
+        if name.casefold() not in folded:
+            raise click.BadParameter(f"no article has the category {name!r} (the categories "
+                                     f"are: {', '.join(known)})", param_hint="'--category'")
+
+
+def print_findings(settings: Settings, variants: Iterable[tuple[Path, pipeline.Built]]) -> None:
+    """The quality checks on each email written, as a send would run them."""
+    unsubscribe_url = pipeline.preview_links(settings)["unsubscribe_url"]
+    for path, built in variants:
+        if not built.issue.articles:
+            click.echo(f"Warning: {path}: no articles in the window, so this issue would "
+                       "not be sent", err=True)
+        for finding in pipeline.quality_of(built, unsubscribe_url):
+            click.echo(f"{finding.level.capitalize()}: {path}: {finding.message}", err=True)
 
 
 def print_segments(segments: Sequence[pipeline.SegmentBuild],

@@ -232,10 +232,26 @@ def check_site(settings: Settings) -> CheckReport:
     if built.trimmed:
         report.warnings.append(f"rendering all articles at once trimmed {built.trimmed} of them "
                                "to stay under the size budget")
-    for finding in quality_of(built, settings.unsubscribe_url("check")):
-        target = report.problems if finding.level == "error" else report.warnings
-        target.append(f"rendered email: {finding.message}")
+    add_findings(report, "rendered email", quality_of(built, settings.unsubscribe_url("check")))
+    check_preview(settings, loaded.articles, report)
     return report
+
+
+def check_preview(settings: Settings, articles: Sequence[Article], report: CheckReport) -> None:
+    """The checks on what `digest preview` would write: the issue and each segment."""
+    shown = build_preview(settings, articles)
+    unsubscribe_url = preview_links(settings)["unsubscribe_url"]
+    variants = [(f"preview {shown.whole.issue.key}", shown.whole)] + [
+        (f"preview segment {item.segment.slug}", item.built)
+        for item in shown.segments if item.built is not None]
+    for label, built in variants:
+        add_findings(report, label, quality_of(built, unsubscribe_url))
+
+
+def add_findings(report: CheckReport, label: str, findings: Sequence[Finding]) -> None:
+    for finding in findings:
+        target = report.problems if finding.level == "error" else report.warnings
+        target.append(f"{label}: {finding.message}")
 
 
 def quality_of(built: Built, unsubscribe_url: str,

@@ -1,3 +1,4 @@
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,59 @@ def test_preview_category_filter(tmp_path):
                  "--since", "2026-10-26", "--until", "2026-11-29", "--category", "policy")
     assert result.exit_code == 0, result.output
     assert "Subject: Field Notes: 3 new articles in Policy" in result.output
+
+
+def test_preview_of_an_unknown_category_is_a_usage_error(tmp_path):
+    result = run("--config", SAMPLE_CONFIG, "preview", "--out", str(tmp_path),
+                 "--category", "Nope")
+    assert result.exit_code == 2
+    assert result.stderr.endswith(
+        "Error: Invalid value for '--category': no article has the category 'Nope' (the "
+        "categories are: General AI, Policy, Productivity, Research, Tools, Work)\n")
+
+
+def test_preview_of_an_empty_window_says_it_would_not_be_sent(tmp_path):
+    result = run("--config", SAMPLE_CONFIG, "preview", "--out", str(tmp_path),
+                 "--since", "2027-01-01", "--until", "2027-01-07")
+    assert result.exit_code == 0, result.output
+    assert "Subject: Field Notes: nothing new this time\n" in result.stdout
+    assert result.stderr == (
+        f"Warning: {tmp_path / '2027-01-01..2027-01-07.html'}: no articles in the window, so "
+        "this issue would not be sent\n")
+
+
+RELATIVE_LINK = ('The URL "/relative" is not an absolute https:// or mailto: URL, so it will '
+                 "not work from an inbox.")
+
+
+def site_with_a_relative_link(tmp_path: Path) -> str:
+    """The sample site, with a template that adds a relative link."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    shipped = (REPO / "templates" / "email.mjml.j2").read_text()
+    (templates / "email.mjml.j2").write_text(shipped.replace("</mj-body>", (
+        '<mj-section><mj-column><mj-text><a href="/relative">x</a></mj-text></mj-column>'
+        "</mj-section></mj-body>")))
+    shutil.copytree(REPO / "content", tmp_path / "content")
+    config = tmp_path / "digest.toml"
+    config.write_text((REPO / "digest.toml").read_text())
+    return str(config)
+
+
+def test_check_runs_the_quality_checks_on_the_preview_too(tmp_path):
+    result = run("--config", site_with_a_relative_link(tmp_path), "check")
+    assert (result.exit_code, result.stderr) == (1, (
+        f"Error: rendered email: {RELATIVE_LINK}\n"
+        f"Error: preview 2026-11-22..2026-11-28: {RELATIVE_LINK}\n"
+        "Error: 2 problems found\n"))
+
+
+def test_preview_runs_the_quality_checks_on_what_it_writes(tmp_path):
+    config = site_with_a_relative_link(tmp_path)
+    result = run("--config", config, "preview", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        f"Error: {tmp_path / 'out' / '2026-11-22..2026-11-28.html'}: {RELATIVE_LINK}\n")
 
 
 def test_bad_article_is_skipped_with_a_warning(tmp_path):
