@@ -635,8 +635,11 @@ def sync_command(app: App) -> None:
     """
     from digest import sync
 
-    for line in sync.run(app.settings, sync.api_key()).lines():
+    report = sync.run(app.settings, sync.api_key())
+    for line in report.lines():
         click.echo(line)
+    for warning in report.warnings():
+        click.echo(f"Warning: {warning}", err=True)
 
 
 @cli.command("stats")

@@ -430,6 +430,15 @@ class Store:
         )
         return [Event(datetime.fromisoformat(at), old, new, src) for at, old, new, src in rows]
 
+    def came_back(self) -> set[int]:
+        """Readers whose latest status change is their own return: they had stopped and
+        confirmed again on the web, which SendGrid's lists cannot know about."""
+        rows = self.conn.execute(
+            "SELECT subscriber_id, old_status FROM subscriber_events WHERE id IN "
+            "(SELECT max(id) FROM subscriber_events GROUP BY subscriber_id) "
+            "AND source = 'web' AND new_status = 'active'")
+        return {id_ for id_, old in rows if old in STOPPED}
+
     # Writing
 
     def insert(self, new: Sequence[NewSubscriber], source: str) -> None:

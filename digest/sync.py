@@ -5,7 +5,9 @@ unsubscribe group's unsubscribes (sendgrid.asm_group_id), bounces, spam reports 
 invalid emails. `SuppressionReader` reads each through the official client, page by
 page; `plan` (pure) turns them into status changes: an active or pending reader on a
 list becomes unsubscribed, bounced or complained (the most serious if on several); a
-reader already stopped keeps their status. Nothing here ever makes anyone active.
+reader already stopped keeps their status. Nothing here ever makes anyone active, and a
+reader who left and then confirmed again on the web is left active (with a warning to
+take them off SendGrid's list, which SendGrid cannot learn from us).
 
 Paging: `limit` (500, SendGrid's maximum page size) and `offset`, until a page comes
 back shorter than asked. SendGrid documents no paging for a group's suppressions (the
@@ -61,6 +63,15 @@ class Report:
     read: Mapping[str, int]  # list name: addresses on it (lists not read are absent)
     changes: tuple[Change, ...]
     requests: int
+    came_back: tuple[str, ...] = ()  # on a list, but confirmed again since they left
+
+    def warnings(self) -> list[str]:
+        if not self.came_back:
+            return []
+        count = len(self.came_back)
+        return [f"{count} subscriber{'' if count == 1 else 's'} on SendGrid's lists confirmed "
+                f"again after leaving and stay active: {', '.join(self.came_back)}. Remove "
+                "them from SendGrid's suppression lists, or SendGrid keeps dropping their mail."]
 
     def lines(self) -> list[str]:
         lists = ", ".join(f"{name} {self.read[name]}" if name in self.read
@@ -119,11 +130,15 @@ def wanted_statuses(lists: Mapping[str, Iterable[str]]) -> dict[str, str]:
     return wanted
 
 
-def plan(readers: Iterable[Subscriber], wanted: Mapping[str, str]) -> list[Change]:
-    """Active or pending readers on a list move to its status; stopped ones stay."""
+def plan(readers: Iterable[Subscriber], wanted: Mapping[str, str],
+         came_back: Iterable[int] = ()) -> list[Change]:
+    """Active or pending readers on a list move to its status; stopped ones stay, and so
+    do those in `came_back` (ids of readers who confirmed again after leaving)."""
+    back = set(came_back)
     return [Change(reader, replace(reader, status=wanted[email_key(reader.email)]))
             for reader in sorted(readers, key=lambda r: email_key(r.email))
-            if email_key(reader.email) in wanted and reader.status not in STOPPED]
+            if email_key(reader.email) in wanted and reader.status not in STOPPED
+            and reader.id not in back]
 
 
 # ---------------------------------------------------------------- SendGrid
@@ -213,12 +228,16 @@ def run(settings: Settings, key: str) -> Report:
     wanted = wanted_statuses(lists)
     try:
         with open_store(settings.store_path) as store, store.transaction():
-            changes = plan(feedback.subscribers_by_key(store.conn, wanted).values(), wanted)
+            listed = feedback.subscribers_by_key(store.conn, wanted).values()
+            back = store.came_back()
+            changes = plan(listed, wanted, back)
             store.update(changes, "sync")
     except sqlite3.Error as exc:
         raise SyncError(f"could not mark the subscribers: {exc}") from None
+    kept = tuple(r.email for r in sorted(listed, key=lambda r: email_key(r.email))
+                 if r.id in back and r.status not in STOPPED)
     return Report({name: len(emails) for name, emails in lists.items()}, tuple(changes),
-                  reader.requests)
+                  reader.requests, kept)
 
 
 def run_before_send(settings: Settings, echo: Callable[..., Any],
@@ -237,4 +256,6 @@ def run_before_send(settings: Settings, echo: Callable[..., Any],
         return None
     if report.changes:
         echo(f"Synced SendGrid's suppression lists. {report.marked()}")
+    for warning in report.warnings():
+        echo(f"Warning: {warning}", err=True)
     return report

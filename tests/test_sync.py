@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from send_support import API_KEY, NOW, add_readers, digest, set_send_environment
 from sendgrid_server import SendGridServer
 
 from digest import sync
-from digest.store import NewSubscriber, open_store
+from digest.store import Change, NewSubscriber, open_store
 
 GROUP = 4242
 
@@ -142,6 +143,25 @@ def test_a_server_that_never_answers_times_out(tmp_path, env):
         result = digest(config, "sync")
     assert result.stderr == ("Error: could not read SendGrid's global unsubscribes: "
                              "SendGrid did not answer within 1 s\n")
+
+
+def test_a_reader_who_confirmed_again_after_leaving_stays_active_with_a_warning(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url)
+        add_readers(tmp_path, 2)
+        server.set_suppressions("unsubscribes", ["reader0@example.com", "reader1@example.com"])
+        assert digest(config, "sync").exit_code == 0
+        with open_store(tmp_path / "digest.db") as store:  # reader0 signs up and confirms
+            reader = store.get("reader0@example.com")
+            store.update([Change(reader, replace(reader, status="active"))], "web")
+        again = digest(config, "sync")
+    assert again.stdout.splitlines()[-1] == "No subscriber to mark."
+    assert again.stderr == (
+        "Warning: 1 subscriber on SendGrid's lists confirmed again after leaving and stay "
+        "active: reader0@example.com. Remove them from SendGrid's suppression lists, or "
+        "SendGrid keeps dropping their mail.\n")
+    assert statuses(tmp_path) == {"reader0@example.com": "active",
+                                  "reader1@example.com": "unsubscribed"}
 
 
 def test_a_group_list_of_exactly_one_page_is_read_once(tmp_path, env):
