@@ -483,6 +483,8 @@ def send_test_copy(settings: Settings, since: datetime | None, until: datetime |
                                  renderer=pipeline.renderer_for(settings),
                                  unsubscribe_url=settings.unsubscribe_url("test-copy"))
     findings = pipeline.quality_of(built, settings.unsubscribe_url("test-copy"))
+    for finding in findings:
+        click.echo(f"{finding.level.capitalize()}: {finding.message}", err=True)
     send.gate([("test", finding) for finding in findings], force)
     if dry_run:
         click.echo(f"Dry run: the [TEST] copy of {key} to {', '.join(to)} was not sent.")

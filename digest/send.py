@@ -88,10 +88,11 @@ def plan_issue(articles: Sequence[Article], readers: Sequence[Subscriber], *, ca
 def gate(findings: Sequence[tuple[str, Finding]], force: bool) -> None:
     """Refuse to send an email with an error-level quality problem, unless forced.
     `findings` are (segment, finding) pairs."""
-    errors = [f"segment {slug}: {f.message}" for slug, f in findings if f.level == "error"]
+    errors = sum(1 for _, finding in findings if finding.level == "error")
     if errors and not force:
-        raise DeliveryError("not sending: " + "; ".join(errors)
-                            + " (fix the templates or content, or pass --force)")
+        problems = "problem" if errors == 1 else "problems"
+        raise DeliveryError(f"not sending: {errors} error-level quality {problems} (listed "
+                            "above); fix the templates or content, or pass --force")
 
 
 @contextmanager

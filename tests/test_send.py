@@ -202,8 +202,11 @@ def test_quality_errors_block_the_send_unless_forced(tmp_path, env):
             shipped.replace('<a href="{{ article.url }}">', '<a href="/relative">'))
         blocked = digest(config, "weekly", "--now", NOW)
         assert blocked.exit_code == 1
-        assert 'segment work: The URL "/relative" is not an absolute https:// or mailto: URL' \
-            in blocked.stderr
+        assert blocked.stderr.splitlines() == [
+            'Error: segment work: The URL "/relative" is not an absolute https:// or mailto: '
+            "URL, so it will not work from an inbox.",
+            "Error: not sending: 1 error-level quality problem (listed above); fix the "
+            "templates or content, or pass --force"]
         assert server.accepted == []
         forced = digest(config, "weekly", "--now", NOW, "--force")
         assert forced.exit_code == 0, forced.output
