@@ -246,7 +246,9 @@ def test_a_bad_address_is_refused_with_the_form(served):
                  form={"csrf": csrf_of(page.body), "email": "<not an address>"})
     assert reply.status == 400
     assert "That is not an email address" in reply.body
-    assert 'value="&lt;not an address&gt;"' in reply.body
+    assert 'value="&lt;not an address&gt;" aria-invalid="true" aria-describedby="email-error"' \
+        in reply.body  # a screen reader reads the error with the field
+    assert '<p class="error" id="email-error" role="alert">' in reply.body
     assert outbox(served.root) == []
 
 
