@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -752,6 +752,22 @@ def subscribers_export(app: App, fmt: str) -> None:
         everyone = store.subscribers()
     write = subscriber_files.to_csv if fmt == "csv" else subscriber_files.to_site_json
     click.echo(write(everyone), nl=False)
+
+
+@subscribers_group.command("prune")
+@click.option("--older-than", "days", type=click.IntRange(1), default=30, show_default=True,
+              metavar="DAYS", help="Forget sign-ups left unconfirmed this many days.")
+@pass_app
+def subscribers_prune(app: App, days: int) -> None:
+    """Forget sign-ups nobody confirmed: their addresses were never given consent.
+
+    The confirmation link lasts 7 days, so after 30 nobody can confirm them any more;
+    run it from cron beside the weekly job.
+    """
+    with store_of(app) as store:
+        forgotten = store.forget_unconfirmed(store.now() - timedelta(days=days))
+    click.echo(f"Forgot {len(forgotten)} {plural(len(forgotten), 'sign-up')} left "
+               f"unconfirmed for over {days} {plural(days, 'day')}")
 
 
 @subscribers_group.command("remove")

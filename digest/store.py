@@ -526,6 +526,21 @@ class Store:
             self.scrub()
         return bool(deleted)
 
+    def forget_unconfirmed(self, before: datetime) -> list[str]:
+        """Forget, as `remove` does, the sign-ups still `pending` since before `before`:
+        nobody confirmed them, so nothing may be kept. Returns their addresses."""
+        with self.transaction():
+            rows = self.conn.execute(
+                "SELECT id, email FROM subscribers WHERE status = 'pending' AND created_at < ? "
+                "AND id NOT IN (SELECT subscriber_id FROM subscriber_events "
+                "WHERE old_status IS NOT NULL)", (timestamp(before),)).fetchall()
+            self.conn.executemany("DELETE FROM subscribers WHERE id = ?",
+                                  [(id_,) for id_, _ in rows])
+            emails = sorted((email for _, email in rows), key=email_key)
+        if emails:
+            self.scrub()
+        return emails
+
     def scrub(self) -> None:
         """Checkpoint and truncate the WAL, so earlier copies of deleted rows are gone."""
         busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()

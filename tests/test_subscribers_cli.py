@@ -2,14 +2,15 @@
 
 import json
 import shutil
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from digest.cli import cli
-from digest.store import NewSubscriber, open_store
+from digest.store import Change, NewSubscriber, open_store
 
 FIXTURES = Path(__file__).parent / "fixtures" / "subscribers"
 NOW = datetime(2026, 2, 23, 8, 0, tzinfo=UTC)
@@ -42,9 +43,9 @@ def emails(run, *options):
     return [line.split()[0] for line in run("list", *options).stdout.splitlines()[1:-1]]
 
 
-def test_the_group_has_six_commands_each_with_help(run):
+def test_the_group_has_seven_commands_each_with_help(run):
     group = cli.commands["subscribers"]
-    assert sorted(group.commands) == ["add", "export", "import", "list", "remove",
+    assert sorted(group.commands) == ["add", "export", "import", "list", "prune", "remove",
                                       "unsubscribe"]
     assert all(command.help for command in group.commands.values())
     assert run("--help").exit_code == 0
@@ -277,6 +278,25 @@ def test_export_round_trips_through_import(run, site, tmp_path, fmt):
 
 
 # remove and unsubscribe
+
+
+def test_prune_forgets_only_old_sign_ups_nobody_confirmed(run, site):
+    seed(site, NewSubscriber("old@example.com", status="pending"),
+         NewSubscriber("moved@example.com", status="active"))
+    with open_store(site / "digest.db", clock=lambda: NOW) as store:
+        moved = store.get("moved@example.com")  # was active, then pending again: kept
+        store.update([Change(moved, replace(moved, status="pending"))], "cli")
+    recent = datetime.now(UTC) - timedelta(days=29)
+    with open_store(site / "digest.db", clock=lambda: recent) as store:
+        store.insert([NewSubscriber("new@example.com", status="pending")], "web")
+    result = run("prune")
+    assert (result.exit_code, result.stdout) == (
+        0, "Forgot 1 sign-up left unconfirmed for over 30 days\n")
+    assert emails(run) == ["moved@example.com", "new@example.com"]
+    assert b"old@example.com" not in (site / "digest.db").read_bytes()
+    assert run("prune", "--older-than", "28").stdout == (
+        "Forgot 1 sign-up left unconfirmed for over 28 days\n")
+    assert emails(run) == ["moved@example.com"]
 
 
 def test_remove_forgets_the_address(run):
