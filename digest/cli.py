@@ -561,9 +561,11 @@ def plural(count: int, word: str, many: str | None = None) -> str:
 @click.option("--since", type=DATE, help="First day of the window (YYYY-MM-DD, inclusive).")
 @click.option("--until", type=DATE, help="Last day of the window (YYYY-MM-DD, inclusive).")
 @click.option("--now", type=LocalDateTime(), help="Preview the week ending at this moment.")
+@click.option("--cadence", type=click.Choice(CADENCES), default="weekly", show_default=True,
+              help="Whose segments to show.")
 @pass_app
 def serve(app: App, port: int, host: str, content_dir: Path | None, since: datetime | None,
-          until: datetime | None, now: datetime | None) -> None:
+          until: datetime | None, now: datetime | None, cadence: str) -> None:
     """Serve live previews on http://127.0.0.1:PORT/ until Ctrl-C.
 
     The page shows the issue and each segment's variant at phone or desktop width, with
@@ -573,10 +575,9 @@ def serve(app: App, port: int, host: str, content_dir: Path | None, since: datet
     from digest import serve as live
 
     check_window_options(since, until, now)
-    if since is not None and until is not None and until < since:
-        raise click.UsageError(f"--until {until:%Y-%m-%d} is before --since {since:%Y-%m-%d}")
     settings = with_content_dir(app.settings, content_dir)
-    period = live.Period(since.date() if since else None, until.date() if until else None, now)
+    period = live.Period(since.date() if since else None, until.date() if until else None, now,
+                         cadence)
     server, url = live.make_server(settings, host, port, period=period,
                                    config=find_config(app.config_path, Path.cwd()))
     snapshot = server.live.current()

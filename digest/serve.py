@@ -34,7 +34,6 @@ from digest.preview import variant_stem
 from digest.quality import Finding
 
 HOST = "127.0.0.1"
-CADENCE = "weekly"
 VIEWS = {"mobile": "Mobile (375 px)", "desktop": "Desktop (1280 px, at half size)"}
 Stamp = tuple[tuple[str, int, int], ...]
 Reply = tuple[HTTPStatus, str, str]  # status, content type, body
@@ -43,11 +42,13 @@ Reply = tuple[HTTPStatus, str, str]  # status, content type, body
 @dataclass(frozen=True)
 class Period:
     """The window to preview: --since/--until, the week ending --now, or (neither given)
-    the 7 days ending at the newest article, as `digest preview` chooses it."""
+    the 7 days ending at the newest article, as `digest preview` chooses it; and whose
+    segments to show (`cadence`)."""
 
     since: date | None = None
     until: date | None = None
     now: datetime | None = None
+    cadence: str = "weekly"
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def render_site(settings: Settings, *, period: Period | None = None) -> Snapshot
     loaded = pipeline.load(settings)
     period = period or Period()
     shown = pipeline.build_preview(settings, loaded.articles, since=period.since,
-                                   until=period.until, now=period.now, cadence=CADENCE)
+                                   until=period.until, now=period.now, cadence=period.cadence)
     key = shown.whole.issue.key
     unsubscribe_url = pipeline.preview_links(settings)["unsubscribe_url"]
     whole = variant_of(variant_stem(key), "(whole issue)", "every category", None,

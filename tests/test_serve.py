@@ -166,10 +166,20 @@ def test_each_segment_of_the_store_is_a_variant_and_new_readers_show_up(served, 
     assert "== Work ==" in get(f"{served}email/{KEY}--work.txt")[2]
 
 
-def add_readers(db: Path, *readers: tuple[str, tuple[str, ...]]) -> None:
+def add_readers(db: Path, *readers: tuple[str, tuple[str, ...]], cadence: str = "weekly"
+                ) -> None:
     with open_store(db) as store:
-        store.insert([NewSubscriber(email=email, name="", categories=cats, cadence="weekly",
+        store.insert([NewSubscriber(email=email, name="", categories=cats, cadence=cadence,
                                     status="active") for email, cats in readers], "test")
+
+
+def test_the_cadence_chooses_whose_segments_are_shown(site):
+    add_readers(site.parent / "digest.db", ("w@example.com", ("Work",)))
+    add_readers(site.parent / "digest.db", ("d@example.com", ("Research",)), cadence="daily")
+    stems = {cadence: [v.stem for v in render_site(load_settings(site),
+                                                   period=Period(cadence=cadence)).variants]
+             for cadence in ("weekly", "daily")}
+    assert stems == {"weekly": [KEY, f"{KEY}--work"], "daily": [KEY, f"{KEY}--research"]}
 
 
 @pytest.mark.browser
