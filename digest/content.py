@@ -303,6 +303,11 @@ def parse_front_matter(raw: str, handler: Any, path: Path, first_line: int) -> d
         raise invalid(path, "front matter", f"invalid TOML: {exc}") from None
     except ValueError as exc:  # a value PyYAML cannot build for an explicit tag: `!!int ten`
         raise invalid(path, "front matter", f"invalid value: {exc}") from None
+    except Exception:  # PyYAML fails on some explicit tags (`!!bool maybe`,
+        # `!!timestamp nope`) with KeyError or AttributeError: still the file's problem
+        raise invalid(path, "front matter",
+                      "invalid value: a tagged value (such as `!!bool maybe`) YAML cannot read"
+                      ) from None
     if meta is None:
         raise invalid(path, "front matter", "is empty")
     if not isinstance(meta, dict):

@@ -277,6 +277,9 @@ PROBLEMS: dict[str, list[tuple[str | None, str]]] = {
     "invalid_yaml.md": [
         ("front matter", "invalid YAML: mapping values are not allowed in this context (line 4)")
     ],
+    "tagged_value_yaml_cannot_read.md": [
+        ("front matter", "invalid value: a tagged value (such as `!!bool maybe`) YAML cannot read")
+    ],
     "invalid_toml.md": [("front matter", "invalid TOML: Invalid value (at line 3, column 7)")],
     "unclosed_front_matter.md": [("front matter", "is not closed (no second --- line)")],
     "unclosed_toml_front_matter.md": [("front matter", "is not closed (no second +++ line)")],
