@@ -35,6 +35,15 @@ class DigestGroup(click.Group):
         except DigestError as exc:
             raise click.ClickException(str(exc)) from None
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Arguments are text: bytes that are not UTF-8 are a usage error, not a crash."""
+        for arg in args:
+            try:
+                arg.encode("utf-8")
+            except UnicodeEncodeError:
+                raise click.UsageError(f"{arg!r} is not valid UTF-8 text", ctx) from None
+        return super().parse_args(ctx, args)
+
 
 @dataclass
 class App:
@@ -61,14 +70,35 @@ class LocalDateTime(click.ParamType):
 
     def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
         if isinstance(value, datetime):
-            return value
+            return in_years(value, self, param, ctx)
         try:
-            return datetime.fromisoformat(value)
+            moment = datetime.fromisoformat(value)
         except ValueError:
             self.fail(f"{value!r} is not an ISO 8601 date-time (e.g. 2026-11-29T08:00)", param, ctx)
+        return in_years(moment, self, param, ctx)
 
 
-DATE = click.DateTime(formats=["%Y-%m-%d"])
+class Day(click.DateTime):
+    """A calendar day, YYYY-MM-DD."""
+
+    def __init__(self) -> None:
+        super().__init__(formats=["%Y-%m-%d"])
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
+        return in_years(super().convert(value, param, ctx), self, param, ctx)
+
+
+YEARS = range(1970, 9000)  # outside, windows and time zones overflow
+
+
+def in_years(moment: datetime, kind: click.ParamType, param: Any, ctx: Any) -> datetime:
+    if moment.year not in YEARS:
+        kind.fail(f"{moment.date().isoformat()} is out of range (years {YEARS.start} to "
+                  f"{YEARS.stop - 1})", param, ctx)
+    return moment
+
+
+DATE = Day()
 
 
 @click.group(cls=DigestGroup)
@@ -756,7 +786,8 @@ def subscribers_export(app: App, fmt: str) -> None:
 
 
 @subscribers_group.command("prune")
-@click.option("--older-than", "days", type=click.IntRange(1), default=30, show_default=True,
+@click.option("--older-than", "days", type=click.IntRange(1, 36500), default=30,
+              show_default=True,
               metavar="DAYS", help="Forget sign-ups left unconfirmed this many days.")
 @pass_app
 def subscribers_prune(app: App, days: int) -> None:

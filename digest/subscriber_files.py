@@ -30,6 +30,7 @@ from digest.store import CADENCES, STATUSES, Subscriber, email_key
 CSV_COLUMNS = ("email", "name", "categories", "cadence", "status", "created")
 CATEGORY_SEPARATORS = re.compile(r"[;|]")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,8 @@ def parse_site_json(text: str) -> Parsed:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("invalid JSON: nested too deeply") from None
     if not isinstance(data, list):
         raise ValueError("expected a list of subscribers, as in the site's subscribers.json")
     return collect(json_row(number, item) for number, item in enumerate(data, start=1))
@@ -206,7 +209,21 @@ def checked_email(text: str) -> str:
 def parse_name(value: Any) -> str | None:
     if value is not None and not isinstance(value, str):
         raise ValueError(f"the name must be text, not {json.dumps(value)}")
-    return value.strip() if value is not None else None
+    return checked_text(value, "the name") if value is not None else None
+
+
+def checked_text(text: str, what: str) -> str:
+    """`text` on one line (line breaks and tabs become spaces: a name goes into mail
+    headers), unless it holds another control character or is not valid Unicode."""
+    text = " ".join(text.split())
+    if bad := CONTROL.search(text):
+        raise ValueError(f"{what} contains a control character ({bad.group()!r}): {text!r}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} is not valid text (bytes that are not UTF-8?): "
+                         f"{text!r}") from None
+    return text
 
 
 def parse_categories(value: Any) -> tuple[str, ...] | None:
@@ -223,8 +240,8 @@ def clean_categories(names: Iterable[str]) -> tuple[str, ...]:
     """Stripped, blanks dropped, the first spelling of each kept (case does not count)."""
     kept: dict[str, str] = {}
     for name in names:
-        if name.strip():
-            kept.setdefault(name.strip().casefold(), name.strip())
+        if name := checked_text(name, "a category"):
+            kept.setdefault(name.casefold(), name)
     return tuple(kept.values())
 
 
@@ -253,7 +270,12 @@ def parse_created(value: Any) -> datetime | None:
     except ValueError:
         raise ValueError(f"bad date {value!r} (expected ISO 8601, e.g. "
                          "2025-06-03T18:57:08Z)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"bad date {value!r} (out of range)") from None
+    return moment
 
 
 PARSERS = {"email": parse_email, "name": parse_name, "categories": parse_categories,

@@ -21,6 +21,7 @@ from digest.subscriber_files import (
     Row,
     checked_email,
     clean_categories,
+    parse_name,
     read_subscribers,
 )
 
@@ -140,10 +141,10 @@ def add(store: Store, email: str, *, name: str | None = None,
     """Add an address as `active` (the operator vouches for it). An existing active or
     pending address gets the values given; a stopped one is refused, with the reason."""
     try:
-        email = checked_email(email)
+        email, name = checked_email(email), parse_name(name)
+        wanted = None if categories is None else clean_categories(categories)
     except ValueError as exc:
         raise StoreError(str(exc)) from None
-    wanted = None if categories is None else clean_categories(categories)
     with store.transaction():
         current = store.get(email)
         if current is None:

@@ -177,6 +177,10 @@ def test_empty_site_has_nothing_to_preview(tmp_path):
          "give either --since/--until or --now, not both"),
         (["--since", "2026-11-05", "--until", "2026-11-01"],
          "--until 2026-11-01 is before --since 2026-11-05"),
+        (["--since", "0001-01-01", "--until", "0001-01-02"],
+         "Invalid value for '--since': 0001-01-01 is out of range (years 1970 to 8999)"),
+        (["--now", "9999-12-31T23:00"],
+         "Invalid value for '--now': 9999-12-31 is out of range (years 1970 to 8999)"),
         (["--now", "yesterday"],
          "Invalid value for '--now': 'yesterday' is not an ISO 8601 date-time "
          "(e.g. 2026-11-29T08:00)"),

@@ -339,3 +339,18 @@ def test_unsubscribe_by_the_token_from_a_link(run, site):
 def test_unsubscribe_someone_unknown_is_an_error(run, argument, message):
     result = run("unsubscribe", argument)
     assert (result.exit_code, result.stderr) == (1, f"Error: {message}\n")
+
+
+def test_a_name_with_a_control_character_is_refused(run):
+    result = run("add", "ada@example.com", "--name", "Ada\x07")
+    assert (result.exit_code, result.stderr) == (
+        1, "Error: the name contains a control character ('\\x07'): 'Ada\\x07'\n")
+    assert run("add", "ada@example.com", "--name", "Ada\nLovelace").exit_code == 0
+    assert run("list").stdout.splitlines()[1].split()[:3] == ["ada@example.com", "Ada",
+                                                              "Lovelace"]
+
+
+def test_an_argument_that_is_not_utf8_is_a_usage_error(run):
+    result = run("remove", "\udcff@example.com")  # how Python passes the byte 0xff
+    assert result.exit_code == 2
+    assert result.stderr.endswith("Error: '\\udcff@example.com' is not valid UTF-8 text\n")

@@ -97,6 +97,26 @@ def test_rows_are_numbered_by_the_line_they_start_on():
         "row 5: bad address 'bad': An email address must have an @-sign."]
 
 
+def test_names_and_categories_are_one_line_of_text():
+    parsed = parse_subscribers(
+        'email,name,categories\nada@example.com,"Ada\nLovelace","AI\r\n;Tools"\n'
+        'bob@example.com,Bob\x07,\ncy@example.com,Cy,Too\x1bls\n')
+    assert parsed.rows == (Row(2, "ada@example.com", "Ada Lovelace", ("AI", "Tools")),)
+    assert [str(problem) for problem in parsed.bad] == [
+        "row 5: the name contains a control character ('\\x07'): 'Bob\\x07'",
+        "row 6: a category contains a control character ('\\x1b'): 'Too\\x1bls'"]
+
+
+def test_a_sign_up_date_out_of_range_and_deep_json_are_problems_not_crashes():
+    parsed = parse_subscribers(
+        'email,created\nada@example.com,0001-01-01T00:00:00+14:00\n')
+    assert [str(problem) for problem in parsed.bad] == [
+        "row 2: bad date '0001-01-01T00:00:00+14:00' (out of range)"]
+    with pytest.raises(ValueError) as error:
+        parse_subscribers("[" * 100_000 + "]" * 100_000)
+    assert str(error.value) == "invalid JSON: nested too deeply"
+
+
 def test_unknown_columns_are_ignored_with_a_warning():
     parsed = parse_subscribers("email,phone\nada@example.com,555\n")
     assert parsed.warnings == ("ignored the unknown column 'phone'",)

@@ -163,3 +163,13 @@ def test_an_unwritable_folder_is_a_failed_outcome(tmp_path):
     assert outcome == Outcome(
         "failed", reason=f"Could not write the messages into {blocker}: File exists."
     )
+
+
+def test_a_header_the_stdlib_refuses_fails_the_batch_and_writes_nothing(transport):
+    readers = (recipient("ann@example.com", "t-ann"),
+               recipient("bob@example.com", "t-bob", "Line1\nLine2"))
+    outcome = transport.send(message(*readers))
+    assert outcome == Outcome(
+        "failed", reason="Could not build the message to bob@example.com: invalid arguments; "
+                         "address parts cannot contain CR or LF.")
+    assert not transport.folder.exists()

@@ -7,6 +7,7 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import types
@@ -479,6 +480,19 @@ def test_digest_web_without_a_secret_is_an_error(tmp_path):
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: web.secret_key / DIGEST_SECRET_KEY is not set")
     assert "gunicorn 'digest.web.wsgi:app'" in CliRunner().invoke(cli, ["web", "--help"]).output
+
+
+def test_digest_web_on_a_port_in_use_is_an_error(tmp_path):
+    config = site_settings(tmp_path).root / "digest.toml"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(cli, ["--config", str(config), "web", "--dev", "--port",
+                                          str(port)])
+    assert result.exit_code == 1
+    assert result.stderr.endswith(
+        f"Error: cannot listen on 127.0.0.1:{port}: Address already in use\n")
 
 
 def default_sigint():

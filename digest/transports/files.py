@@ -87,12 +87,18 @@ class FilesTransport:
         check_message(message)
         batch, date = uuid.uuid4().hex, self._clock()
         domain = message.from_email.rpartition("@")[2] or "digest.invalid"
+        files = {}
+        for index, recipient in enumerate(message.recipients):  # all built before any written
+            try:
+                files[eml_name(message, index, recipient)] = build_eml(
+                    message, recipient, message_id=f"<{batch}.{index}@{domain}>", date=date)
+            except ValueError as error:  # a header the stdlib refuses, e.g. a line break
+                return Outcome("failed", reason=f"Could not build the message to "
+                                                f"{recipient.email}: {error}.")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            for index, recipient in enumerate(message.recipients):
-                data = build_eml(message, recipient, message_id=f"<{batch}.{index}@{domain}>",
-                                 date=date)
-                write_atomically(self.folder / eml_name(message, index, recipient), data)
+            for name, data in files.items():
+                write_atomically(self.folder / name, data)
         except OSError as error:
             reason = f"Could not write the messages into {self.folder}: {error.strerror}."
             return Outcome("failed", reason=reason)

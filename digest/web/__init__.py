@@ -11,6 +11,7 @@ import importlib
 import logging
 import re
 import secrets
+import socket
 from collections.abc import Callable
 from datetime import datetime
 
@@ -21,7 +22,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from digest.config import Settings
-from digest.errors import ConfigError
+from digest.errors import ConfigError, DigestError
 from digest.store import MIN_SECRET_LENGTH, utc_now
 from digest.transports import Transport, transport_for
 from digest.web import pages
@@ -179,4 +180,19 @@ class RedactingHandler(WSGIRequestHandler):
 
 def make_dev_server(app: Flask, host: str, port: int) -> BaseWSGIServer:
     """Werkzeug's threaded server for `digest web` (production: gunicorn)."""
-    return make_server(host, port, app, threaded=True, request_handler=RedactingHandler)
+    check_can_listen(host, port)  # Werkzeug prints its own message and exits otherwise
+    try:
+        return make_server(host, port, app, threaded=True, request_handler=RedactingHandler)
+    except SystemExit:
+        raise DigestError(f"cannot listen on {host}:{port} (see above)") from None
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """A port in use or a host name that does not resolve, as a DigestError."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Werkzeug does
+            probe.bind(address)
+    except OSError as exc:
+        raise DigestError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
