@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 import string
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
 
 from digest.errors import ConfigError
 
@@ -56,6 +60,14 @@ FORBIDDEN = {
     "set the SENDGRID_API_KEY environment variable instead",
 }
 TRANSPORTS = ("sendgrid", "files")
+# Upper bounds: past these a value is a typo, and some would hang or overflow.
+MAXIMUMS = {"selection.per_category": 1000, "selection.total": 1000,
+            "email.size_budget_kb": 1024, "sendgrid.timeout": 600}
+URL_KEYS = ("site.base_url", "web.base_url", "sendgrid.api_url")
+UNSUBSCRIBE_FIELDS = ("base_url", "web_url", "token")
+CATEGORY_URL_FIELDS = ("base_url", "category")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+NAMED_ADDRESS = re.compile(r"[^<>]*<\s*(?P<address>[^<>]*?)\s*>")
 
 
 @dataclass(frozen=True)
@@ -147,11 +159,18 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    values = settings_values(flatten(data), str(path))
-    for env, key in ENV_OVERRIDES.items():
-        if (environ if environ is not None else os.environ).get(env):
-            values[key] = (environ if environ is not None else os.environ)[env]
-    return Settings(root=path.resolve().parent, values=values)
+    root = path.resolve().parent
+    values = settings_values(flatten(data), str(path), root)
+    values.update(env_values(os.environ if environ is None else environ))
+    return Settings(root=root, values=values)
+
+
+def env_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The ENV_OVERRIDES that are set, by key; checked like the file's, naming the variable."""
+    values = {key: environ[env] for env, key in ENV_OVERRIDES.items() if environ.get(env)}
+    if (url := values.get("sendgrid.api_url")) and (problem := http_url_problem(url)):
+        raise ConfigError(f"SENDGRID_API_URL: {problem}")
+    return values
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -166,9 +185,9 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def settings_values(flat: Mapping[str, Any], source: str) -> dict[str, Any]:
+def settings_values(flat: Mapping[str, Any], source: str, root: Path) -> dict[str, Any]:
     """Check every key and type, collect every problem, fill in the defaults."""
-    problems = [f"{source}: {problem}" for problem in key_problems(flat)]
+    problems = [f"{source}: {problem}" for problem in key_problems(flat, root)]
     if problems:
         raise ConfigError("\n".join(problems))
     values = {key: default for key, (_, default) in SPEC.items()}
@@ -176,7 +195,7 @@ def settings_values(flat: Mapping[str, Any], source: str) -> dict[str, Any]:
     return values
 
 
-def key_problems(flat: Mapping[str, Any]) -> list[str]:
+def key_problems(flat: Mapping[str, Any], root: Path) -> list[str]:
     problems = []
     for key, value in flat.items():
         if key in FORBIDDEN:
@@ -187,7 +206,16 @@ def key_problems(flat: Mapping[str, Any]) -> list[str]:
             problems.append(f"{key} must be {type_name(SPEC[key][0])}, not {value!r}")
     if not problems:
         problems += value_problems({**{k: d for k, (_, d) in SPEC.items()}, **flat})
+        problems += folder_problems(flat, root)
     return problems
+
+
+def folder_problems(flat: Mapping[str, Any], root: Path) -> list[str]:
+    """A templates.dir set in the file must exist; the default `templates` may be missing
+    (the shipped templates are used then)."""
+    if "templates.dir" in flat and not (folder := root / flat["templates.dir"]).is_dir():
+        return [f"templates.dir: no such folder: {folder}"]
+    return []
 
 
 def type_ok(value: Any, expected: type) -> bool:
@@ -203,24 +231,16 @@ def type_name(expected: type) -> str:
 
 
 def value_problems(values: Mapping[str, Any]) -> list[str]:
-    problems = []
-    base_url = values["site.base_url"]
-    if not base_url:
-        problems.append("site.base_url is required (article links are built from it)")
-    elif not base_url.startswith(("https://", "http://")):
-        problems.append(f"site.base_url must be an absolute http(s) URL, not {base_url!r}")
+    problems = url_problems(values)
     try:
         ZoneInfo(values["site.timezone"])
     except (ZoneInfoNotFoundError, ValueError):
         problems.append(f"site.timezone: unknown time zone {values['site.timezone']!r}")
-    for key in ("selection.per_category", "selection.total", "email.size_budget_kb",
-                "sendgrid.timeout"):
-        if values[key] < 1:
-            problems.append(f"{key} must be at least 1, not {values[key]}")
-    web_url = values["web.base_url"]
-    if web_url and not web_url.startswith(("https://", "http://")):
-        problems.append(f"web.base_url must be an absolute http(s) URL, not {web_url!r}")
+    problems += bound_problems(values)
+    problems += pattern_problems("content.category_url_pattern",
+                                 values["content.category_url_pattern"], CATEGORY_URL_FIELDS)
     problems += unsubscribe_url_problems(values["unsubscribe.url"])
+    problems += address_problems(values)
     if values["web.proxies"] < 0:
         problems.append(f"web.proxies must be 0 or more, not {values['web.proxies']}")
     if values["delivery.transport"] not in TRANSPORTS:
@@ -231,17 +251,113 @@ def value_problems(values: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def url_problems(values: Mapping[str, Any]) -> list[str]:
+    """site.base_url is required, web.base_url optional, and sendgrid.api_url not empty."""
+    problems = [] if values["site.base_url"] else [
+        "site.base_url is required (article links are built from it)"]
+    checked = [key for key in URL_KEYS if values[key] or key == "sendgrid.api_url"]
+    return problems + [f"{key} {problem}" for key in checked
+                       if (problem := http_url_problem(values[key]))]
+
+
+def http_url_problem(value: str) -> str | None:
+    """Why `value` is not an absolute http(s) URL with a host, or None."""
+    problem = f"must be an absolute http(s) URL, not {value!r}"
+    if not value.startswith(("https://", "http://")) or re.search(r"[\s\x00-\x1f\x7f]", value):
+        return problem
+    try:
+        parts = urlsplit(value)
+        has_host = bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number, or out of range
+        return problem
+    return None if has_host else problem
+
+
+def bound_problems(values: Mapping[str, Any]) -> list[str]:
+    problems = [f"{key} must be at least 1, not {values[key]}"
+                for key in MAXIMUMS if values[key] < 1]
+    return problems + [f"{key} must be at most {most}, not {values[key]}"
+                       for key, most in MAXIMUMS.items() if values[key] > most]
+
+
+def placeholders(pattern: str) -> set[str]:
+    """The `{names}` in a str.format pattern; ValueError when it does not parse."""
+    return {name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None}
+
+
+def format_problem(pattern: str, fields: Collection[str]) -> str | None:
+    """Why `pattern` fails to format with sample text for `fields` (`{token:d}`), or None."""
+    try:
+        pattern.format(**dict.fromkeys(fields, "x"))
+    except KeyError as exc:  # a placeholder nested in a format spec: `{token:{width}}`
+        return f"unknown placeholder {{{exc.args[0]}}}"
+    except (ValueError, IndexError) as exc:
+        return str(exc)
+    return None
+
+
+def pattern_problems(key: str, pattern: str, fields: Collection[str]) -> list[str]:
+    """A URL pattern worded as content.check_url_pattern words `content.url_pattern`'s."""
+    try:
+        unknown = sorted(placeholders(pattern) - set(fields))
+    except ValueError as exc:
+        return [f"{key}: invalid pattern {pattern!r}: {exc}"]
+    if unknown:
+        return [f"{key}: unknown placeholder {{{unknown[0]}}} (known: {', '.join(fields)})"]
+    if problem := format_problem(pattern, fields):
+        return [f"{key}: invalid pattern {pattern!r}: {problem}"]
+    return []
+
+
 def unsubscribe_url_problems(pattern: str) -> list[str]:
     try:
-        names = {name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None}
+        names = placeholders(pattern)
     except ValueError as exc:
         return [f"unsubscribe.url: {exc}"]
-    if unknown := names - {"base_url", "web_url", "token"}:
+    if unknown := names - set(UNSUBSCRIBE_FIELDS):
         return [f"unsubscribe.url: unknown placeholder {{{sorted(unknown)[0]}}} (use "
                 "{web_url}, {base_url} and {token})"]
     if "token" not in names:
         return ["unsubscribe.url must contain {token}, the reader's own unguessable token"]
+    if problem := format_problem(pattern, UNSUBSCRIBE_FIELDS):
+        return [f"unsubscribe.url: {problem}"]
     return []
+
+
+def address_problems(values: Mapping[str, Any]) -> list[str]:
+    """email.from and email.reply_to take `a@b.org` or `Name <a@b.org>`; unsubscribe.mailto
+    a bare address, optionally as a `mailto:` URL."""
+    problems = [address_problem(key, values[key], named=key != "unsubscribe.mailto")
+                for key in ("email.from", "email.reply_to", "unsubscribe.mailto")
+                if values[key].strip()]
+    return [problem for problem in problems if problem]
+
+
+def address_problem(key: str, value: str, *, named: bool) -> str | None:
+    """A control character (a line break would start a new mail header) or a bad address."""
+    if bad := CONTROL.search(value):
+        return f"{key} contains a control character ({bad.group()!r}): {value!r}"
+    address = one_address(value) if named else mailto_address(value)
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        return f"{key}: bad address {value!r}: {exc}"
+    if named and parseaddr(value)[1] != address:  # what Settings.sender would read
+        return f"{key}: bad address {value!r}: put a name with punctuation in double quotes"
+    return None
+
+
+def one_address(value: str) -> str:
+    """The address in `a@b.org` or `Name <a@b.org>`; the whole text when it is neither."""
+    match = NAMED_ADDRESS.fullmatch(value.strip())
+    return match["address"] if match else value.strip()
+
+
+def mailto_address(value: str) -> str:
+    """`a@b.org` from `a@b.org`, `mailto:a@b.org` or `mailto:a@b.org?subject=…`."""
+    target = value.strip()
+    target = target[len("mailto:"):] if target.lower().startswith("mailto:") else target
+    return target.partition("?")[0]
 
 
 def sender_problems(settings: Settings) -> list[str]:

@@ -1,12 +1,13 @@
 """Render an issue into an email: Jinja2 → MJML → mjml-python → premailer.
 
-Takes data, returns strings. The only I/O is reading templates when the
-Renderer is built: the site's `templates/` first, the shipped defaults after.
+Takes data, returns strings. The only I/O is reading templates:
+the site's `templates/` first, the shipped defaults after.
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,10 +18,11 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 import mjml
+from jinja2.loaders import split_template_path
 from premailer import Premailer
 
 from digest.content import slugify
-from digest.errors import TemplateError
+from digest.errors import DigestError, TemplateError
 from digest.select import Issue
 
 DOCTYPE = "<!doctype html>"
@@ -83,23 +85,23 @@ class Renderer:
         self, issue: Issue, *, unsubscribe_url: str, preferences_url: str | None = None
     ) -> Email:
         context = self.context(issue, unsubscribe_url, preferences_url)
-        subject = one_line(self.template("subject.txt.j2", text=True).render(context))
-        preheader = fit_preheader(
-            one_line(self.template("preheader.txt.j2", text=True).render(context)), context
-        )
+        subject = one_line(self.fill("subject.txt.j2", context, text=True))
+        preheader = fit_preheader(one_line(self.fill("preheader.txt.j2", context, text=True)),
+                                  context)
         context.update(subject=subject, preheader=preheader)
-        html = mjml_to_html(self.template("email.mjml.j2").render(context))
-        text = self.template("email.txt.j2", text=True).render(context).strip() + "\n"
+        html = mjml_to_html(self.fill("email.mjml.j2", context))
+        text = self.fill("email.txt.j2", context, text=True).strip() + "\n"
         return Email(subject, preheader, html, text)
 
-    def template(self, name: str, *, text: bool = False) -> jinja2.Template:
+    def fill(self, name: str, context: dict[str, Any], *, text: bool = False) -> str:
+        """Template `name` rendered; whatever it raises becomes a TemplateError."""
         env = self.text_env if text else self.html_env
         try:
-            return env.get_template(name)
-        except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(f"{exc.filename}:{exc.lineno}: {exc.message}") from None
-        except jinja2.TemplateNotFound:
-            raise TemplateError(f"template {name!r} not found") from None
+            return env.get_template(name).render(context)
+        except DigestError:
+            raise
+        except Exception as exc:  # a site's template can raise anything: name its line
+            raise TemplateError(template_problem(exc)) from None
 
     def context(
         self, issue: Issue, unsubscribe_url: str, preferences_url: str | None
@@ -123,9 +125,50 @@ class Renderer:
         }
 
 
+def template_problem(exc: Exception) -> str:
+    """`path:line: message`, at the innermost template line the traceback passes through."""
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return f"{exc.filename}:{exc.lineno}: {exc.message}"
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
+              if is_template_file(frame.filename)]
+    where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
+    return where + error_text(exc)
+
+
+def is_template_file(filename: str) -> bool:
+    """Jinja gives a template's frames its file name; Python's are `.py` or `<frozen …>`."""
+    return not filename.endswith(".py") and not filename.startswith("<")
+
+
+def error_text(exc: Exception) -> str:
+    if isinstance(exc, jinja2.TemplateNotFound):
+        return f"template {exc.name!r} not found"
+    if isinstance(exc, jinja2.TemplateError):  # 'x' is undefined, and Jinja's other errors
+        return exc.message or type(exc).__name__
+    if isinstance(exc, RecursionError):
+        return "templates nest too deep: does one include itself?"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class SiteLoader(jinja2.FileSystemLoader):
+    """A FileSystemLoader that names the file when a template is not UTF-8."""
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        try:
+            return super().get_source(environment, template)
+        except UnicodeDecodeError as exc:
+            path = next((path for folder in self.searchpath
+                         if (path := Path(folder, *split_template_path(template))).is_file()),
+                        template)
+            raise TemplateError(f"{path}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} "
+                                f"at offset {exc.start})") from None
+
+
 def make_env(dirs: Sequence[Path], *, autoescape: bool, site: Site) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
+        loader=SiteLoader([str(d) for d in dirs]),
         autoescape=autoescape,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,

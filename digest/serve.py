@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import stat
 import threading
-import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -32,6 +31,7 @@ from digest.config import Settings, load_settings
 from digest.errors import DigestError
 from digest.preview import variant_stem
 from digest.quality import Finding
+from digest.render import template_problem
 
 HOST = "127.0.0.1"
 VIEWS = {"mobile": "Mobile (375 px)", "desktop": "Desktop (1280 px, at half size)"}
@@ -125,13 +125,9 @@ def variant_of(stem: str, name: str, label: str, subscribers: int | None,
 
 
 def describe(exc: Exception) -> str:
-    """The error's message, with the template line Jinja raised it at when there is one."""
-    if isinstance(exc, DigestError):
-        return str(exc)
-    frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
-              if frame.filename.endswith(".j2")]
-    where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
-    return f"{where}{type(exc).__name__}: {exc}"
+    """The error's message; the renderer already names the template file and line, and
+    anything else is worded the same way (with the template line if it passed one)."""
+    return str(exc) if isinstance(exc, DigestError) else template_problem(exc)
 
 
 def fingerprint(paths: Iterable[Path]) -> Stamp:

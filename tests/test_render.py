@@ -2,10 +2,11 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
-from helpers import BASE_URL, BERLIN, make_article
+from helpers import BASE_URL, BERLIN, make_article, make_settings
 from lxml import html as lxml_html
 
 from digest.errors import TemplateError
+from digest.pipeline import check_site
 from digest.render import Renderer, Site
 from digest.select import Caps, cadence_window, select
 
@@ -147,6 +148,61 @@ def test_template_syntax_error_names_file_and_line(tmp_path):
     assert str(caught.value) == (
         f"{tmp_path / 'subject.txt.j2'}:2: Expected an expression, got 'end of statement block'"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "message"),
+    [
+        ("email.mjml.j2", "<mjml>\n<mj-body>\n{{ nosuch }}", "3: 'nosuch' is undefined"),
+        ("subject.txt.j2", '{{ count + "x" }}',
+         "1: TypeError: unsupported operand type(s) for +: 'int' and 'str'"),
+        ("preheader.txt.j2", 'Hello\n{% include "preheader.txt.j2" %}',
+         "2: templates nest too deep: does one include itself?"),
+        ("email.txt.j2", "{{ issue.key | local_date }}",
+         "1: AttributeError: 'str' object has no attribute 'astimezone'"),
+        ("email.txt.j2", 'Hello\n{% include "footer.txt.j2" %}',
+         "2: template 'footer.txt.j2' not found"),
+    ],
+    ids=["undefined", "type-error", "includes-itself", "filter-error", "missing-include"],
+)
+def test_an_error_raised_while_rendering_names_the_template_and_line(tmp_path, name, source,
+                                                                       message):
+    (tmp_path / name).write_text(source)
+    with pytest.raises(TemplateError) as caught:
+        Renderer(SITE, tmp_path).render(issue_of(week()), unsubscribe_url=UNSUBSCRIBE)
+    assert str(caught.value) == f"{tmp_path / name}:{message}"
+
+
+def test_a_syntax_error_in_an_included_template_names_that_template(tmp_path):
+    (tmp_path / "subject.txt.j2").write_text('{% include "part.txt.j2" %}')
+    (tmp_path / "part.txt.j2").write_text("one\ntwo {% endif %}")
+    with pytest.raises(TemplateError) as caught:
+        Renderer(SITE, tmp_path).render(issue_of(week()), unsubscribe_url=UNSUBSCRIBE)
+    assert str(caught.value) == (
+        f"{tmp_path / 'part.txt.j2'}:2: Encountered unknown tag 'endif'."
+    )
+
+
+@pytest.mark.parametrize("included", [False, True])
+def test_a_template_that_is_not_utf8_is_named(tmp_path, included):
+    bad = tmp_path / ("part.txt.j2" if included else "email.txt.j2")
+    if included:
+        (tmp_path / "email.txt.j2").write_text('Hello\n{% include "part.txt.j2" %}')
+    bad.write_bytes(b"Caf\xe9 news")
+    with pytest.raises(TemplateError) as caught:
+        Renderer(SITE, tmp_path).render(issue_of(week()), unsubscribe_url=UNSUBSCRIBE)
+    assert str(caught.value) == f"{bad}: not valid UTF-8 (byte 0xe9 at offset 3)"
+
+
+def test_check_reports_a_template_error_raised_while_rendering(tmp_path):
+    (tmp_path / "content").mkdir()
+    (tmp_path / "content" / "good.md").write_text(
+        "---\ntitle: Good one\ndate: '2026-11-20'\ncategory: Work\n---\nBody text.\n")
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "subject.txt.j2").write_text("{{ site.name }} {{ nosuch }}")
+    settings = make_settings(tmp_path, email__from="News <news@news.example.org>")
+    assert check_site(settings).lines() == [
+        f"Error: {tmp_path / 'templates' / 'subject.txt.j2'}:1: 'nosuch' is undefined"]
 
 
 def test_invalid_mjml_from_a_site_template_is_a_template_error(tmp_path):

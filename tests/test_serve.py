@@ -139,7 +139,7 @@ def test_an_error_raised_while_rendering_names_the_template_line(served, site):
     write_template(site, "subject.txt.j2", "{{ isue.key }}")
     new_version(served, version)
     assert (f'<pre class="error">{site.parent}/templates/subject.txt.j2:1: '
-            "UndefinedError: &#39;isue&#39; is undefined</pre>") in get(served)[2]
+            "&#39;isue&#39; is undefined</pre>") in get(served)[2]
 
 
 def test_the_config_file_is_read_again_when_it_changes(served, site):
