@@ -239,7 +239,11 @@ def check_site(settings: Settings) -> CheckReport:
 
 def check_preview(settings: Settings, articles: Sequence[Article], report: CheckReport) -> None:
     """The checks on what `digest preview` would write: the issue and each segment."""
-    shown = build_preview(settings, articles)
+    try:
+        shown = build_preview(settings, articles)
+    except TemplateError as exc:  # e.g. only a segment's articles break the template
+        report.problems.append(f"preview: {exc}")
+        return
     unsubscribe_url = preview_links(settings)["unsubscribe_url"]
     variants = [(f"preview {shown.whole.issue.key}", shown.whole)] + [
         (f"preview segment {item.segment.slug}", item.built)
