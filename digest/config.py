@@ -141,7 +141,8 @@ def find_config(path: Path | None, cwd: Path) -> Path:
     """The config file to use: the one given, else `digest.toml` in `cwd`."""
     if path is not None:
         if not path.is_file():
-            raise ConfigError(f"{path}: no such configuration file")
+            problem = "is not a file" if path.exists() else "no such configuration file"
+            raise ConfigError(f"{path}: {problem}")
         return path
     candidate = cwd / CONFIG_NAME
     if not candidate.is_file():

@@ -163,5 +163,8 @@ def test_find_config(tmp_path):
     with pytest.raises(ConfigError) as caught:
         find_config(tmp_path / "nope.toml", tmp_path)
     assert str(caught.value) == f"{tmp_path / 'nope.toml'}: no such configuration file"
+    with pytest.raises(ConfigError) as caught:
+        find_config(Path("/dev/null"), tmp_path)
+    assert str(caught.value) == "/dev/null: is not a file"
     config = write(tmp_path, MINIMAL)
     assert find_config(None, tmp_path) == config
