@@ -20,7 +20,9 @@ from typing import Any
 from digest import __version__
 from digest.fileio import write_atomically
 
-CACHE_FORMAT = 2  # 2: unquoted dates read by parse_date (its messages differ)
+# 2: unquoted dates read by parse_date (its messages differ); 3: no control characters in
+# loaded text, years 1900 to 9000 only, excerpts from the first 2,000 characters
+CACHE_FORMAT = 3
 Stamp = tuple[int, int]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import string
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -29,12 +30,18 @@ from digest.errors import ConfigError, ContentError
 
 DEFAULT_CATEGORY = "Uncategorized"
 EXCERPT_LIMIT = 300
+EXCERPT_SOURCE_LIMIT = 2000  # markdown read for an excerpt: its patterns are quadratic at worst
+FIRST_YEAR, LAST_YEAR = 1900, 9000
 ARTICLE_SUFFIXES = (".md", ".markdown")
 NOT_ARTICLES = frozenset({"readme.md", "readme.markdown"})
 PARALLEL_FROM = 2000  # uncached files before parsing moves to a process pool
 MAX_WORKERS = 4
 JEKYLL_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(.+)$")
+NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # not on Windows, which has no FIFOs to open
 URL_FIELDS = frozenset({"base_url", "slug", "year", "month", "day", "category"})
+# C0 controls but tab, newline and CR; DEL; and what XML also forbids (lone surrogates,
+# U+FFFE, U+FFFF): one in a title made the MJML parser reject the whole email.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 
 
 BOOL, TIMESTAMP = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp"
@@ -260,7 +267,7 @@ def check_url_pattern(pattern: str) -> None:
 
 def read_article(path: Path, options: LoadOptions) -> Article:
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = read_regular_file(path).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise invalid(path, None, f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} "
                                   f"at offset {exc.start})") from None
@@ -268,6 +275,15 @@ def read_article(path: Path, options: LoadOptions) -> Article:
         raise invalid(path, None, f"cannot read: {exc.strerror}") from None
     meta, body = split_front_matter(text.removeprefix("\ufeff"), path)
     return build_article(meta, body, path, options)
+
+
+def read_regular_file(path: Path) -> bytes:
+    """Opening a FIFO waits for a writer, and a device may never end: the file is opened
+    without waiting, and read only if it is a regular file (unbuffered: in one read)."""
+    with open(os.open(path, os.O_RDONLY | NONBLOCK), "rb", buffering=0) as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise invalid(path, None, "not a regular file")
+        return file.read()
 
 
 def invalid(path: Path, field: str | None, message: str) -> ArticleInvalid:
@@ -303,6 +319,8 @@ def parse_front_matter(raw: str, handler: Any, path: Path, first_line: int) -> d
         raise invalid(path, "front matter", f"invalid TOML: {exc}") from None
     except ValueError as exc:  # a value PyYAML cannot build for an explicit tag: `!!int ten`
         raise invalid(path, "front matter", f"invalid value: {exc}") from None
+    except RecursionError:  # tomllib on `x = [[[[…` thousands deep
+        raise invalid(path, "front matter", "is nested too deeply") from None
     except Exception:  # PyYAML fails on some explicit tags (`!!bool maybe`,
         # `!!timestamp nope`) with KeyError or AttributeError: still the file's problem
         raise invalid(path, "front matter",
@@ -313,6 +331,8 @@ def parse_front_matter(raw: str, handler: Any, path: Path, first_line: int) -> d
     if not isinstance(meta, dict):
         kind = type(meta).__name__
         raise invalid(path, "front matter", f"is not a mapping of fields (found a {kind})")
+    if "\\" in raw:  # YAML and TOML take control characters in text only as escapes: "\a"
+        meta = {key: without_controls(value) for key, value in meta.items()}
     return meta
 
 
@@ -326,7 +346,7 @@ def build_article(meta: dict[str, Any], body: str, path: Path, options: LoadOpti
     """Run every field parser, collect every problem, then build the Article."""
     if meta.get("draft") is True or meta.get("published") is False:
         raise Draft
-    stem_date, slug = split_file_name(path)
+    stem_date, name_slug = split_file_name(path)
     problems: list[Problem] = []
 
     def field(name: str, parse: Any, *args: Any) -> Any:
@@ -340,7 +360,9 @@ def build_article(meta: dict[str, Any], body: str, path: Path, options: LoadOpti
     when = field("date", parse_date, meta.get("date"), stem_date, options.timezone)
     tags = field("tags", parse_tags, meta.get("tags"))
     category = field("category", parse_category, meta)
-    slug = field("slug", parse_text, meta.get("slug"), "slug") or slug
+    slug = field("slug", parse_slug, meta.get("slug"), name_slug)
+    image = "coverImage" if meta.get("coverImage") else "image"
+    cover_image = field(image, absolute, options.base_url, meta.get(image))
     if problems:
         raise ArticleInvalid(problems)
     return Article(
@@ -351,7 +373,7 @@ def build_article(meta: dict[str, Any], body: str, path: Path, options: LoadOpti
         url=article_url(options, slug, when, category),
         category=category,
         tags=tags,
-        cover_image=absolute(options.base_url, meta.get("coverImage") or meta.get("image")),
+        cover_image=cover_image,
         author=text_or_none(meta.get("author")),
         source=text_or_none(meta.get("source")),
         path=str(path),
@@ -377,6 +399,37 @@ def parse_title(value: Any) -> str:
     return " ".join(str(value).split())
 
 
+def without_controls(value: Any) -> Any:
+    """Text, and lists of text, without control characters."""
+    if isinstance(value, str):
+        return remove_controls(value)
+    if isinstance(value, list):
+        return [remove_controls(item) if isinstance(item, str) else item for item in value]
+    return value
+
+
+def remove_controls(text: str) -> str:
+    """Those that separate words (form feed, vertical tab…) become spaces, the others go."""
+    return CONTROL_CHARACTERS.sub(lambda found: " " if found[0].isspace() else "", text)
+
+
+def parse_slug(value: Any, from_name: str) -> str:
+    """The `slug` field, or else the file name's, which must be UTF-8 to be part of a URL."""
+    slug = parse_text(value, "slug")
+    if slug is None and not is_utf8(from_name):
+        raise ValueError("missing, and the file name is not UTF-8 (add a slug field)")
+    return slug or from_name
+
+
+def is_utf8(name: str) -> bool:
+    """False for a name with bytes that are not UTF-8 (os.walk gives them as surrogates)."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_text(value: Any, name: str) -> str | None:
     if value is None:
         return None
@@ -386,17 +439,25 @@ def parse_text(value: Any, name: str) -> str | None:
 
 
 def parse_date(value: Any, fallback: date | None, tz: ZoneInfo) -> datetime:
-    """A date, a datetime, or a string holding either; naive means the newsletter's zone."""
+    """A date, a datetime, or a string holding either; naive means the newsletter's zone.
+    Years 1900 to 9000 only: `9999-12-31T23:59:59-14:00` is in the year 10000 in UTC, past
+    the last datetime Python has, and a year so far out is a mistake anyway."""
     if value is None:
         if fallback is None:
             raise ValueError("missing (and the file name does not start with YYYY-MM-DD-)")
         value = fallback
+    when = zoned(parse_date_text(value) if isinstance(value, str) else value, tz)
+    if not FIRST_YEAR <= when.year <= LAST_YEAR:
+        raise ValueError(f"{str(value)!r} is out of range (use a year from {FIRST_YEAR} "
+                         f"to {LAST_YEAR})")
+    return when
+
+
+def zoned(value: Any, tz: ZoneInfo) -> datetime:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=tz)
     if isinstance(value, date):
         return datetime.combine(value, time(0), tzinfo=tz)
-    if isinstance(value, str):
-        return parse_date(parse_date_text(value), None, tz)
     raise ValueError(f"cannot read {value!r} as a date")
 
 
@@ -449,8 +510,17 @@ def parse_excerpt(meta: Mapping[str, Any], body: str) -> str:
     for key in ("excerpt", "description", "summary"):
         value = meta.get(key)
         if isinstance(value, str) and value.strip():
-            return shorten(plain_text(value))
-    return shorten(plain_text(first_paragraph(body)))
+            return excerpt_of(value)
+    return excerpt_of(first_paragraph(body))
+
+
+def excerpt_of(markdown: str) -> str:
+    """Only the start of `markdown` is read: plain_text's patterns take quadratic time on
+    some texts (`*a *a *a …` has no closing `*`: 50,000 of them took over a minute), and
+    the first EXCERPT_SOURCE_LIMIT characters give the EXCERPT_LIMIT kept unless the
+    text is over 85% markup."""
+    text = markdown[:EXCERPT_SOURCE_LIMIT]
+    return shorten(plain_text(remove_controls(text)))
 
 
 def first_paragraph(body: str) -> str:
@@ -494,7 +564,10 @@ def text_or_none(value: Any) -> str | None:
 def absolute(base_url: str, value: Any) -> str | None:
     """Image paths like `/images/x.jpg` are made absolute against the site."""
     text = text_or_none(value)
-    return urljoin(base_url.rstrip("/") + "/", text) if text else None
+    try:
+        return urljoin(base_url.rstrip("/") + "/", text) if text else None
+    except ValueError as exc:  # `http://[::1`: Invalid IPv6 URL
+        raise ValueError(f"cannot read {text!r} as an address ({exc})") from None
 
 
 def article_url(options: LoadOptions, slug: str, when: datetime, category: str) -> str:

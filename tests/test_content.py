@@ -5,8 +5,9 @@ Problem messages are asserted verbatim: they are what a site owner reads.
 
 from __future__ import annotations
 
+import os
 import shutil
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -33,6 +34,7 @@ BERLIN = ZoneInfo("Europe/Berlin")
 OPTIONS = LoadOptions(base_url="https://example.org", timezone=BERLIN)
 KNOWN = "(known: base_url, category, day, month, slug, year)"
 DATE_HINT = "as a date (use YYYY-MM-DD or an ISO 8601 date-time)"
+YEARS = "is out of range (use a year from 1900 to 9000)"
 
 
 def fixture(name: str) -> Path:
@@ -305,6 +307,16 @@ PROBLEMS: dict[str, list[tuple[str | None, str]]] = {
     "no_date_no_file_date.md": [
         ("date", "missing (and the file name does not start with YYYY-MM-DD-)")
     ],
+    "date_out_of_range_late.md": [("date", f"'9999-12-31T23:59:59-14:00' {YEARS}")],
+    "date_out_of_range_early.md": [("date", f"'0001-01-01T00:00:00+14:00' {YEARS}")],
+    "cover_image_invalid_address.md": [
+        ("coverImage", "cannot read 'http://[::1' as an address (Invalid IPv6 URL)")
+    ],
+    "image_invalid_address.md": [
+        ("image", "cannot read 'https://[garden.example.org/x.jpg' as an address "
+                  "(Invalid IPv6 URL)")
+    ],
+    "toml_nested_too_deeply.md": [("front matter", "is nested too deeply")],
 }
 def problem_params():
     for name in PROBLEMS:
@@ -526,6 +538,10 @@ LOADS = {
     "excerpt_text_under_heading.md",
     "datetime_yaml_1_1_form.md",
     "title_looks_like_a_date.md",
+    "control_characters_in_fields.md",
+    "control_characters_in_body.md",
+    "control_characters_toml.md",
+    "excerpt_long_paragraph_of_asterisks.md",
 }
 DRAFTS = {"draft.md", "published_false.md"}
 
@@ -647,3 +663,134 @@ def test_url_dates_are_the_newsletters_calendar_days(tmp_path):
                           url_pattern="{base_url}/{year}/{month}/{day}/{slug}")
     [article] = load_articles(tmp_path, options).articles
     assert article.url == "https://example.org/2026/11/04/late"  # 00:30 on the 4th in Berlin
+
+
+# --- one article cannot stop the load -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "fallback", "shown"),
+    [
+        ("1899-12-31", None, "'1899-12-31'"),
+        ("9001-01-01T00:00:00Z", None, "'9001-01-01T00:00:00Z'"),
+        # TOML gives built datetimes; the file name gives a date
+        (datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))), None,
+         "'0001-01-01 00:00:00+14:00'"),
+        (None, date(1, 1, 1), "'0001-01-01'"),
+    ],
+)
+def test_dates_outside_the_years_1900_to_9000_are_out_of_range(value, fallback, shown):
+    with pytest.raises(ValueError) as caught:
+        parse_date(value, fallback, BERLIN)
+    assert str(caught.value) == f"{shown} {YEARS}"
+
+
+@pytest.mark.parametrize(
+    ("text", "in_berlin"),
+    [
+        ("1900-01-01T00:00:00+14:00", datetime(1899, 12, 31, 11, 0, tzinfo=BERLIN)),
+        ("9000-12-31T23:59:59-14:00", datetime(9001, 1, 1, 14, 59, 59, tzinfo=BERLIN)),
+    ],
+)
+def test_dates_at_the_ends_of_the_range_have_a_day_in_the_newsletters_zone(text, in_berlin):
+    when = parse_date(text, None, BERLIN).astimezone(BERLIN)
+    assert (when, when.utcoffset()) == (in_berlin, timedelta(hours=1))
+
+
+def test_control_characters_in_fields_are_removed():
+    """One in a title made the MJML parser reject every issue, naming no article."""
+    path = fixture("control_characters_in_fields.md")
+    assert read_article(path, OPTIONS) == Article(
+        slug="control_characters_in_fields",
+        title="Bell rings twice",
+        date=datetime(2026, 3, 4, 0, 0, tzinfo=BERLIN),
+        excerpt="Form feed and vertical tab, gone.",
+        url="https://example.org/posts/control_characters_in_fields",
+        category="Local News",
+        tags=("soil", "compost"),
+        cover_image="https://example.org/images/x.jpg",
+        author="Ann Lee",
+        source="https://example.net/x",
+        path=str(path),
+    )
+
+
+def test_control_characters_in_the_body_are_removed_from_the_excerpt():
+    assert "\x07" in fixture("control_characters_in_body.md").read_text()
+    assert load("control_characters_in_body.md").excerpt == (
+        "The [1mbold[0m word rang the bell and fed a page then stopped."
+    )
+
+
+def test_control_characters_escaped_in_toml_are_removed():
+    article = load("control_characters_toml.md")
+    assert (article.title, article.author, article.tags) == ("Bell rings", "Ann Lee", ("soil",))
+
+
+def test_lone_surrogates_from_the_pure_python_yaml_reader_are_removed(tmp_path, monkeypatch):
+    """libyaml refuses `\\ud83d` alone; PyYAML's own reader builds it, and UTF-8 cannot
+    encode it."""
+    monkeypatch.setattr(content, "YamlLoader", yaml_1_2_loader(yaml.SafeLoader))
+    path = tmp_path / "surrogate.md"
+    path.write_text('---\ntitle: "Half a pair\\ud83d of emoji"\ndate: 2026-03-04\n---\nText.\n')
+    assert read_article(path, OPTIONS).title == "Half a pair of emoji"
+
+
+def test_no_loaded_text_holds_a_character_the_email_cannot():
+    for article in load_articles(FIXTURES, OPTIONS).articles:
+        texts = [article.title, article.excerpt, article.url, article.category, *article.tags,
+                 article.cover_image or "", article.author or "", article.source or ""]
+        assert not [text for text in texts if content.CONTROL_CHARACTERS.search(text)]
+
+
+def test_excerpt_reads_a_bounded_start_of_a_long_paragraph(monkeypatch):
+    """150 KB of `*a ` (no closing `*`) kept the emphasis pattern busy for over a minute."""
+    seen = []
+    plain_text = content.plain_text
+    monkeypatch.setattr(content, "plain_text", lambda text: seen.append(len(text)) or
+                        plain_text(text))
+    assert fixture("excerpt_long_paragraph_of_asterisks.md").stat().st_size > 150_000
+    assert load("excerpt_long_paragraph_of_asterisks.md").excerpt == " ".join(["*a"] * 99) + "…"
+    assert seen == [content.EXCERPT_SOURCE_LIMIT] == [2000]
+
+
+def test_excerpt_of_a_long_paragraph_with_markup_is_the_whole_paragraphs():
+    sentence = "Read [the *seed* guide](https://example.org/guides/seeds) and `sow` <em>thin</em>. "
+    paragraph = sentence * 100
+    assert len(paragraph) > 4 * content.EXCERPT_SOURCE_LIMIT
+    assert content.excerpt_of(paragraph) == content.shorten(content.plain_text(paragraph))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_named_pipe_is_skipped_with_a_warning_not_waited_for(tmp_path):
+    copy_fixtures(tmp_path, "date_unquoted.md")
+    pipe = tmp_path / "2026-11-20-f.md"
+    os.mkfifo(pipe)
+    result = load_articles(tmp_path, OPTIONS)
+    assert [article.slug for article in result.articles] == ["date_unquoted"]
+    assert [str(problem) for problem in result.problems] == [f"{pipe}: not a regular file"]
+
+
+@pytest.mark.skipif(not Path("/dev/null").exists(), reason="no /dev/null here")
+def test_a_link_to_a_device_is_not_read(tmp_path):
+    link = tmp_path / "null.md"
+    link.symlink_to("/dev/null")
+    with pytest.raises(ArticleInvalid) as caught:
+        read_article(link, OPTIONS)
+    assert [str(problem) for problem in caught.value.problems] == [f"{link}: not a regular file"]
+
+
+def test_a_file_name_that_is_not_utf8_needs_a_slug_field(tmp_path):
+    """os.walk gives the bytes as surrogates, which a URL cannot quote."""
+    cafe, the = (tmp_path / os.fsdecode(name) for name in (b"2026-03-04-caf\xe9.md",
+                                                          b"2026-03-05-th\xe9.md"))
+    try:
+        cafe.write_text("---\ntitle: T\n---\nText.\n")
+        the.write_text("---\ntitle: T\nslug: the\n---\nText.\n")
+    except OSError:
+        pytest.skip("this file system takes only UTF-8 names")
+    result = load_articles(tmp_path, OPTIONS)
+    assert [article.url for article in result.articles] == ["https://example.org/posts/the"]
+    assert result.problems == [
+        Problem(cafe, "slug", "missing, and the file name is not UTF-8 (add a slug field)")
+    ]
