@@ -242,12 +242,16 @@ def test_files_transport_writes_what_each_reader_gets(tmp_path, env):
 
 # A real process, killed mid-send
 
-def run_weekly_process(config: Path, server_url: str) -> subprocess.Popen:
+def run_process(config: Path, server_url: str, *args: str) -> subprocess.Popen:
+    """A real `python -m digest` process sending to the local server."""
     env = {**os.environ, "SENDGRID_API_KEY": API_KEY, "DIGEST_SECRET_KEY": SECRET,
            "SENDGRID_API_URL": server_url}
-    return subprocess.Popen([sys.executable, "-m", "digest", "--config", str(config), "weekly",
-                             "--now", NOW], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-m", "digest", "--config", str(config), *args],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run_weekly_process(config: Path, server_url: str) -> subprocess.Popen:
+    return run_process(config, server_url, "weekly", "--now", NOW)
 
 
 @pytest.mark.parametrize("k", [0, 2, 5])
@@ -479,13 +483,6 @@ def test_send_issue_shows_what_is_left_and_asks_first(tmp_path, env):
                                         "2026-W48"], input="y\n")
         assert sent.exit_code == 0, sent.output
         assert server.accepted_count_by_address() == dict.fromkeys(emails, 1)
-
-
-def run_process(config: Path, server_url: str, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "SENDGRID_API_KEY": API_KEY, "DIGEST_SECRET_KEY": SECRET,
-           "SENDGRID_API_URL": server_url}
-    return subprocess.Popen([sys.executable, "-m", "digest", "--config", str(config), *args],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_send_issue_while_the_daily_run_sends_it_exits_at_once(tmp_path):
