@@ -298,7 +298,7 @@ def open_store(path: Path, *, clock: Callable[[], datetime] = utc_now) -> Store:
     """Open (creating if needed) and migrate the database at `path`."""
     try:
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, ValueError) as exc:  # ValueError: a NUL byte in the path
         raise StoreError(f"{path}: cannot open the database: {exc}") from None
     try:
         configure(conn)

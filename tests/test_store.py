@@ -121,6 +121,13 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path):
         f"{tmp_path / 'digest.db'}: cannot open the database: file is not a database")
 
 
+def test_a_path_with_a_nul_byte_is_refused(tmp_path):
+    with pytest.raises(StoreError) as error:
+        open_store(tmp_path / "a\0b.db")
+    assert str(error.value) == (
+        f"{tmp_path / 'a'}\0b.db: cannot open the database: embedded null byte")
+
+
 # Migration 5: a removed reader's deliveries and activity stay, without them
 
 V4_ISSUE = [
