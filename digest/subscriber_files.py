@@ -201,7 +201,8 @@ def parse_email(value: Any) -> str:
 def checked_email(text: str) -> str:
     """The normalized address, or ValueError saying what is wrong with it (no DNS)."""
     try:
-        return validate_email(text.strip(), check_deliverability=False).normalized
+        return validate_email(text.strip(), check_deliverability=False,
+                              allow_smtputf8=False).normalized  # what mail can carry today
     except EmailNotValidError as exc:
         raise ValueError(f"bad address {text.strip()!r}: {exc}") from None
 

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import types
+from http.client import HTTPConnection
 
 import pytest
 from click.testing import CliRunner
@@ -332,6 +333,13 @@ def bad_tokens(served):
             forged[:-2] + "xx", "WzEsMSwiYSJd", "%F0%9F%92%A5", "-" * 43]
 
 
+def test_a_signed_claim_with_an_id_sqlite_cannot_hold_is_refused(served):
+    tokens = Tokens(SECRET, served.clock)
+    huge = tokens.confirm_token(ConfirmClaim(2**70, 1, "0" * 16))
+    assert tokens.confirm_claim(huge) is None
+    assert http("GET", f"{served.url}/confirm/{huge}").status == 404
+
+
 def test_unknown_and_malformed_tokens_all_get_the_same_404(served):
     link = add_reader(served.root, ADA)
     subscribe(served, "bob@example.com")
@@ -448,6 +456,52 @@ def test_pages_carry_security_headers_and_no_cookie(served):
         assert "Set-Cookie" not in reply.headers
 
 
+# ---------------------------------------------------------------- odd requests
+
+
+def test_a_form_body_over_64_kb_is_refused_whatever_its_encoding(served):
+    page = http("GET", f"{served.url}/")
+    big = {"csrf": csrf_of(page.body), "email": "big@example.com", "pad": "a" * 70_000}
+    assert http("POST", f"{served.url}/subscribe", form=big).status == 413
+    assert reader(served.root, "big@example.com")[0] is None
+
+
+def test_a_malformed_host_gets_a_400_page_not_a_500(served):
+    connection = HTTPConnection(served.url.removeprefix("http://"), timeout=WAIT_S)
+    connection.request("GET", "/", headers={"Host": "a..b"})
+    answer = connection.getresponse()
+    assert (answer.status, answer.getheader("Content-Type")) == (
+        400, "text/html; charset=utf-8")
+    connection.close()
+
+
+def test_a_wrong_method_is_answered_with_the_allowed_ones(served):
+    token = add_reader(served.root, ADA)
+    reply = http("PUT", f"{served.url}/unsubscribe/{token}")
+    assert (reply.status, reply.headers["Allow"]) == (405, "GET, HEAD, OPTIONS, POST")
+
+
+def test_a_stopped_readers_old_preferences_form_saves_nothing(served):
+    token = add_reader(served.root, ADA)
+    page = http("GET", f"{served.url}/preferences/{token}")
+    http("POST", f"{served.url}/unsubscribe/{token}", form=ONE_CLICK)
+    before = dump(served.root)
+    reply = http("POST", f"{served.url}/preferences/{token}",
+                 form={"csrf": csrf_of(page.body), "cadence": "daily"})
+    assert reply.status == 409
+    assert "This address gets no email" in reply.body and "Saved." not in reply.body
+    assert dump(served.root) == before
+
+
+def test_an_address_mail_cannot_carry_is_refused_at_sign_up(served):
+    page = http("GET", f"{served.url}/")
+    reply = http("POST", f"{served.url}/subscribe",
+                 form={"csrf": csrf_of(page.body), "email": "zoë@example.com"})
+    assert reply.status == 400
+    assert "That is not an email address" in reply.body
+    assert reader(served.root, "zoë@example.com")[0] is None
+
+
 # ---------------------------------------------------------------- the secret and the app
 
 
@@ -514,6 +568,8 @@ def test_digest_web_serves_until_ctrl_c_and_keeps_tokens_out_of_its_log(tmp_path
                              r"\(Ctrl-C to stop\)\n", line)
         assert found, line
         assert http("GET", f"{found.group(1)}/unsubscribe/{token}").status == 200
+        assert http("GET", f"{found.group(1)}/pr%65ferences/{token}").status == 200
+        http("GET", f"{found.group(1)}/unsubscribe%2F{token}")  # logged decoded, as well
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=WAIT_S)
     finally:

@@ -24,6 +24,7 @@ from digest.ledger import Ledger, PlannedSegment
 from digest.render import Email
 from digest.select import Window
 from digest.store import Change, NewSubscriber, Store, open_store
+from digest.web import hooks
 
 GROUP = 4242
 ISSUE = "2026-W48"
@@ -374,3 +375,7 @@ def test_the_mapping(fields, expected):
 def test_without_a_group_a_resubscribe_is_never_honoured():
     assert feedback.effect_of({"event": "group_resubscribe", "asm_group_id": 7},
                               None) == feedback.NOTHING
+
+
+def test_a_body_nested_thousands_deep_is_not_a_batch():
+    assert hooks.parse(b"[" * 100_000 + b"]" * 100_000) is None

@@ -14,10 +14,12 @@ import secrets
 import socket
 from collections.abc import Callable
 from datetime import datetime
+from html import escape
+from urllib.parse import unquote
 
 import jinja2
 from flask import Flask, Response, render_template, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
@@ -82,8 +84,10 @@ def create_app(settings: Settings, *, dev: bool = False,
     if transport is None:
         transport = transport_for(settings)
     app = Flask(__name__)
-    # No MAX_CONTENT_LENGTH: the webhook takes large batches. Forms are capped instead.
-    app.config.update(SECRET_KEY=secret, MAX_FORM_MEMORY_SIZE=MAX_FORM_BYTES,
+    # Every body is capped at 64 KB (urlencoded and chunked ones too); the webhook, which
+    # takes large batches, raises its own request's limit.
+    app.config.update(SECRET_KEY=secret, MAX_CONTENT_LENGTH=MAX_FORM_BYTES,
+                      MAX_FORM_MEMORY_SIZE=MAX_FORM_BYTES,
                       DIGEST_SETTINGS=settings)  # what digest.web.hooks reads
     app.jinja_env.undefined = jinja2.StrictUndefined
     app.extensions[EXTENSION] = web_state(settings, secret, clock, transport)
@@ -150,8 +154,13 @@ def error_page(error: HTTPException) -> Response | HTTPException:
     if error.code is None:
         return error
     title, text = ERROR_TEXT.get(error.code, (error.name, error.description or ""))
-    response = Response(render_template("error.html", title=title, text=text),
-                        status=error.code, content_type="text/html; charset=utf-8")
+    try:
+        page = render_template("error.html", title=title, text=text)
+    except Exception:  # no URL adapter for a malformed Host: a page without links
+        page = f"<!DOCTYPE html><title>{escape(title)}</title><p>{escape(text)}</p>"
+    response = Response(page, status=error.code, content_type="text/html; charset=utf-8")
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
     if error.code == 429:
         response.headers["Retry-After"] = str(int(CLIENT_LIMITS[0][1]))
     return response
@@ -159,7 +168,15 @@ def error_page(error: HTTPException) -> Response | HTTPException:
 
 # ---------------------------------------------------------------- `digest web`
 
-TOKEN_IN_PATH = re.compile(r"(/(?:confirm|preferences|unsubscribe)/)[^\s/?]+")
+TOKEN_IN_PATH = re.compile(r"(?i)(/(?:confirm|preferences|unsubscribe)/+)[^\s?]+")
+TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{40,}")  # a token in any other path
+
+
+def redact(text: str) -> str:
+    """`text` with anything like a token replaced by …, read as Werkzeug logs it (with
+    %-escapes decoded, so `/pr%65ferences/TOKEN` is caught too)."""
+    text = TOKEN_IN_PATH.sub(r"\1…", unquote(text, errors="replace"))
+    return TOKEN_LIKE.sub("…", text)
 
 
 class RedactingHandler(WSGIRequestHandler):
@@ -168,8 +185,8 @@ class RedactingHandler(WSGIRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         path, line = getattr(self, "path", None), self.requestline
         if path is not None:
-            self.path = TOKEN_IN_PATH.sub(r"\1…", path)
-        self.requestline = TOKEN_IN_PATH.sub(r"\1…", line)
+            self.path = redact(path)
+        self.requestline = redact(line)
         try:
             super().log_request(code, size)
         finally:

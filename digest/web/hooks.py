@@ -113,6 +113,6 @@ def signature_problem(raw: bytes, signature: str | None, stamp: str | None,
 def parse(raw: bytes) -> list[Any] | None:
     try:
         events = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
         return None
     return events if isinstance(events, list) else None

@@ -129,6 +129,8 @@ def preferences(token: str) -> str:
 def save_preferences(token: str) -> Response | tuple[str, int]:
     subscriber = reader_or_404(token)
     require_csrf(binding_of(token))
+    if subscriber.status in STOPPED:  # a form from before they left: nothing to save
+        return preferences_page(token, subscriber), 409
     site = web_state().categories.names()
     offered = readers.options(site, subscriber.categories)
     picked = request.form.getlist("category")

@@ -83,7 +83,8 @@ class Tokens:
         """The claim a valid, unexpired confirmation token carries; None for any other."""
         data = self._load(self._confirm, token, CONFIRM_MAX_AGE)
         if (not isinstance(data, list) or len(data) != 3
-                or not all(isinstance(v, int) and not isinstance(v, bool) for v in data[:2])
+                or not all(isinstance(v, int) and not isinstance(v, bool)
+                           and 0 <= v < 2**63 for v in data[:2])  # SQLite's integers
                 or not isinstance(data[2], str)):
             return None
         return ConfirmClaim(data[0], data[1], data[2])
