@@ -20,6 +20,7 @@ from digest.content import LoadResult
 from digest.errors import DigestError, WindowError
 from digest.ledger import BATCH_SIZE, IssueRow, Ledger
 from digest.preview import write_eml_files, write_index, write_preview, write_segment_previews
+from digest.quality import Finding
 from digest.screenshots import take_screenshots
 from digest.select import Window, dates_window, issue_key, manual_key
 from digest.store import CADENCES, STATUSES, Store, Subscriber, open_store
@@ -150,15 +151,15 @@ def preview(app: App, content_dir: Path | None, out: Path, since: datetime | Non
     written = write_segment_previews(built, segments, out)
     print_segments(segments, written)
     html_files = [paths[0], *(html for html, _ in written)]
-    print_findings(settings, zip(html_files, [built, *(s.built for s in segments if s.built)],
-                                 strict=True))
+    checks = print_findings(settings, zip(
+        html_files, [built, *(s.built for s in segments if s.built)], strict=True))
     if eml:
         for path in write_eml_files(settings, built, segments, out):
             click.echo(f"Wrote {path}")
     shots = take_screenshots(html_files) if screenshots else {}
     for names in shots.values():
         click.echo(f"Wrote {', '.join(str(out / name) for name in names)}")
-    click.echo(f"Wrote {write_index(built, segments, out, shots)}")
+    click.echo(f"Wrote {write_index(built, segments, out, shots, checks)}")
     if loaded.problems:
         click.echo(f"Skipped {loaded.skipped_files} {plural(loaded.skipped_files, 'file')} "
                    "with problems (see the warnings above).")
@@ -173,15 +174,20 @@ def check_categories(categories: Sequence[str], loaded: LoadResult) -> None:
                                      f"are: {', '.join(known)})", param_hint="'--category'")
 
 
-def print_findings(settings: Settings, variants: Iterable[tuple[Path, pipeline.Built]]) -> None:
-    """The quality checks on each email written, as a send would run them."""
+def print_findings(settings: Settings, variants: Iterable[tuple[Path, pipeline.Built]]
+                   ) -> dict[str, list[Finding]]:
+    """The quality checks on each email written, as a send would run them, printed and
+    returned by file stem (for index.html)."""
     unsubscribe_url = pipeline.preview_links(settings)["unsubscribe_url"]
+    checks = {}
     for path, built in variants:
         if not built.issue.articles:
             click.echo(f"Warning: {path}: no articles in the window, so this issue would "
                        "not be sent", err=True)
-        for finding in pipeline.quality_of(built, unsubscribe_url):
+        checks[path.stem] = pipeline.quality_of(built, unsubscribe_url)
+        for finding in checks[path.stem]:
             click.echo(f"{finding.level.capitalize()}: {path}: {finding.message}", err=True)
+    return checks
 
 
 def print_segments(segments: Sequence[pipeline.SegmentBuild],

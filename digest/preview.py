@@ -13,6 +13,7 @@ from digest.config import Settings
 from digest.errors import DigestError
 from digest.fileio import write_atomically
 from digest.pipeline import Built, SegmentBuild
+from digest.quality import Finding
 from digest.transports import Message, Recipient, list_unsubscribe_headers
 from digest.transports.files import build_eml
 
@@ -46,9 +47,10 @@ def write_index(
     segments: Sequence[SegmentBuild],
     out: Path,
     shots: Mapping[str, Sequence[str]] | None = None,
+    checks: Mapping[str, Sequence[Finding]] | None = None,
 ) -> Path:
-    """`<out>/index.html`: every variant with its subscribers, articles, size and subject,
-    and the screenshots taken of it (keyed by file stem), side by side."""
+    """`<out>/index.html`: every variant with its subscribers, articles, size, subject and
+    quality findings, and the screenshots taken of it (both keyed by file stem)."""
     key = main.issue.key
     rows = [row("(whole issue)", "every category", None, main, variant_stem(key), shots or {})]
     rows += [
@@ -56,6 +58,8 @@ def write_index(
             variant_stem(key, item.segment.slug), shots or {})
         for item in segments
     ]
+    for item in rows:
+        item["checks"] = (checks or {}).get(str(item["stem"]))
     index = out / "index.html"
     write(index, INDEX.render(key=main.issue.key, rows=rows))
     return index
@@ -63,7 +67,7 @@ def write_index(
 
 def row(name: str, label: str, subscribers: int | None, built: Built | None, stem: str,
         shots: Mapping[str, Sequence[str]]) -> dict[str, object]:
-    common = {"name": name, "label": label,
+    common = {"name": name, "label": label, "stem": stem,
               "subscribers": "" if subscribers is None else subscribers}
     if built is None:
         return {**common, "articles": 0, "size": "", "subject": "nothing this time: skipped",

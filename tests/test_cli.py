@@ -126,6 +126,8 @@ def test_preview_runs_the_quality_checks_on_what_it_writes(tmp_path):
     assert result.exit_code == 0, result.output
     assert result.stderr == (
         f"Error: {tmp_path / 'out' / '2026-11-22..2026-11-28.html'}: {RELATIVE_LINK}\n")
+    index = (tmp_path / "out" / "index.html").read_text()
+    assert '<li class="error">error: The URL &#34;/relative&#34; is not' in index
 
 
 def test_bad_article_is_skipped_with_a_warning(tmp_path):

@@ -60,9 +60,9 @@ def test_one_preview_per_segment_and_an_index(tmp_path):
     assert "== Work ==" in work and "== General AI ==" not in work
     rows = lxml_html.parse(str(out / "index.html")).findall(".//tr")
     cells = [[td.text_content().strip() for td in tr.findall("td")] for tr in rows[1:]]
-    assert [(c[0], c[2], c[3]) for c in cells] == [
-        ("(whole issue) (text)", "", "7"), ("all (text)", "1", "7"),
-        ("gardening", "1", "0"), ("work (text)", "2", "1"),
+    assert [(c[0], c[2], c[3], c[6]) for c in cells] == [
+        ("(whole issue) (text)", "", "7", "OK"), ("all (text)", "1", "7", "OK"),
+        ("gardening", "1", "0", ""), ("work (text)", "2", "1", "OK"),
     ]
 
 
