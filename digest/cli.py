@@ -439,7 +439,8 @@ class Job:
         if self.dry_run:
             click.echo(f"Dry run: issue {key} is planned; nothing sent.")
             return
-        sender = send.Sender(store, self.transport, self.settings, self.secret)
+        sender = send.Sender(store, self.transport, self.settings, self.secret,
+                             workers=self.settings["sendgrid.concurrency"])
         counts = Ledger(store).counts(key)
         todo = counts["pending"] + counts["failed"] + (counts["unknown"]
                                                         if self.resend_unknown else 0)

@@ -30,7 +30,7 @@ from digest.select import Window
 from digest.store import Store, Subscriber
 from digest.transports import Message, Outcome, Recipient, Transport, list_unsubscribe_headers
 
-WORKERS = 4  # requests in flight at once
+WORKERS = 4  # requests in flight at once (sendgrid.concurrency)
 SAMPLE_TOKEN = "x" * 43  # the shape of a reader's token, for checking links
 
 

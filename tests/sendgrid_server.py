@@ -511,6 +511,7 @@ class SendGridServer:
         self._script: deque[int] = deque()
         self._accepted: list[Accepted] = []
         self._statuses: list[int] = []
+        self._in_flight = self._peak_in_flight = 0
         self._hold_after: int | None = None
         self._hold_timeout = 10.0
         self._held = 0
@@ -700,6 +701,22 @@ class SendGridServer:
 
     def respond(self, path: str, authorization: str | None, raw: bytes | None) -> Reply | None:
         """The answer to one POST, or None to drop the connection (server stopping)."""
+        with self._cond:
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+        try:
+            return self._respond(path, authorization, raw)
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most POSTs being answered at once so far (a client's concurrency)."""
+        with self._cond:
+            return self._peak_in_flight
+
+    def _respond(self, path: str, authorization: str | None, raw: bytes | None) -> Reply | None:
         reply = self._precheck(path, authorization, raw)
         if reply is None:
             fault = self._next_fault()

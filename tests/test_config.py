@@ -50,6 +50,8 @@ def test_environment_overrides(tmp_path):
          "site.base_url must be an absolute http(s) URL, not 'example.org'"),
         (MINIMAL + 'timezone = "Mars/Olympus"\n',
          "site.timezone: unknown time zone 'Mars/Olympus'"),
+        (MINIMAL + "[sendgrid]\nconcurrency = 17\n",
+         "sendgrid.concurrency must be at most 16, not 17"),
         (MINIMAL + "[selection]\nper_category = 0\n",
          "selection.per_category must be at least 1, not 0"),
         (MINIMAL + '[delivery]\ntransport = "smtp"\n',

@@ -518,3 +518,14 @@ def test_no_sender_stops_before_anything_is_planned(tmp_path, env):
             1, "Error: email.from is not set in the configuration (the sender address)\n")
     with open_store(tmp_path / "digest.db") as store:
         assert Ledger(store).issues() == []
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_sendgrid_concurrency_bounds_the_requests_in_flight(tmp_path, env, concurrency):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url, f"concurrency = {concurrency}\n")
+        add_readers(tmp_path, 6)  # six segments: six requests
+        server.set_delay(0.2)
+        result = digest(config, "weekly", "--now", NOW)
+        assert result.exit_code == 0, result.output
+        assert server.peak_in_flight == concurrency
