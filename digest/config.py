@@ -342,7 +342,7 @@ def address_problem(key: str, value: str, *, named: bool) -> str | None:
         return f"{key} contains a control character ({bad.group()!r}): {value!r}"
     address = one_address(value) if named else mailto_address(value)
     try:
-        validate_email(address, check_deliverability=False)
+        validate_email(address, check_deliverability=False, test_environment=True)  # .test
     except EmailNotValidError as exc:
         return f"{key}: bad address {value!r}: {exc}"
     if named and parseaddr(value)[1] != address:  # what Settings.sender would read

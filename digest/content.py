@@ -331,7 +331,7 @@ def parse_front_matter(raw: str, handler: Any, path: Path, first_line: int) -> d
     if not isinstance(meta, dict):
         kind = type(meta).__name__
         raise invalid(path, "front matter", f"is not a mapping of fields (found a {kind})")
-    if "\\" in raw:  # YAML and TOML take control characters in text only as escapes: "\a"
+    if "\\" in raw or CONTROL_CHARACTERS.search(raw):  # escaped ("\a") or, in TOML, as is
         meta = {key: without_controls(value) for key, value in meta.items()}
     return meta
 

@@ -430,14 +430,14 @@ class Store:
         )
         return [Event(datetime.fromisoformat(at), old, new, src) for at, old, new, src in rows]
 
-    def came_back(self) -> set[int]:
-        """Readers whose latest status change is their own return: they had stopped and
-        confirmed again on the web, which SendGrid's lists cannot know about."""
+    def came_back(self) -> dict[int, datetime]:
+        """Readers whose latest status change is their own return (they had stopped and
+        confirmed again on the web, which SendGrid's lists cannot know about), and when."""
         rows = self.conn.execute(
-            "SELECT subscriber_id, old_status FROM subscriber_events WHERE id IN "
+            "SELECT subscriber_id, old_status, at FROM subscriber_events WHERE id IN "
             "(SELECT max(id) FROM subscriber_events GROUP BY subscriber_id) "
             "AND source = 'web' AND new_status = 'active'")
-        return {id_ for id_, old in rows if old in STOPPED}
+        return {id_: datetime.fromisoformat(at) for id_, old, at in rows if old in STOPPED}
 
     # Writing
 
@@ -525,6 +525,11 @@ class Store:
         if deleted:
             self.scrub()
         return bool(deleted)
+
+    def renew_pending(self, subscriber: Subscriber) -> None:
+        """A pending sign-up asked for again: it counts from now (see forget_unconfirmed)."""
+        self.conn.execute("UPDATE subscribers SET created_at = ? WHERE id = ? AND "
+                          "status = 'pending'", (timestamp(self.now()), subscriber.id))
 
     def forget_unconfirmed(self, before: datetime) -> list[str]:
         """Forget, as `remove` does, the sign-ups still `pending` since before `before`:

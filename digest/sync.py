@@ -27,7 +27,8 @@ import sqlite3
 import urllib.error
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
@@ -52,6 +53,11 @@ LISTS: dict[str, tuple[Callable[[Any, int | None], Any], str]] = {
 SEVERITY = ("unsubscribed", "bounced", "complained")  # on several lists: the last wins
 MISSING_KEY = ("SENDGRID_API_KEY is not set: digest sync reads SendGrid's suppression "
                "lists with it")
+
+
+class Listed(NamedTuple):
+    email: str
+    created: float | None  # when SendGrid listed it (Unix time); None: the list gives no date
 
 
 class SyncError(DigestError):
@@ -107,14 +113,38 @@ def pages(fetch: Callable[[int, int], list[Any]], limit: int = PAGE_SIZE
     raise SyncError(f"SendGrid's list did not end after {MAX_PAGES} pages")
 
 
-def addresses(page: Iterable[Any]) -> list[str]:
-    """The addresses on a page: objects with `email`, or (a group's list) plain strings."""
+def addresses(page: Iterable[Any]) -> list[Listed]:
+    """The addresses on a page, with when SendGrid listed each: objects with `email` and
+    `created` (Unix time), or (a group's list) plain strings, undated."""
     found = []
     for entry in page:
         email = entry.get("email") if isinstance(entry, dict) else entry
+        created = entry.get("created") if isinstance(entry, dict) else None
         if isinstance(email, str) and email.strip():
-            found.append(email)
+            found.append(Listed(email, created if isinstance(created, int | float) else None))
     return found
+
+
+def latest_listing(lists: Mapping[str, Iterable[Listed]]) -> dict[str, float | None]:
+    """email key: when SendGrid last listed it; None when a list gives no date for it."""
+    latest: dict[str, float | None] = {}
+    for entries in lists.values():
+        for entry in entries:
+            key, seen = email_key(entry.email), latest.get(email_key(entry.email), 0.0)
+            latest[key] = None if None in (seen, entry.created) else max(seen, entry.created)
+    return latest
+
+
+def returned_since_listed(back: Mapping[int, datetime], readers: Iterable[Subscriber],
+                          latest: Mapping[str, float | None]) -> set[int]:
+    """Ids of readers who confirmed again after SendGrid listed them (or on an undated
+    list): their return wins. A listing after their return is a new opt-out and counts."""
+    kept = set()
+    for reader in readers:
+        at, listed = back.get(reader.id), latest.get(email_key(reader.email))
+        if at is not None and (listed is None or listed < at.timestamp()):
+            kept.add(reader.id)
+    return kept
 
 
 def wanted_statuses(lists: Mapping[str, Iterable[str]]) -> dict[str, str]:
@@ -160,9 +190,9 @@ class SuppressionReader:
     def __repr__(self) -> str:
         return f"SuppressionReader(api_url={self.api_url!r}, timeout={self.timeout!r})"
 
-    def read(self, name: str, group_id: int | None = None) -> tuple[str, ...]:
+    def read(self, name: str, group_id: int | None = None) -> tuple[Listed, ...]:
         """Every address on the list `name` (a key of LISTS), page by page."""
-        found: list[str] = []
+        found: list[Listed] = []
         for page in pages(lambda limit, offset: self.page(name, group_id, limit, offset)):
             found.extend(addresses(page))
         return tuple(found)
@@ -225,11 +255,11 @@ def run(settings: Settings, key: str) -> Report:
     group = settings["sendgrid.asm_group_id"]
     lists = {name: reader.read(name, group) for name in LISTS
              if name != GROUP or group is not None}
-    wanted = wanted_statuses(lists)
+    wanted = wanted_statuses({name: [e.email for e in entries] for name, entries in lists.items()})
     try:
         with open_store(settings.store_path) as store, store.transaction():
             listed = feedback.subscribers_by_key(store.conn, wanted).values()
-            back = store.came_back()
+            back = returned_since_listed(store.came_back(), listed, latest_listing(lists))
             changes = plan(listed, wanted, back)
             store.update(changes, "sync")
     except sqlite3.Error as exc:

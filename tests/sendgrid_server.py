@@ -449,9 +449,10 @@ def _bounded(seconds: float, limit: float, what: str) -> float:
 # ---------------------------------------------------------------- suppression lists
 
 
-def suppression_entry(kind: str, email: str) -> dict[str, Any]:
+def suppression_entry(kind: str, email: str, created: int = SUPPRESSION_CREATED
+                      ) -> dict[str, Any]:
     """One entry of a suppression list, in the shape SendGrid's API reference gives."""
-    entry: dict[str, Any] = {"created": SUPPRESSION_CREATED, "email": email}
+    entry: dict[str, Any] = {"created": created, "email": email}
     if kind == "bounces":
         entry |= {"reason": "550 5.1.1 The email account that you tried to reach does "
                             "not exist.", "status": "5.1.1"}
@@ -617,13 +618,14 @@ class SendGridServer:
 
     # -- suppression lists (thread-safe)
 
-    def set_suppressions(self, kind: str, emails: Iterable[str]) -> None:
+    def set_suppressions(self, kind: str, emails: Iterable[str],
+                         created: int = SUPPRESSION_CREATED) -> None:
         """Seed one list: ``unsubscribes``, ``bounces``, ``spam_reports`` or
-        ``invalid_emails``; answered in this order."""
+        ``invalid_emails``; answered in this order; each listed at ``created``."""
         if kind not in SUPPRESSION_LISTS.values():
             raise ValueError(f"unknown suppression list {kind!r}")
         with self._cond:
-            self._suppressions[kind] = [suppression_entry(kind, e) for e in emails]
+            self._suppressions[kind] = [suppression_entry(kind, e, created) for e in emails]
 
     def set_group_suppressions(self, group_id: int, emails: Iterable[str]) -> None:
         """Seed the addresses that unsubscribed from unsubscribe group ``group_id``."""

@@ -541,6 +541,7 @@ LOADS = {
     "control_characters_in_fields.md",
     "control_characters_in_body.md",
     "control_characters_toml.md",
+    "control_characters_toml_literal.md",
     "excerpt_long_paragraph_of_asterisks.md",
 }
 DRAFTS = {"draft.md", "published_false.md"}
@@ -725,6 +726,10 @@ def test_control_characters_in_the_body_are_removed_from_the_excerpt():
 def test_control_characters_escaped_in_toml_are_removed():
     article = load("control_characters_toml.md")
     assert (article.title, article.author, article.tags) == ("Bell rings", "Ann Lee", ("soil",))
+
+
+def test_noncharacters_written_as_is_in_toml_are_removed():
+    assert load("control_characters_toml_literal.md").title == "Bad title"
 
 
 def test_lone_surrogates_from_the_pure_python_yaml_reader_are_removed(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -162,6 +163,22 @@ def test_a_reader_who_confirmed_again_after_leaving_stays_active_with_a_warning(
         "SendGrid keeps dropping their mail.\n")
     assert statuses(tmp_path) == {"reader0@example.com": "active",
                                   "reader1@example.com": "unsubscribed"}
+
+
+def test_a_listing_after_the_readers_return_is_a_new_opt_out(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url)
+        add_readers(tmp_path, 2)
+        server.set_suppressions("unsubscribes", ["reader0@example.com"])
+        assert digest(config, "sync").exit_code == 0
+        with open_store(tmp_path / "digest.db") as store:  # reader0 confirms again
+            reader = store.get("reader0@example.com")
+            store.update([Change(reader, replace(reader, status="active"))], "web")
+        later = int(time.time()) + 60  # then marks the next issue as spam
+        server.set_suppressions("spam_reports", ["reader0@example.com"], created=later)
+        again = digest(config, "sync")
+    assert again.stdout.splitlines()[-1] == "Marked 1 subscriber: 1 complained."
+    assert (again.stderr, statuses(tmp_path)["reader0@example.com"]) == ("", "complained")
 
 
 def test_a_group_list_of_exactly_one_page_is_read_once(tmp_path, env):

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import types
+from datetime import timedelta
 from http.client import HTTPConnection
 
 import pytest
@@ -41,6 +42,7 @@ from web_support import (
 import digest.web
 from digest.cli import cli
 from digest.errors import ConfigError
+from digest.store import open_store
 from digest.web import create_app
 from digest.web.ratelimit import RateLimiter
 from digest.web.tokens import ConfirmClaim, Tokens
@@ -240,6 +242,16 @@ def test_the_answer_is_the_same_whoever_the_address_is(served):
                     "wait@example.com.eml"]  # never to a bounced address; once per address
     assert reader(served.root, "bounced@example.com")[0].status == "bounced"
     assert reader(served.root, "gone@example.com")[0].status == "unsubscribed"
+
+
+def test_signing_up_again_keeps_a_pending_reader_from_prune(served):
+    subscribe(served, ADA)
+    served.clock.advance(days=35)
+    subscribe(served, ADA)  # a new link, good for 7 days
+    with open_store(served.root / "digest.db", clock=served.clock) as store:
+        assert store.forget_unconfirmed(served.clock() - timedelta(days=30)) == []
+        served.clock.advance(days=31)
+        assert store.forget_unconfirmed(served.clock() - timedelta(days=30)) == [ADA]
 
 
 def test_a_bad_address_is_refused_with_the_form(served):

@@ -32,13 +32,16 @@ CATEGORIES_TTL_S = 300.0
 
 
 def request_subscription(store: Store, email: str) -> Subscriber:
-    """The subscriber for `email`, added as `pending` if new. A known address is left
-    exactly as it is: only confirming changes its status."""
+    """The subscriber for `email`, added as `pending` if new. A known address keeps its
+    status (only confirming changes it); a pending one counts as signed up now, so
+    `subscribers prune` does not forget it while its new link is still good."""
     with store.transaction():
         current = store.get(email)
         if current is None:
             store.insert([NewSubscriber(email, status="pending")], "web")
-            current = store.get(email)
+        elif current.status == "pending":
+            store.renew_pending(current)
+        current = store.get(email)
     assert current is not None
     return current
 
