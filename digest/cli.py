@@ -23,7 +23,7 @@ from digest.preview import write_eml_files, write_index, write_preview, write_se
 from digest.quality import Finding
 from digest.screenshots import take_screenshots
 from digest.select import Window, dates_window, issue_key, manual_key
-from digest.store import CADENCES, STATUSES, Store, Subscriber, open_store
+from digest.store import CADENCES, STATUSES, Store, Subscriber, check_secret, open_store
 from digest.transports import transport_for
 
 
@@ -122,7 +122,9 @@ def cli(ctx: click.Context, config: Path | None, db: Path | None) -> None:
 @click.option("--since", type=DATE, help="First day of the window (YYYY-MM-DD, inclusive).")
 @click.option("--until", type=DATE, help="Last day of the window (YYYY-MM-DD, inclusive).")
 @click.option("--now", type=LocalDateTime(), help="Preview the week ending at this moment.")
-@click.option("--category", "categories", multiple=True, help="Only this category (repeatable).")
+@click.option("--category", "categories", multiple=True,
+              help="Only this category in the whole issue's preview (repeatable); segment "
+              "previews show what each segment's readers get.")
 @click.option("--strict", is_flag=True, help="Fail on any problem in an article.")
 @click.option("--cadence", type=click.Choice(CADENCES), default="weekly", show_default=True,
               help="Whose segments to preview.")
@@ -383,7 +385,8 @@ class Job:
         counts = ledger.counts(key)
         left = counts["pending"] + counts["failed"] + (
             counts["unknown"] if self.resend_unknown else 0)
-        click.echo(f"Issue {key} is planned: {counts['planned']} recipients, "
+        click.echo(f"Issue {key} is planned: {counts['planned']} "
+                   f"{plural(counts['planned'], 'recipient')}, "
                    f"{counts['accepted']} accepted, {counts['failed']} failed, "
                    f"{counts['unknown']} unknown, {counts['pending']} not sent yet.")
         if self.ask and not self.dry_run and not click.confirm(
@@ -414,7 +417,8 @@ class Job:
         if self.dry_run:
             click.echo("Dry run: nothing sent, nothing recorded.")
             return False
-        if self.ask and not click.confirm(f"Send {key} to {plan.recipients} recipients?"):
+        if self.ask and not click.confirm(
+                f"Send {key} to {plan.recipients} {plural(plan.recipients, 'recipient')}?"):
             raise click.Abort()
         ledger.create(key, ledger_cadence, window, plan.segments)
         return True
@@ -492,6 +496,7 @@ def secret_of(settings: Settings) -> str:
     if not secret:
         raise DigestError("DIGEST_SECRET_KEY is not set: each reader's unsubscribe link is "
                           "derived from it (or set web.secret_key outside the repository)")
+    check_secret(secret)  # too short: refused before anything is planned
     return secret
 
 
@@ -671,7 +676,7 @@ def sync_command(app: App) -> None:
     Reads the global unsubscribes, the unsubscribe group's (sendgrid.asm_group_id),
     bounces, spam reports and invalid emails with SENDGRID_API_KEY, page by page. An
     active or pending reader on a list becomes unsubscribed, bounced or complained;
-    nobody is made active. `weekly` and `daily` run it first.
+    nobody is made active. `weekly`, `daily` and `send` run it first.
     """
     from digest import sync
 

@@ -272,7 +272,7 @@ def run(settings: Settings, key: str) -> Report:
 
 def run_before_send(settings: Settings, echo: Callable[..., Any],
                     environ: Mapping[str, str] | None = None) -> Report | None:
-    """The sync `weekly` and `daily` run first, when the transport is sendgrid and a key
+    """The sync `weekly`, `daily` and `send` run first, when the transport is sendgrid and a key
     is set. A failure is a warning (`echo(text, err=True)`): the send goes on, since
     SendGrid drops suppressed addresses itself. Says nothing when nothing changed."""
     key = (os.environ if environ is None else environ).get("SENDGRID_API_KEY", "").strip()

@@ -529,3 +529,15 @@ def test_sendgrid_concurrency_bounds_the_requests_in_flight(tmp_path, env, concu
         result = digest(config, "weekly", "--now", NOW)
         assert result.exit_code == 0, result.output
         assert server.peak_in_flight == concurrency
+
+
+def test_a_short_secret_stops_before_anything_is_planned(tmp_path, env, monkeypatch):
+    config = write_site(tmp_path)
+    add_readers(tmp_path, 2)
+    monkeypatch.setenv("DIGEST_SECRET_KEY", "short")
+    result = digest(config, "weekly", "--now", NOW)
+    assert (result.exit_code, result.stderr) == (
+        1, "Error: unsubscribe links need a secret of at least 16 characters: set "
+           "web.secret_key or DIGEST_SECRET_KEY\n")
+    with open_store(tmp_path / "digest.db") as store:
+        assert Ledger(store).issues() == []
