@@ -17,7 +17,7 @@ import click
 from digest import __version__, pipeline, send, subscriber_files, subscribers
 from digest.config import Settings, find_config, load_settings, sender_problems
 from digest.content import LoadResult
-from digest.errors import DigestError, WindowError
+from digest.errors import DigestError
 from digest.ledger import BATCH_SIZE, IssueRow, Ledger
 from digest.preview import write_eml_files, write_index, write_preview, write_segment_previews
 from digest.quality import Finding
@@ -153,8 +153,9 @@ def preview(app: App, content_dir: Path | None, out: Path, since: datetime | Non
     written = write_segment_previews(built, segments, out)
     print_segments(segments, written)
     html_files = [paths[0], *(html for html, _ in written)]
-    checks = print_findings(settings, zip(
-        html_files, [built, *(s.built for s in segments if s.built)], strict=True))
+    checks = print_findings(zip(html_files, [
+        (built, shown.findings), *((s.built, s.findings) for s in segments if s.built)],
+        strict=True))
     if eml:
         for path in write_eml_files(settings, built, segments, out):
             click.echo(f"Wrote {path}")
@@ -176,18 +177,17 @@ def check_categories(categories: Sequence[str], loaded: LoadResult) -> None:
                                      f"are: {', '.join(known)})", param_hint="'--category'")
 
 
-def print_findings(settings: Settings, variants: Iterable[tuple[Path, pipeline.Built]]
-                   ) -> dict[str, list[Finding]]:
-    """The quality checks on each email written, as a send would run them, printed and
+def print_findings(variants: Iterable[tuple[Path, tuple[pipeline.Built, Sequence[Finding]]]]
+                   ) -> dict[str, Sequence[Finding]]:
+    """Each written email's quality findings (checked as a send checks them), printed and
     returned by file stem (for index.html)."""
-    unsubscribe_url = pipeline.preview_links(settings)["unsubscribe_url"]
     checks = {}
-    for path, built in variants:
+    for path, (built, findings) in variants:
         if not built.issue.articles:
             click.echo(f"Warning: {path}: no articles in the window, so this issue would "
                        "not be sent", err=True)
-        checks[path.stem] = pipeline.quality_of(built, unsubscribe_url)
-        for finding in checks[path.stem]:
+        checks[path.stem] = findings
+        for finding in findings:
             click.echo(f"{finding.level.capitalize()}: {path}: {finding.message}", err=True)
     return checks
 
@@ -563,12 +563,10 @@ def check_window_options(since: datetime | None, until: datetime | None,
 def build_preview(settings: Settings, loaded: LoadResult, since: datetime | None,
                   until: datetime | None, now: datetime | None, categories: Sequence[str],
                   cadence: str) -> pipeline.Preview:
-    try:
-        return pipeline.build_preview(
-            settings, loaded.articles, since=since and since.date(),
-            until=until and until.date(), now=now, categories=categories, cadence=cadence)
-    except WindowError as exc:
-        raise click.UsageError(str(exc)) from None
+    """The preview of a window `check_window_options` has already checked."""
+    return pipeline.build_preview(
+        settings, loaded.articles, since=since and since.date(),
+        until=until and until.date(), now=now, categories=categories, cadence=cadence)
 
 
 def print_preview(built: pipeline.Built, paths: Sequence[Path], settings: Settings) -> None:

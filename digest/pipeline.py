@@ -72,10 +72,12 @@ def renderer_for(settings: Settings) -> Renderer:
 @dataclass(frozen=True)
 class Preview:
     """What `digest preview` writes and `digest serve` shows: the whole issue, and one
-    build per segment of the store's active readers (none without a store)."""
+    build per segment of the store's active readers (none without a store), each with
+    its quality findings."""
 
     whole: Built
     segments: list[SegmentBuild]
+    findings: tuple[Finding, ...]  # the whole issue's
 
 
 def build_preview(
@@ -92,10 +94,11 @@ def build_preview(
     preview links, and the segments of the store's `cadence` readers in the same window.
     Raises WindowError when `until` is before `since`."""
     key, window = preview_window(settings, articles, since=since, until=until, now=now)
-    renderer = renderer_for(settings)
+    renderer, links = renderer_for(settings), preview_links(settings)
     whole = build_issue(articles, key=key, window=window, settings=settings,
-                        renderer=renderer, categories=categories, **preview_links(settings))
-    return Preview(whole, store_segments(settings, articles, whole, renderer, cadence))
+                        renderer=renderer, categories=categories, **links)
+    return Preview(whole, store_segments(settings, articles, whole, renderer, cadence),
+                   tuple(quality_of(whole, links["unsubscribe_url"])))
 
 
 def preview_window(
@@ -141,14 +144,15 @@ def preview_links(settings: Settings) -> dict[str, str]:
 
 def store_segments(settings: Settings, articles: Sequence[Article], whole: Built,
                    renderer: Renderer, cadence: str = "weekly") -> list[SegmentBuild]:
-    """A preview per segment of the store's active readers; none (and no file) without one."""
+    """A preview per segment of the store's active readers, with its quality findings;
+    none (and no file) without a store."""
     if not settings.store_path.exists():
         return []
     with open_store(settings.store_path) as store:
         readers = store.subscribers(status="active", cadence=cadence)
     return build_segments(readers, articles, cadence=cadence, key=whole.issue.key,
                           window=whole.issue.window, settings=settings, renderer=renderer,
-                          **preview_links(settings))
+                          check=True, **preview_links(settings))
 
 
 def caps_of(settings: Settings) -> Caps:
@@ -244,12 +248,9 @@ def check_preview(settings: Settings, articles: Sequence[Article], report: Check
     except TemplateError as exc:  # e.g. only a segment's articles break the template
         report.problems.append(f"preview: {exc}")
         return
-    unsubscribe_url = preview_links(settings)["unsubscribe_url"]
-    variants = [(f"preview {shown.whole.issue.key}", shown.whole)] + [
-        (f"preview segment {item.segment.slug}", item.built)
-        for item in shown.segments if item.built is not None]
-    for label, built in variants:
-        add_findings(report, label, quality_of(built, unsubscribe_url))
+    add_findings(report, f"preview {shown.whole.issue.key}", shown.findings)
+    for item in shown.segments:
+        add_findings(report, f"preview segment {item.segment.slug}", item.findings)
 
 
 def add_findings(report: CheckReport, label: str, findings: Sequence[Finding]) -> None:

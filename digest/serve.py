@@ -102,26 +102,18 @@ def render_site(settings: Settings, *, period: Period | None = None) -> Snapshot
     shown = pipeline.build_preview(settings, loaded.articles, since=period.since,
                                    until=period.until, now=period.now, cadence=period.cadence)
     key = shown.whole.issue.key
-    unsubscribe_url = pipeline.preview_links(settings)["unsubscribe_url"]
-    whole = variant_of(variant_stem(key), "(whole issue)", "every category", None,
-                       shown.whole, unsubscribe_url)
-    segments = segment_variants(shown.segments, key, unsubscribe_url)
+    whole = Variant(variant_stem(key), "(whole issue)", "every category", None, shown.whole,
+                    shown.findings)
+    segments = segment_variants(shown.segments, key)
     return Snapshot(key, (whole, *segments), tuple(str(p) for p in loaded.problems))
 
 
-def segment_variants(items: Sequence[pipeline.SegmentBuild], key: str,
-                     unsubscribe_url: str) -> list[Variant]:
+def segment_variants(items: Sequence[pipeline.SegmentBuild], key: str) -> list[Variant]:
     """One variant per segment, named as `digest preview` names its files."""
-    return [variant_of(variant_stem(key, item.segment.slug), item.segment.slug,
-                       item.segment.label, len(item.segment.recipients), item.built,
-                       unsubscribe_url)
+    return [Variant(variant_stem(key, item.segment.slug), item.segment.slug,
+                    item.segment.label, len(item.segment.recipients), item.built,
+                    item.findings)
             for item in items]
-
-
-def variant_of(stem: str, name: str, label: str, subscribers: int | None,
-               built: pipeline.Built | None, unsubscribe_url: str) -> Variant:
-    findings = tuple(pipeline.quality_of(built, unsubscribe_url)) if built else ()
-    return Variant(stem, name, label, subscribers, built, findings)
 
 
 def describe(exc: Exception) -> str:
