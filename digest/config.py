@@ -68,7 +68,7 @@ MAXIMUMS = {"selection.per_category": 1000, "selection.total": 1000,
 URL_KEYS = ("site.base_url", "web.base_url", "sendgrid.api_url")
 UNSUBSCRIBE_FIELDS = ("base_url", "web_url", "token")
 CATEGORY_URL_FIELDS = ("base_url", "category")
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # no one-line value (address, name) may hold one
 NAMED_ADDRESS = re.compile(r"[^<>]*<\s*(?P<address>[^<>]*?)\s*>")
 
 

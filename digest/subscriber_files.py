@@ -24,13 +24,13 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
+from digest.config import CONTROL
 from digest.errors import DigestError
 from digest.store import CADENCES, STATUSES, Subscriber, email_key
 
 CSV_COLUMNS = ("email", "name", "categories", "cadence", "status", "created")
 CATEGORY_SEPARATORS = re.compile(r"[;|]")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
