@@ -26,7 +26,7 @@ import frontmatter
 import yaml
 
 from digest.cache import ArticleCache
-from digest.errors import ConfigError, ContentError
+from digest.errors import ConfigError, ContentError, not_utf8
 
 DEFAULT_CATEGORY = "Uncategorized"
 EXCERPT_LIMIT = 300
@@ -269,8 +269,7 @@ def read_article(path: Path, options: LoadOptions) -> Article:
     try:
         text = read_regular_file(path).decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise invalid(path, None, f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} "
-                                  f"at offset {exc.start})") from None
+        raise invalid(path, None, not_utf8(exc)) from None
     except OSError as exc:
         raise invalid(path, None, f"cannot read: {exc.strerror}") from None
     meta, body = split_front_matter(text.removeprefix("\ufeff"), path)

@@ -27,3 +27,8 @@ class DeliveryError(DigestError):
 
 class StoreError(DigestError):
     """The subscriber store refused an operation."""
+
+
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """How a file that is not UTF-8 is reported: where its first bad byte is."""
+    return f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"

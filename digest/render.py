@@ -22,7 +22,7 @@ from jinja2.loaders import split_template_path
 from premailer import Premailer
 
 from digest.content import slugify
-from digest.errors import DigestError, TemplateError
+from digest.errors import DigestError, TemplateError, not_utf8
 from digest.select import Issue
 
 DOCTYPE = "<!doctype html>"
@@ -162,8 +162,7 @@ class SiteLoader(jinja2.FileSystemLoader):
             path = next((path for folder in self.searchpath
                          if (path := Path(folder, *split_template_path(template))).is_file()),
                         template)
-            raise TemplateError(f"{path}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} "
-                                f"at offset {exc.start})") from None
+            raise TemplateError(f"{path}: {not_utf8(exc)}") from None
 
 
 def make_env(dirs: Sequence[Path], *, autoescape: bool, site: Site) -> jinja2.Environment:
