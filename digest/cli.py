@@ -380,11 +380,16 @@ class Job:
             raise DigestError(f"no issue {key} in the ledger (see: digest issues)")
         return issue.cadence
 
+    def left_to_send(self, counts: dict[str, int]) -> int:
+        """Recipients this run would send to: not sent yet, failed, and with
+        --resend-unknown those whose outcome is unknown."""
+        return counts["pending"] + counts["failed"] + (
+            counts["unknown"] if self.resend_unknown else 0)
+
     def review(self, ledger: Ledger, key: str) -> None:
         """What is left of a planned issue; asks first when asked to."""
         counts = ledger.counts(key)
-        left = counts["pending"] + counts["failed"] + (
-            counts["unknown"] if self.resend_unknown else 0)
+        left = self.left_to_send(counts)
         click.echo(f"Issue {key} is planned: {counts['planned']} "
                    f"{plural(counts['planned'], 'recipient')}, "
                    f"{counts['accepted']} accepted, {counts['failed']} failed, "
@@ -446,9 +451,8 @@ class Job:
         sender = send.Sender(store, self.transport, self.settings, self.secret,
                              workers=self.settings["sendgrid.concurrency"])
         counts = Ledger(store).counts(key)
-        todo = counts["pending"] + counts["failed"] + (counts["unknown"]
-                                                        if self.resend_unknown else 0)
-        with click.progressbar(length=todo, label=f"Sending {key}", file=sys.stderr) as bar:
+        with click.progressbar(length=self.left_to_send(counts), label=f"Sending {key}",
+                               file=sys.stderr) as bar:
             sender.progress = bar.update
             summary = sender.run(key, resend_unknown=self.resend_unknown)
         print_summary(key, summary, counts["skipped"])
