@@ -20,6 +20,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the caller's DIGEST_* or SENDGRID_* variables (the README tells users
+    to export DIGEST_DB and DIGEST_SECRET_KEY); processes the tests start inherit this."""
+    for name in list(os.environ):
+        if name.startswith(("DIGEST_", "SENDGRID_")):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Article caches go to a temporary folder, never the user's ~/.cache."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))

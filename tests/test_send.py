@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -63,10 +64,15 @@ def test_run_twice_in_a_week_sends_once(tmp_path, env):
     with SendGridServer(api_key=API_KEY) as server:
         config = write_site(tmp_path, server.url)
         add_readers(tmp_path, 12)
+        before = datetime.now(UTC)
         assert digest(config, "weekly", "--now", NOW).exit_code == 0
         second = digest(config, "weekly", "--now", "2026-11-29T20:00")
+        with open_store(tmp_path / "digest.db") as store:
+            finished = Ledger(store).issue("2026-W48").finished_at
+        assert finished is not None and finished[:10] in {
+            before.date().isoformat(), datetime.now(UTC).date().isoformat()}
         assert (second.exit_code, second.stdout) == (
-            0, "Issue 2026-W48 was sent on 2026-11-29: nothing to do.\n")
+            0, f"Issue 2026-W48 was sent on {finished[:10]}: nothing to do.\n")
         assert len(server.accepted) == 6
 
 
