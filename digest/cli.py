@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from digest import __version__, pipeline, send, subscriber_files, subscribers
+from digest import __version__, init, pipeline, send, subscriber_files, subscribers
 from digest.config import Settings, find_config, load_settings, sender_problems
 from digest.content import LoadResult
 from digest.errors import DigestError
@@ -22,7 +22,7 @@ from digest.ledger import BATCH_SIZE, IssueRow, Ledger
 from digest.preview import write_eml_files, write_index, write_preview, write_segment_previews
 from digest.quality import Finding
 from digest.screenshots import take_screenshots
-from digest.select import Window, dates_window, issue_key, manual_key
+from digest.select import Window, dates_window, in_window, issue_key, manual_key
 from digest.store import CADENCES, STATUSES, Store, Subscriber, check_secret, open_store
 from digest.transports import transport_for
 
@@ -117,8 +117,8 @@ def cli(ctx: click.Context, config: Path | None, db: Path | None) -> None:
 @cli.command()
 @click.option("--content", "content_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Articles folder (default: content.dir from the config).")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default="previews",
-              show_default=True, help="Folder to write the previews into.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder to write the previews into (default: previews/ beside the config).")
 @click.option("--since", type=DATE, help="First day of the window (YYYY-MM-DD, inclusive).")
 @click.option("--until", type=DATE, help="Last day of the window (YYYY-MM-DD, inclusive).")
 @click.option("--now", type=LocalDateTime(), help="Preview the week ending at this moment.")
@@ -133,7 +133,7 @@ def cli(ctx: click.Context, config: Path | None, db: Path | None) -> None:
 @click.option("--eml", is_flag=True,
               help="Also write each email as the .eml message a reader would get.")
 @pass_app
-def preview(app: App, content_dir: Path | None, out: Path, since: datetime | None,
+def preview(app: App, content_dir: Path | None, out: Path | None, since: datetime | None,
             until: datetime | None, now: datetime | None, categories: Sequence[str],
             strict: bool, cadence: str, screenshots: bool, eml: bool) -> None:
     """Write the HTML and text parts of an issue into --out.
@@ -148,9 +148,11 @@ def preview(app: App, content_dir: Path | None, out: Path, since: datetime | Non
     check_categories(categories, loaded)
     shown = build_preview(settings, loaded, since, until, now, categories, cadence)
     built, segments = shown.whole, shown.segments
-    paths = write_preview(built, out)
+    out, site = out or previews_dir(settings), pipeline.site_files(settings, loaded.articles)
+    paths = write_preview(built, out, site=site)
     print_preview(built, paths, settings)
-    written = write_segment_previews(built, segments, out)
+    written = write_segment_previews(built, segments, out, site)
+    site.copy_to(out)
     print_segments(segments, written)
     html_files = [paths[0], *(html for html, _ in written)]
     checks = print_findings(zip(html_files, [
@@ -166,6 +168,15 @@ def preview(app: App, content_dir: Path | None, out: Path, since: datetime | Non
     if loaded.problems:
         click.echo(f"Skipped {loaded.skipped_files} {plural(loaded.skipped_files, 'file')} "
                    "with problems (see the warnings above).")
+
+
+def previews_dir(settings: Settings) -> Path:
+    """`previews/` beside the config, shown relative to the current folder when below it."""
+    folder = settings.root / "previews"
+    try:
+        return folder.relative_to(Path.cwd().resolve())
+    except ValueError:
+        return folder
 
 
 def check_categories(categories: Sequence[str], loaded: LoadResult) -> None:
@@ -409,7 +420,7 @@ class Job:
     def plan(self, store: Store, ledger: Ledger, key: str, window: Window,
              ledger_cadence: str) -> bool:
         loaded = load_and_warn(self.settings, strict=False)
-        if not any(article.date in window for article in loaded.articles):
+        if not any(in_window(article, window) for article in loaded.articles):
             click.echo(f"No articles from {window.start:%Y-%m-%d %H:%M} to "
                        f"{window.end:%Y-%m-%d %H:%M}: nothing to send.")
             return False
@@ -528,7 +539,8 @@ def send_test_copy(settings: Settings, since: datetime | None, until: datetime |
     built = pipeline.build_issue(loaded.articles, key=key, window=window, settings=settings,
                                  renderer=pipeline.renderer_for(settings),
                                  unsubscribe_url=settings.unsubscribe_url("test-copy"))
-    findings = pipeline.quality_of(built, settings.unsubscribe_url("test-copy"))
+    findings = pipeline.quality_of(built, settings.unsubscribe_url("test-copy"),
+                                   theme=settings.theme)
     for finding in findings:
         click.echo(f"{finding.level.capitalize()}: {finding.message}", err=True)
     send.gate([("test", finding) for finding in findings], force)
@@ -712,6 +724,55 @@ def stats_command(app: App, issue_key_: str | None, as_json: bool) -> None:
     click.echo(table([["ISSUE", *(name.upper() for name in numbers)]] + [
         [row["key"], *("-" if row[n] is None else str(row[n]) for n in numbers)]
         for row in rows]))
+
+
+# Getting started
+
+
+@cli.command("init")
+@click.argument("folder", required=False, default=".",
+                type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--name", help="The newsletter's name (default: the site's title).")
+@click.option("--base-url", help="The site's address (default: from the site's config).")
+@click.option("--content", "content_dir", help="The articles folder, relative to FOLDER.")
+def init_command(folder: Path, name: str | None, base_url: str | None,
+                 content_dir: str | None) -> None:
+    """Write FOLDER/digest.toml for the site in FOLDER (default: here), read from Hugo,
+    Jekyll, Eleventy, Astro or Next.js files, or a folder of markdown. Never overwrites."""
+    found = init.detect(folder, name=name, base_url=base_url, content=content_dir)
+    path = init.write_config(folder, found)
+    click.echo(f"Found {found.generator}" + (f" ({found.config_file})." if found.config_file
+                                             else "."))
+    for title, values in (("Read", found.found), ("Guessed", found.guessed)):
+        if values:
+            click.echo(f"{title}:")
+        for value in values:
+            click.echo(f"  {value.key} = {shown(value.value)}  ({value.source})")
+    for note in found.notes:
+        click.echo(f"Note: {note}")
+    click.echo(f"Wrote {path}: check it, then run `digest preview`.")
+
+
+def shown(value: str | dict[str, str]) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{key}: {pattern}" for key, pattern in value.items())
+    return value
+
+
+@cli.group("templates")
+def templates_group() -> None:
+    """The email templates: copy the shipped ones to edit them."""
+
+
+@templates_group.command("copy")
+@click.argument("folder", required=False, default="templates",
+                type=click.Path(path_type=Path, file_okay=False))
+def templates_copy(folder: Path) -> None:
+    """Copy the shipped templates into FOLDER (default: ./templates) to edit them; files
+    there already are kept. A template you delete falls back to the shipped one."""
+    for path, copied in init.copy_templates(folder):
+        click.echo(f"{'Copied' if copied else 'Kept (exists)'} {path}")
+    click.echo(f"Set templates.dir to {folder} in digest.toml if it is not templates/ beside it.")
 
 
 # Subscribers

@@ -17,6 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from email_validator import EmailNotValidError, validate_email
 
 from digest.errors import ConfigError
+from digest.sites import URL_FIELDS
+from digest.theme import DEFAULTS as THEME_DEFAULTS
+from digest.theme import Theme, theme_problems
 
 CONFIG_NAME = "digest.toml"
 
@@ -29,6 +32,8 @@ SPEC: dict[str, tuple[type, Any]] = {
     "content.dir": (str, "content"),
     "content.url_pattern": (str, "{base_url}/posts/{slug}"),
     "content.category_url_pattern": (str, "{base_url}/category/{category}"),
+    "content.static_dir": (str, ""),
+    "content.section_url_patterns": (dict, {}),
     "templates.dir": (str, "templates"),
     "selection.per_category": (int, 5),
     "selection.total": (int, 30),
@@ -50,6 +55,7 @@ SPEC: dict[str, tuple[type, Any]] = {
     "web.secret_key": (str, ""),
     "web.base_url": (str, ""),
     "web.proxies": (int, 0),
+    **{key: (type(default), default) for key, default in THEME_DEFAULTS.items()},
 }
 ENV_OVERRIDES = {
     "SENDGRID_API_URL": "sendgrid.api_url",
@@ -105,6 +111,16 @@ class Settings:
     @property
     def content_dir(self) -> Path:
         return self.root / self.values["content.dir"]
+
+    @property
+    def static_dir(self) -> Path | None:
+        """The site's own files (images) served under site.base_url; None when not set."""
+        return self.root / self.values["content.static_dir"] \
+            if self.values.get("content.static_dir") else None
+
+    @property
+    def theme(self) -> Theme:
+        return Theme.from_values(self.values)
 
     @property
     def templates_dir(self) -> Path:
@@ -181,7 +197,7 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if isinstance(value, dict) and SPEC.get(name, (None,))[0] is not dict:
             flat.update(flatten(value, f"{name}."))
         else:
             flat[name] = value
@@ -226,11 +242,14 @@ def type_ok(value: Any, expected: type) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if expected is list:
         return isinstance(value, list) and all(isinstance(item, str) for item in value)
+    if expected is dict:
+        return isinstance(value, dict) and all(isinstance(item, str) for item in value.values())
     return isinstance(value, expected)
 
 
 def type_name(expected: type) -> str:
-    return {str: "a string", int: "an integer", list: "a list of strings"}[expected]
+    return {str: "a string", int: "an integer", list: "a list of strings",
+            dict: "a table of strings"}[expected]
 
 
 def value_problems(values: Mapping[str, Any]) -> list[str]:
@@ -244,6 +263,10 @@ def value_problems(values: Mapping[str, Any]) -> list[str]:
                                  values["content.category_url_pattern"], CATEGORY_URL_FIELDS)
     problems += unsubscribe_url_problems(values["unsubscribe.url"])
     problems += address_problems(values)
+    problems += theme_problems(values)
+    for section, pattern in values["content.section_url_patterns"].items():
+        problems += pattern_problems(f"content.section_url_patterns.{section}", pattern,
+                                     URL_FIELDS)
     if values["web.proxies"] < 0:
         problems.append(f"web.proxies must be 0 or more, not {values['web.proxies']}")
     if values["delivery.transport"] not in TRANSPORTS:

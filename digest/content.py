@@ -13,18 +13,19 @@ import string
 import tomllib
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from email.utils import parsedate_to_datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urljoin
+from urllib.parse import urljoin
 from zoneinfo import ZoneInfo
 
 import frontmatter
 import yaml
 
+from digest import sites
 from digest.cache import ArticleCache
 from digest.errors import ConfigError, ContentError, not_utf8
 
@@ -38,7 +39,7 @@ PARALLEL_FROM = 2000  # uncached files before parsing moves to a process pool
 MAX_WORKERS = 4
 JEKYLL_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(.+)$")
 NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # not on Windows, which has no FIFOs to open
-URL_FIELDS = frozenset({"base_url", "slug", "year", "month", "day", "category"})
+URL_FIELDS = frozenset(sites.URL_FIELDS)
 # C0 controls but tab, newline and CR; DEL; and what XML also forbids (lone surrogates,
 # U+FFFE, U+FFFF): one in a title made the MJML parser reject the whole email.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
@@ -137,6 +138,8 @@ class Article:
     author: str | None = None
     source: str | None = None
     path: str | None = None  # a string: 15,000 Path objects cost 0.4 s to unpickle
+    publish_date: datetime | None = None  # Hugo's publishDate: not in an issue before it
+    expiry_date: datetime | None = None  # Hugo's expiryDate: in no issue ending after it
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,8 @@ class LoadOptions:
     base_url: str
     timezone: ZoneInfo
     url_pattern: str = "{base_url}/posts/{slug}"
+    root: str = ""  # the content folder (load_articles sets it): sections, page bundles
+    section_patterns: tuple[tuple[str, str], ...] = ()  # (section, url_pattern): Hugo's
 
 
 @dataclass(frozen=True)
@@ -191,7 +196,9 @@ def load_articles(
     """
     if not directory.is_dir():
         raise ContentError(f"{directory}: content folder not found")
-    check_url_pattern(options.url_pattern)
+    for pattern in (options.url_pattern, *dict(options.section_patterns).values()):
+        check_url_pattern(pattern)
+    options = options if options.root else replace(options, root=str(directory))
     files = article_files(directory)
     store = ArticleCache.open(cache, repr(options))
     known = store.lookup(files)
@@ -345,23 +352,29 @@ def build_article(meta: dict[str, Any], body: str, path: Path, options: LoadOpti
     """Run every field parser, collect every problem, then build the Article."""
     if meta.get("draft") is True or meta.get("published") is False:
         raise Draft
-    stem_date, name_slug = split_file_name(path)
+    place = sites.place_of(path, options.root)
+    stem_date, name_slug = split_file_name(place.name)
     problems: list[Problem] = []
 
     def field(name: str, parse: Any, *args: Any) -> Any:
         try:
             return parse(*args)
+        except sites.FieldError as exc:
+            problems.append(Problem(path, exc.field, str(exc)))
         except ValueError as exc:
             problems.append(Problem(path, name, str(exc)))
-            return None
+        return None
 
     title = field("title", parse_title, meta.get("title"))
-    when = field("date", parse_date, meta.get("date"), stem_date, options.timezone)
+    when = field("date", parse_date, sites.date_of(meta), stem_date, options.timezone)
     tags = field("tags", parse_tags, meta.get("tags"))
-    category = field("category", parse_category, meta)
+    category = field("category", parse_category, sites.categories_of(meta, place))
     slug = field("slug", parse_slug, meta.get("slug"), name_slug)
-    image = "coverImage" if meta.get("coverImage") else "image"
-    cover_image = field(image, absolute, options.base_url, meta.get(image))
+    publish, expiry = (field(key, optional_date, meta.get(key), options.timezone)
+                       for key in ("publishDate", "expiryDate"))
+    url = None if problems else field("url", article_url, options, meta, place, title, slug, when)
+    image, value = sites.cover_of(meta)
+    cover_image = field(image, cover_address, options.base_url, url, place, value)
     if problems:
         raise ArticleInvalid(problems)
     return Article(
@@ -369,25 +382,27 @@ def build_article(meta: dict[str, Any], body: str, path: Path, options: LoadOpti
         title=title,
         date=when,
         excerpt=parse_excerpt(meta, body),
-        url=article_url(options, slug, when, category),
+        url=url,
         category=category,
         tags=tags,
         cover_image=cover_image,
         author=text_or_none(meta.get("author")),
         source=text_or_none(meta.get("source")),
         path=str(path),
+        publish_date=publish,
+        expiry_date=expiry,
     )
 
 
-def split_file_name(path: Path) -> tuple[date | None, str]:
-    """`2021-03-04-slug.md` → (2021-03-04, "slug"); `slug.md` → (None, "slug")."""
-    match = JEKYLL_NAME.match(path.stem)
+def split_file_name(stem: str) -> tuple[date | None, str]:
+    """`2021-03-04-slug` → (2021-03-04, "slug"); `slug` → (None, "slug")."""
+    match = JEKYLL_NAME.match(stem)
     if not match:
-        return None, path.stem
+        return None, stem
     try:
         return date(int(match[1]), int(match[2]), int(match[3])), match[4]
     except ValueError:
-        return None, path.stem
+        return None, stem
 
 
 def parse_title(value: Any) -> str:
@@ -464,7 +479,8 @@ def parse_date_text(text: str) -> date:
     """ISO 8601 (a plain date is its midnight), `2026/11/03`, a YAML 1.1 timestamp or an
     RFC 2822 date."""
     cleaned = text.strip()
-    for parse in (parse_iso_date, parse_yaml_timestamp, parsedate_to_datetime):
+    for parse in (parse_iso_date, parse_yaml_timestamp, parsedate_to_datetime,
+                  sites.month_name_date):
         try:
             return parse(cleaned)
         except (TypeError, ValueError, IndexError):
@@ -494,8 +510,7 @@ def parse_tags(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(tag).strip() for tag in value if str(tag).strip()))
 
 
-def parse_category(meta: Mapping[str, Any]) -> str:
-    value = meta.get("category", meta.get("categories"))
+def parse_category(value: Any) -> str:
     if isinstance(value, list):
         value = value[0] if value else None
     if value is None:
@@ -569,18 +584,32 @@ def absolute(base_url: str, value: Any) -> str | None:
         raise ValueError(f"cannot read {text!r} as an address ({exc})") from None
 
 
-def article_url(options: LoadOptions, slug: str, when: datetime, category: str) -> str:
-    """The dates in the pattern are the newsletter's calendar days, like its windows."""
-    when = when.astimezone(options.timezone)
-    return options.url_pattern.format(
-        base_url=options.base_url.rstrip("/"),
-        slug=quote(slug),
-        year=f"{when.year:04d}",
-        month=f"{when.month:02d}",
-        day=f"{when.day:02d}",
-        category=slugify(category),
-    )
+def optional_date(value: Any, tz: ZoneInfo) -> datetime | None:
+    return None if value in (None, "") else parse_date(value, None, tz)
 
 
-def slugify(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "category"
+def cover_address(base_url: str, url: str | None, place: sites.Place, value: Any) -> str | None:
+    """The cover image's absolute address (see sites.cover_url)."""
+    text = text_or_none(value)
+    if not text or url is None:
+        return absolute(base_url, value)
+    try:
+        return sites.cover_url(text, base_url=base_url, url=url, place=place)
+    except ValueError as exc:  # `http://[::1`: Invalid IPv6 URL
+        raise ValueError(f"cannot read {text!r} as an address ({exc})") from None
+
+
+def article_url(options: LoadOptions, meta: Mapping[str, Any], place: sites.Place, title: str,
+                slug: str, when: datetime) -> str:
+    """The generator's URL (see digest.sites); the dates in the pattern are the
+    newsletter's calendar days, like its windows."""
+    categories = sites.all_categories(meta, place)
+    fields = sites.url_fields(base_url=options.base_url, slug=slug, title=title, meta=meta,
+                              place=place, when=when.astimezone(options.timezone),
+                              category=next(iter(categories), DEFAULT_CATEGORY),
+                              categories=categories)
+    pattern = dict(options.section_patterns).get(place.section, options.url_pattern)
+    return sites.page_url(pattern, meta, fields)
+
+
+slugify = sites.slugify

@@ -29,7 +29,9 @@ from digest.select import (
     manual_key,
     select,
 )
+from digest.site_files import SiteFiles
 from digest.store import Subscriber, open_store
+from digest.theme import Theme, contrast_pairs
 
 MAX_TRIM_ROUNDS = 8
 
@@ -46,6 +48,7 @@ def load_options(settings: Settings) -> LoadOptions:
         base_url=settings.base_url,
         timezone=settings.timezone,
         url_pattern=settings["content.url_pattern"],
+        section_patterns=tuple(sorted(settings["content.section_url_patterns"].items())),
     )
 
 
@@ -62,7 +65,13 @@ def site_of(settings: Settings) -> Site:
         timezone=settings.timezone,
         postal_address=settings["email.postal_address"],
         category_url_pattern=settings["content.category_url_pattern"],
+        theme=settings.theme,
     )
+
+
+def site_files(settings: Settings, articles: Sequence[Article]) -> SiteFiles:
+    """The site's images on disk, for previews (content.static_dir and page bundles)."""
+    return SiteFiles.of(settings.base_url, settings.static_dir, articles)
 
 
 def renderer_for(settings: Settings) -> Renderer:
@@ -98,7 +107,7 @@ def build_preview(
     whole = build_issue(articles, key=key, window=window, settings=settings,
                         renderer=renderer, categories=categories, **links)
     return Preview(whole, store_segments(settings, articles, whole, renderer, cadence),
-                   tuple(quality_of(whole, links["unsubscribe_url"])))
+                   tuple(quality_of(whole, links["unsubscribe_url"], theme=settings.theme)))
 
 
 def preview_window(
@@ -236,7 +245,8 @@ def check_site(settings: Settings) -> CheckReport:
     if built.trimmed:
         report.warnings.append(f"rendering all articles at once trimmed {built.trimmed} of them "
                                "to stay under the size budget")
-    add_findings(report, "rendered email", quality_of(built, settings.unsubscribe_url("check")))
+    add_findings(report, "rendered email",
+                 quality_of(built, settings.unsubscribe_url("check"), theme=settings.theme))
     check_preview(settings, loaded.articles, report)
     return report
 
@@ -260,15 +270,18 @@ def add_findings(report: CheckReport, label: str, findings: Sequence[Finding]) -
 
 
 def quality_of(built: Built, unsubscribe_url: str,
-               samples: Mapping[str, str] | None = None) -> list[Finding]:
+               samples: Mapping[str, str] | None = None, *, theme: Theme | None = None
+               ) -> list[Finding]:
     """The quality findings; `samples` fills substitution tags with URLs of the shape each
-    reader's will have, so those links are checked too."""
+    reader's will have, so those links are checked too; the `theme`'s colours are checked
+    for contrast, light and dark."""
     html, text = built.email.html, built.email.text
     for tag, url in (samples or {}).items():
         html, text = html.replace(tag, url), text.replace(tag, url)
     unsubscribe_url = (samples or {}).get(unsubscribe_url, unsubscribe_url)
     return check_email(html, text, unsubscribe_url=unsubscribe_url,
-                       article_urls=[article.url for article in built.issue.articles])
+                       article_urls=[article.url for article in built.issue.articles],
+                       colours=contrast_pairs(theme.palette) if theme else ())
 
 
 def duplicate_slugs(articles: Sequence[Article]) -> list[str]:
@@ -345,6 +358,6 @@ def render_one(categories: tuple[str, ...], job: dict[str, Any] | None = None
                         settings=job["settings"], renderer=job["renderer"],
                         unsubscribe_url=job["unsubscribe_url"], categories=categories,
                         preferences_url=job.get("preferences_url"))
-    findings = quality_of(built, job["unsubscribe_url"], job.get("samples")) \
-        if job["check"] else []
+    findings = quality_of(built, job["unsubscribe_url"], job.get("samples"),
+                          theme=job["settings"].theme) if job["check"] else []
     return built, tuple(findings)

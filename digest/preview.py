@@ -14,6 +14,7 @@ from digest.errors import DigestError
 from digest.fileio import write_atomically
 from digest.pipeline import Built, SegmentBuild
 from digest.quality import Finding
+from digest.site_files import FOLDER, SiteFiles
 from digest.transports import Message, Recipient, list_unsubscribe_headers
 from digest.transports.files import build_eml
 
@@ -22,21 +23,24 @@ INDEX = jinja2.Environment(
 ).get_template("preview_index.html.j2")
 
 
-def write_preview(built: Built, out: Path, name: str | None = None) -> tuple[Path, Path]:
-    """`<out>/<name>.html` and `<out>/<name>.txt`; `name` defaults to the issue key."""
+def write_preview(built: Built, out: Path, name: str | None = None,
+                  site: SiteFiles | None = None) -> tuple[Path, Path]:
+    """`<out>/<name>.html` and `<out>/<name>.txt`; `name` defaults to the issue key. With
+    `site`, the HTML shows the site's images from local copies (`site.copy_to` writes them)."""
     stem = safe_name(name or built.issue.key)
     html_path, text_path = out / f"{stem}.html", out / f"{stem}.txt"
-    write(html_path, built.email.html)
+    html = site.localise(built.email.html, f"{FOLDER}/") if site else built.email.html
+    write(html_path, html)
     write(text_path, built.email.text)
     return html_path, text_path
 
 
 def write_segment_previews(
-    main: Built, segments: Sequence[SegmentBuild], out: Path
+    main: Built, segments: Sequence[SegmentBuild], out: Path, site: SiteFiles | None = None
 ) -> list[tuple[Path, Path]]:
     """One preview per segment that has articles: `<out>/<key>--<segment>.html/.txt`."""
     return [
-        write_preview(item.built, out, variant_stem(main.issue.key, item.segment.slug))
+        write_preview(item.built, out, variant_stem(main.issue.key, item.segment.slug), site)
         for item in segments
         if item.built is not None
     ]

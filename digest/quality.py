@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 import lxml.html
 from lxml import etree
 
+from digest.theme import contrast_problems
+
 Level = Literal["error", "warning"]
 
 KB = 1024
@@ -53,18 +55,22 @@ class _Email:
     text: str
     unsubscribe_url: str
     article_urls: tuple[str, ...]
+    colours: tuple[tuple[str, str, str], ...] = ()
 
 
 def check_email(
-    html: str, text: str, *, unsubscribe_url: str, article_urls: Sequence[str]
+    html: str, text: str, *, unsubscribe_url: str, article_urls: Sequence[str],
+    colours: Sequence[tuple[str, str, str]] = (),
 ) -> list[Finding]:
     """Every finding for the HTML part `html` and the plain-text part `text`.
 
     `unsubscribe_url` is accepted as a link target as is, so that a SendGrid substitution
     tag such as `-unsubscribe_url-` passes, and must be linked from the HTML and appear in
-    `text`; `article_urls` must all appear in `text`.
+    `text`; `article_urls` must all appear in `text`; each of `colours` (what, foreground,
+    background) must reach 4.5:1.
     """
-    email = _Email(html, _parse(html), text, unsubscribe_url, tuple(article_urls))
+    email = _Email(html, _parse(html), text, unsubscribe_url, tuple(article_urls),
+                   tuple(colours))
     return [finding for check in _CHECKS for finding in check(email)]
 
 
@@ -325,6 +331,14 @@ def _text_has_url(text: str, url: str) -> bool:
     return re.search(re.escape(url) + _URL_END, text) is not None
 
 
+# --- colours ------------------------------------------------------------------------------
+
+
+def _check_contrast(email: _Email) -> Iterator[Finding]:
+    for problem in contrast_problems(list(email.colours)):
+        yield _error("contrast", problem + ".")
+
+
 # --- helpers ------------------------------------------------------------------------------
 
 
@@ -352,4 +366,5 @@ _CHECKS: tuple[Callable[[_Email], Iterable[Finding]], ...] = (
     _check_mjml_leftovers,
     _check_text_article_urls,
     _check_text_unsubscribe,
+    _check_contrast,
 )

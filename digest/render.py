@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,6 +24,7 @@ from premailer import Premailer
 from digest.content import slugify
 from digest.errors import DigestError, TemplateError, not_utf8
 from digest.select import Issue
+from digest.theme import Theme
 
 DOCTYPE = "<!doctype html>"
 HTML_TEMPLATES = ("email.mjml.j2",)
@@ -48,6 +49,7 @@ class Site:
     timezone: ZoneInfo = UTC
     postal_address: str = ""
     category_url_pattern: str = "{base_url}/category/{category}"
+    theme: Theme = field(default_factory=Theme)
 
     @property
     def domain(self) -> str:
@@ -110,6 +112,8 @@ class Renderer:
         period = "day" if issue.window.end - issue.window.start <= timedelta(days=1) else "week"
         return {
             "site": self.site,
+            "theme": self.site.theme,
+            "colours": self.site.theme.palette,
             "issue": issue,
             "sections": issue.sections,
             "articles": articles,

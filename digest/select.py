@@ -100,11 +100,18 @@ def select(
     chosen = [
         article
         for article in articles
-        if article.date in window and (not wanted or article.category.casefold() in wanted)
+        if in_window(article, window) and (not wanted or article.category.casefold() in wanted)
     ]
     groups = group_by_category(dedupe(chosen))
     ordered = order_categories(groups, category_order)
     return Issue(key, window, apply_caps(ordered, caps), caps)
+
+
+def in_window(article: Article, window: Window) -> bool:
+    """Whether the article is new in `window`: a publishDate later than its date (Hugo) is
+    when it appears, and an expiryDate at or before the window's end keeps it out."""
+    shown = max(article.date, article.publish_date or article.date)
+    return shown in window and (article.expiry_date is None or window.end < article.expiry_date)
 
 
 def dedupe(articles: Iterable[Article]) -> list[Article]:

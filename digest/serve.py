@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import mimetypes
 import stat
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,6 +33,7 @@ from digest.errors import DigestError
 from digest.preview import variant_stem
 from digest.quality import Finding
 from digest.render import template_problem
+from digest.site_files import FOLDER, SiteFiles
 
 HOST = "127.0.0.1"
 VIEWS = {"mobile": "Mobile (375 px)", "desktop": "Desktop (1280 px, at half size)"}
@@ -80,6 +82,7 @@ class Snapshot:
     variants: tuple[Variant, ...] = ()
     warnings: tuple[str, ...] = ()
     error: str | None = None
+    site: SiteFiles | None = None  # the site's images, shown from disk
 
     @cached_property
     def version(self) -> str:
@@ -105,7 +108,8 @@ def render_site(settings: Settings, *, period: Period | None = None) -> Snapshot
     whole = Variant(variant_stem(key), "(whole issue)", "every category", None, shown.whole,
                     shown.findings)
     segments = segment_variants(shown.segments, key)
-    return Snapshot(key, (whole, *segments), tuple(str(p) for p in loaded.problems))
+    return Snapshot(key, (whole, *segments), tuple(str(p) for p in loaded.problems),
+                    site=pipeline.site_files(settings, loaded.articles))
 
 
 def segment_variants(items: Sequence[pipeline.SegmentBuild], key: str) -> list[Variant]:
@@ -287,7 +291,9 @@ def email_part(snapshot: Snapshot, name: str) -> Reply:
     if found is None or found.built is None or extension not in ("html", "txt"):
         return HTTPStatus.NOT_FOUND, "text/plain", f"no email {name} in this render\n"
     if extension == "html":
-        return HTTPStatus.OK, "text/html", found.built.email.html
+        html = found.built.email.html
+        return HTTPStatus.OK, "text/html", \
+            snapshot.site.localise(html, f"/{FOLDER}/") if snapshot.site else html
     return HTTPStatus.OK, "text/plain", found.built.email.text
 
 
@@ -307,6 +313,8 @@ class PreviewHandler(BaseHTTPRequestHandler):
     server: PreviewServer
 
     def do_GET(self) -> None:
+        if self.path.startswith(f"/{FOLDER}/") and self.local_host() and self.site_image():
+            return
         status, content_type, body = self.answer()
         with contextlib.suppress(ConnectionError):  # the browser left: a reload, another page
             self.reply(status, content_type, body.encode("utf-8"))
@@ -321,9 +329,28 @@ class PreviewHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def answer(self) -> Reply:
+    def site_image(self) -> bool:
+        """One of the site's images the current render's emails show, from disk."""
+        site = self.server.live.snapshot.site
+        file = site.named.get(self.path.removeprefix(f"/{FOLDER}/")) if site else None
+        if file is None:
+            return False
+        kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        with contextlib.suppress(OSError):
+            data = file.read_bytes()
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        return True
+
+    def local_host(self) -> bool:
         port = self.server.server_port
-        if self.headers.get("Host") not in (f"{HOST}:{port}", f"localhost:{port}"):
+        return self.headers.get("Host") in (f"{HOST}:{port}", f"localhost:{port}")
+
+    def answer(self) -> Reply:
+        if not self.local_host():
             return HTTPStatus.FORBIDDEN, "text/plain", "digest serve answers local pages only\n"
         url = urlsplit(self.path)
         snapshot = self.server.live.current()

@@ -32,7 +32,8 @@ from digest.errors import ConfigError, ContentError
 FIXTURES = Path(__file__).parent / "fixtures" / "content"
 BERLIN = ZoneInfo("Europe/Berlin")
 OPTIONS = LoadOptions(base_url="https://example.org", timezone=BERLIN)
-KNOWN = "(known: base_url, category, day, month, slug, year)"
+KNOWN = ("(known: base_url, categories, category, day, dir, filename, month, output_ext, "
+         "section, slug, slug_or_title, title, title_slug, year)")
 DATE_HINT = "as a date (use YYYY-MM-DD or an ISO 8601 date-time)"
 YEARS = "is out of range (use a year from 1900 to 9000)"
 

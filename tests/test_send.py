@@ -143,7 +143,7 @@ def test_dry_run_sends_and_records_nothing(tmp_path, env):
         assert result.exit_code == 0, result.output
         assert result.stdout.splitlines()[0] == "Plan for 2026-W48: 6 recipients in 6 segments"
         assert result.stdout.splitlines()[1] == (
-            "  culture: 1 recipient in 1 batch, 1 article, 8.3 KB")
+            "  culture: 1 recipient in 1 batch, 1 article, 8.7 KB")
         assert result.stdout.splitlines()[-1] == "Dry run: nothing sent, nothing recorded."
         assert server.accepted == []
     with open_store(tmp_path / "digest.db") as store:

@@ -1,0 +1,189 @@
+"""The site generators' own rules for an article's URL, name, categories and cover image.
+
+Pure: front matter and a path in, text out. `content.build_article` calls these so that
+an article's link in the email is the one Hugo or Jekyll gives the page:
+
+- front matter `url` (Hugo) or `permalink` (Jekyll, which may hold `:placeholders`)
+  replaces the pattern; a relative one is joined to `site.base_url`;
+- `dir/index.md` is a page bundle named after its folder (Hugo, Zola);
+- `content.url_pattern` may use `{year}` `{month}` `{day}` `{slug}` `{title}`
+  `{filename}` `{title_slug}` `{slug_or_title}` `{category}` `{categories}` `{section}`
+  `{dir}` `{output_ext}`;
+- a post under a `_posts` folder reads `categories: a b` as two categories (Jekyll);
+- the cover image comes from the first of COVER_FIELDS that is set.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import PurePath
+from typing import Any
+from urllib.parse import quote, urljoin, urlsplit
+
+URL_FIELDS = ("base_url", "slug", "title", "filename", "title_slug", "slug_or_title", "year",
+              "month", "day", "category", "categories", "section", "dir", "output_ext")
+BUNDLE_NAMES = frozenset({"index.md", "index.markdown"})
+OVERRIDES = ("url", "permalink")  # Hugo's, then Jekyll's
+COVER_FIELDS = ("coverImage", "image", "featured_image", "cover", "images", "thumbnail",
+                "heroImage")
+DATE_FIELDS = ("date", "publishDate", "pubDate")  # Hugo's fallback, then Astro's
+JEKYLL_TOKEN = re.compile(r":(year|month|day|title|slug|categories|output_ext|i_month|"
+                          r"i_day|short_year)\b")
+JEKYLL_FIELDS = {"year": "year", "month": "month", "day": "day", "title": "title",
+                 "slug": "slug", "categories": "categories", "output_ext": "output_ext",
+                 "i_month": "month", "i_day": "day", "short_year": "year"}
+REPEATED_SLASHES = re.compile(r"(?<!:)/{2,}")
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where an article's file sits below the content folder."""
+
+    name: str  # the file name without its extension; a bundle's folder name
+    section: str  # the first folder below the content folder ("" at the top)
+    folder: str  # the folders below the content folder, a bundle's own left out
+    bundle: bool
+    jekyll_post: bool  # under a `_posts` folder: Jekyll's rules for categories
+
+
+def place_of(path: PurePath, root: str | None) -> Place:
+    """The article's name and folders; `root` is the content folder (None: unknown)."""
+    bundle = path.name.lower() in BUNDLE_NAMES and path.parent.name != ""
+    page = path.parent if bundle else path
+    try:
+        parts = page.relative_to(root).parts[:-1] if root else ()
+    except ValueError:
+        parts = ()
+    name = page.name if bundle else path.stem
+    return Place(name, parts[0] if parts else "", "/".join(parts), bundle, "_posts" in path.parts)
+
+
+def categories_of(meta: Mapping[str, Any], place: Place) -> Any:
+    """`category`, else `categories`; in a Jekyll post `categories: a b` is two of them."""
+    if "category" in meta:
+        return meta["category"]
+    value = meta.get("categories")
+    if place.jekyll_post and isinstance(value, str):
+        return value.split()
+    return value
+
+
+def all_categories(meta: Mapping[str, Any], place: Place) -> list[str]:
+    value = categories_of(meta, place)
+    items = value if isinstance(value, list) else [] if value is None else [value]
+    return [" ".join(str(item).split()) for item in items if isinstance(item, str | int | float)]
+
+
+def url_fields(*, base_url: str, slug: str, title: str, meta: Mapping[str, Any], place: Place,
+               when: datetime, category: str, categories: list[str]) -> dict[str, str]:
+    """What each placeholder of `content.url_pattern` stands for; `when` is local."""
+    own_slug = meta.get("slug")
+    return {
+        "base_url": base_url.rstrip("/"), "slug": quote(slug), "title": quote(slug),
+        "filename": quote(place.name, errors="surrogateescape"), "title_slug": urlize(title),
+        "slug_or_title": quote(str(own_slug).strip()) if own_slug else urlize(title),
+        "year": f"{when.year:04d}", "month": f"{when.month:02d}", "day": f"{when.day:02d}",
+        "category": slugify(category),
+        "categories": "/".join(quote(name.lower()) for name in dict.fromkeys(categories)),
+        "section": quote(place.section, errors="surrogateescape"),
+        "dir": quote(place.folder, errors="surrogateescape"), "output_ext": ".html",
+    }
+
+
+def page_url(pattern: str, meta: Mapping[str, Any], fields: Mapping[str, str]) -> str:
+    """The front matter's `url` or `permalink`, else `pattern` filled in; repeated slashes
+    left by an empty placeholder (`/{categories}/` with none) become one, as Jekyll does."""
+    override = override_of(meta)
+    if override is None:
+        return tidy(pattern.format(**fields))
+    expanded = JEKYLL_TOKEN.sub(lambda m: fields[JEKYLL_FIELDS[m[1]]], override)
+    return tidy(joined(fields["base_url"], expanded))
+
+
+def override_of(meta: Mapping[str, Any]) -> str | None:
+    for key in OVERRIDES:
+        value = meta.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise FieldError(key, f"must be a path or an address, not {value!r}")
+        return value.strip()
+    return None
+
+
+class FieldError(ValueError):
+    """A bad value in one named front-matter field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def joined(base_url: str, value: str) -> str:
+    """An absolute address as is; a path (with or without its leading slash) below
+    `base_url`, whose own path is kept (`https://x.org/blog` + `/a/` → `…/blog/a/`)."""
+    if urlsplit(value).scheme in ("http", "https"):
+        return value
+    return f"{base_url.rstrip('/')}/{value.lstrip('/')}"
+
+
+def tidy(url: str) -> str:
+    return REPEATED_SLASHES.sub("/", url)
+
+
+def date_of(meta: Mapping[str, Any]) -> Any:
+    """`date`, else Hugo's `publishDate`, else Astro's `pubDate` (None: none of them)."""
+    return next((meta[key] for key in DATE_FIELDS if meta.get(key) is not None), None)
+
+
+def month_name_date(text: str) -> datetime:
+    """`Nov 25 2026` or `November 25, 2026`, as Astro's blog template writes `pubDate`."""
+    for pattern in ("%b %d %Y", "%B %d %Y", "%b %d, %Y", "%B %d, %Y"):
+        try:
+            return datetime.strptime(" ".join(text.split()), pattern)
+        except ValueError:
+            pass
+    raise ValueError(text)
+
+
+def cover_of(meta: Mapping[str, Any]) -> tuple[str, Any]:
+    """(field, value) of the first cover image field that is set: `coverImage`, `image`
+    (or its `path`), `featured_image`, `cover.image`, `images[0]`, `thumbnail`."""
+    for key in COVER_FIELDS:
+        value = meta.get(key)
+        if isinstance(value, Mapping):
+            value = value.get("image" if key == "cover" else "path")
+        elif isinstance(value, list) and key == "images":
+            value = value[0] if value else None
+        if value not in (None, ""):
+            return key, value
+    return "coverImage", None
+
+
+def cover_url(value: str, *, base_url: str, url: str, place: Place) -> str:
+    """A relative image of a page bundle sits beside the page (Hugo's page resources); in a
+    Jekyll post it is below `site.base_url` (url and baseurl); any other is joined to
+    `site.base_url` as a browser would (`/images/x.jpg` from the host, as Hugo's absURL)."""
+    relative = not urlsplit(value).scheme and not value.startswith("//")
+    if place.bundle and relative and not value.startswith("/"):
+        return urljoin(url if url.endswith("/") else f"{url}/", value)
+    if place.jekyll_post and relative:  # Jekyll's absolute_url: below url + baseurl
+        return joined(base_url, value)
+    return urljoin(base_url.rstrip("/") + "/", value)
+
+
+def slugify(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "category"
+
+
+def urlize(text: str) -> str:
+    """A title as Hugo's `urlize` makes it a path: lower case, spaces to hyphens, letters,
+    digits, `-`, `_` and `.` kept (accented letters too), anything else dropped."""
+    lowered = unicodedata.normalize("NFC", text).lower()
+    kept = "".join(c if c.isalnum() or c in "-_." else " " if c.isspace() else "" for c in lowered)
+    return quote("-".join(kept.split()))
+
