@@ -158,16 +158,23 @@ def palette_of(accent_hex: str, background_hex: str, text_hex: str) -> Palette:
     it reads on it."""
     background = rgb(background_hex)
     accent, text = rgb(accent_hex, background), rgb(text_hex, background)
-    muted = readable(mix(text, background, 0.35), background, text)
+    page = mix(background, text, 0.05)
+    muted = readable(mix(text, background, 0.35), worst(text, background, page), text)
     hue, _, saturation = colorsys.rgb_to_hls(*accent)
     dark_background = colorsys.hls_to_rgb(hue, 0.13, min(saturation, 0.18))
     dark_page = colorsys.hls_to_rgb(hue, 0.08, min(saturation, 0.18))
     dark_text = mix(WHITE, accent, 0.06)
-    dark_muted = readable(mix(dark_text, dark_background, 0.3), dark_background, dark_text)
+    dark_muted = readable(mix(dark_text, dark_background, 0.3),
+                          worst(dark_text, dark_background, dark_page), dark_text)
     dark_accent = readable(accent, dark_background, WHITE)
-    return Palette(hex_of(accent), hex_of(background), hex_of(mix(background, text, 0.05)),
+    return Palette(hex_of(accent), hex_of(background), hex_of(page),
                    hex_of(text), hex_of(muted), hex_of(dark_accent), hex_of(dark_background),
                    hex_of(dark_page), hex_of(dark_text), hex_of(dark_muted))
+
+
+def worst(text: RGB, *backgrounds: RGB) -> RGB:
+    """The background on which `text` has the least contrast."""
+    return min(backgrounds, key=lambda background: contrast(text, background))
 
 
 def contrast_pairs(palette: Palette) -> list[tuple[str, str, str]]:
@@ -175,7 +182,9 @@ def contrast_pairs(palette: Palette) -> list[tuple[str, str, str]]:
     return [("theme.accent", palette.accent, palette.background),
             ("theme.text", palette.text, palette.background),
             ("the dark-mode accent", palette.dark_accent, palette.dark_background),
-            ("the dark-mode text", palette.dark_text, palette.dark_background)]
+            ("the dark-mode text", palette.dark_text, palette.dark_background),
+            ("the secondary text", palette.muted, palette.page),
+            ("the dark-mode secondary text", palette.dark_muted, palette.dark_page)]
 
 
 def contrast_problems(pairs: list[tuple[str, str, str]]) -> list[str]:
