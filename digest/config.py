@@ -34,6 +34,7 @@ SPEC: dict[str, tuple[type, Any]] = {
     "content.category_url_pattern": (str, "{base_url}/category/{category}"),
     "content.static_dir": (str, ""),
     "content.section_url_patterns": (dict, {}),
+    "content.lowercase_urls": (bool, False),
     "templates.dir": (str, "templates"),
     "selection.per_category": (int, 5),
     "selection.total": (int, 30),
@@ -242,6 +243,8 @@ def type_ok(value: Any, expected: type) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if expected is list:
         return isinstance(value, list) and all(isinstance(item, str) for item in value)
+    if expected is bool:
+        return isinstance(value, bool)
     if expected is dict:
         return isinstance(value, dict) and all(isinstance(item, str) for item in value.values())
     return isinstance(value, expected)
@@ -249,7 +252,7 @@ def type_ok(value: Any, expected: type) -> bool:
 
 def type_name(expected: type) -> str:
     return {str: "a string", int: "an integer", list: "a list of strings",
-            dict: "a table of strings"}[expected]
+            dict: "a table of strings", bool: "true or false"}[expected]
 
 
 def value_problems(values: Mapping[str, Any]) -> list[str]:

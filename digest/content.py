@@ -160,6 +160,7 @@ class LoadOptions:
     url_pattern: str = "{base_url}/posts/{slug}"
     root: str = ""  # the content folder (load_articles sets it): sections, page bundles
     section_patterns: tuple[tuple[str, str], ...] = ()  # (section, url_pattern): Hugo's
+    lowercase_urls: bool = False  # Hugo's paths are lower case
 
 
 @dataclass(frozen=True)
@@ -609,7 +610,7 @@ def article_url(options: LoadOptions, meta: Mapping[str, Any], place: sites.Plac
                               category=next(iter(categories), DEFAULT_CATEGORY),
                               categories=categories)
     pattern = dict(options.section_patterns).get(place.section, options.url_pattern)
-    return sites.page_url(pattern, meta, fields)
+    return sites.page_url(pattern, meta, fields, lowercase=options.lowercase_urls)
 
 
 slugify = sites.slugify

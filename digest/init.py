@@ -126,6 +126,8 @@ def read_hugo(root: Path) -> Found | None:
     found.set("content.static_dir", str(data.get("staticDir") or "static"),
               f"{where} staticDir" if data.get("staticDir") else "Hugo's default static/")
     hugo_pattern(found, data, where)
+    if not data.get("disablePathToLower"):
+        found.set("content.lowercase_urls", "true", "Hugo writes paths in lower case")
     return found
 
 
@@ -395,7 +397,7 @@ timezone = {site.timezone}    # windows, issue keys and dates without a zone
 [content]
 dir = {content.dir}
 url_pattern = {content.url_pattern}
-{static_line}{sections}
+{static_line}{lowercase}{sections}
 [email]
 # from = "Your Name <you@example.com>"        # weekly, daily and send need it
 # postal_address = "Street 1, 12345 Town"     # the footer's address (CAN-SPAM)
@@ -422,6 +424,8 @@ def config_text(found: Found) -> str:
     return CONFIG_TEMPLATE.format_map({
         "generator": found.generator, "config": found.config_file or "no generator's config",
         "static_line": static_line, "sections": sections_table(found),
+        "lowercase": "lowercase_urls = true\n" if "content.lowercase_urls" in found.values
+        else "",
         "site": Dotted(values, "site"), "content": Dotted(values, "content")})
 
 

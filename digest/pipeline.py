@@ -49,6 +49,7 @@ def load_options(settings: Settings) -> LoadOptions:
         timezone=settings.timezone,
         url_pattern=settings["content.url_pattern"],
         section_patterns=tuple(sorted(settings["content.section_url_patterns"].items())),
+        lowercase_urls=settings["content.lowercase_urls"],
     )
 
 

@@ -94,12 +94,16 @@ def url_fields(*, base_url: str, slug: str, title: str, meta: Mapping[str, Any],
     }
 
 
-def page_url(pattern: str, meta: Mapping[str, Any], fields: Mapping[str, str]) -> str:
-    """The front matter's `url` or `permalink`, else `pattern` filled in; repeated slashes
-    left by an empty placeholder (`/{categories}/` with none) become one, as Jekyll does."""
+def page_url(pattern: str, meta: Mapping[str, Any], fields: Mapping[str, str], *,
+             lowercase: bool = False) -> str:
+    """The front matter's `url` or `permalink`, else `pattern` filled in (its path below
+    `base_url` in lower case with `lowercase`, as Hugo does); repeated slashes left by an
+    empty placeholder (`/{categories}/` with none) become one, as Jekyll does."""
     override = override_of(meta)
     if override is None:
-        return tidy(pattern.format(**fields))
+        url = tidy(pattern.format(**fields))
+        base = fields["base_url"]
+        return base + url[len(base):].lower() if lowercase and url.startswith(base) else url
     expanded = JEKYLL_TOKEN.sub(lambda m: fields[JEKYLL_FIELDS[m[1]]], override)
     return tidy(joined(fields["base_url"], expanded))
 

@@ -54,6 +54,7 @@ def test_hugo_bundle_section_permalinks_url_override_and_publish_dates(tmp_path)
         "https://hugo.example.org/2026/11/hello-hugo-world/",  # :slug falls back to the title
         "https://hugo.example.org/elsewhere/moved-page/",  # front matter url
         "https://hugo.example.org/notes/a-quick-note/",  # a section without a permalink rule
+        "https://hugo.example.org/notes/mixed-case-note/",  # paths in lower case
         "https://hugo.example.org/trips/lisbon-trip/",  # a page bundle: the folder's name
     ]  # not: scheduled.md (publishDate after the window), expired.md (expiryDate before)
 
@@ -123,6 +124,7 @@ def test_init_prints_what_it_read_and_what_it_guessed(tmp_path):
         "  content.url_pattern = {base_url}/{dir}/{slug}/  (Hugo's default /section/name/)\n"
         "  content.section_url_patterns = posts: {base_url}/{year}/{month}/{slug_or_title}/"
         "  (hugo.toml permalinks)\n"
+        "  content.lowercase_urls = true  (Hugo writes paths in lower case)\n"
         "Guessed:\n"
         "  content.dir = content  (Hugo's default content/)\n"
         f"Wrote {Path('digest.toml')}: check it, then run `digest preview`.\n")

@@ -81,6 +81,14 @@ def test_section_dir_filename_and_a_section_pattern(tmp_path):
     assert posted.url == "https://site.example/p/x"
 
 
+def test_lowercase_urls_lowers_the_path_but_not_the_base_or_an_override(tmp_path):
+    article = load_one(tmp_path / "a", "Notes/My-Post.md", post(), "{base_url}/{dir}/{slug}/",
+                       base_url="https://Site.example/Blog", lowercase_urls=True)
+    assert article.url == "https://Site.example/Blog/notes/my-post/"
+    moved = load_one(tmp_path / "b", "x.md", post("url: /Kept/As-Is/"), lowercase_urls=True)
+    assert moved.url == "https://site.example/Kept/As-Is/"
+
+
 def test_a_page_bundle_is_named_after_its_folder(tmp_path):
     article = load_one(tmp_path, "posts/my-trip/index.md", post("cover:\n  image: pic.jpg"),
                        "{base_url}/{dir}/{slug}/")
