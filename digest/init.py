@@ -90,13 +90,20 @@ def detect(root: Path, *, name: str | None = None, base_url: str | None = None,
                        ("content.dir", content)):
         if value is not None:
             found.set(key, value, "from the command line")
+    folder = str(found.values["content.dir"].value)
+    if not (root / folder).is_dir():
+        found.notes.append(f"{folder}/ does not exist: set content.dir to the folder of your "
+                           "markdown articles")
     return found
 
 
 def fill_defaults(found: Found, root: Path) -> None:
     defaults = (("site.name", root.resolve().name or "Newsletter", "the folder's name"),
                 ("site.base_url", GUESSED_URL, "no base URL found: set your site's address"),
-                ("site.language", "en", "no language found"))
+                ("site.language", "en", "no language found"),
+                ("content.dir", "content", "no articles folder found"),
+                ("content.url_pattern", "{base_url}/posts/{slug}",
+                 "digest's default: say where your pages live"))
     for key, value, why in defaults:
         if key not in found.values:
             found.set(key, value, why, guessed=True)

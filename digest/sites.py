@@ -51,8 +51,10 @@ class Place:
 
 
 def place_of(path: PurePath, root: str | None) -> Place:
-    """The article's name and folders; `root` is the content folder (None: unknown)."""
-    bundle = path.name.lower() in BUNDLE_NAMES and path.parent.name != ""
+    """The article's name and folders; `root` is the content folder (None: unknown). An
+    `index.md` directly in the content folder is a page of its own, not a bundle."""
+    bundle = path.name.lower() in BUNDLE_NAMES and path.parent.name != "" and (
+        root is None or path.parent != PurePath(root))
     page = path.parent if bundle else path
     try:
         parts = page.relative_to(root).parts[:-1] if root else ()

@@ -169,6 +169,7 @@ def test_hugo_config_folder_language_content_dir_and_ugly_urls(tmp_path):
         '[de]\ncontentDir = "content/de"\n[en]\ncontentDir = "content/en"\n')
     (tmp_path / "config" / "_default" / "permalinks.toml").write_text(
         'posts = "/:sections/:filename/"\nnews = "/:weekday/:slug/"\n')
+    (tmp_path / "content" / "de").mkdir(parents=True)
     found = init.detect(tmp_path)
     assert found.generator == "Hugo"
     assert found.config_file == "config/_default/hugo.toml"
@@ -238,3 +239,13 @@ def test_a_newcomers_path_init_then_preview_in_real_processes(tmp_path):
     assert "Selected 3 of 3 articles in the window" in shown.stdout
     html = (tmp_path / "previews" / "2026-11-16..2026-11-22.html").read_text()
     assert 'href="https://notes.example.org/posts/note-0"' in html
+
+
+def test_an_empty_folder_gets_a_config_that_says_what_to_set(tmp_path):
+    (tmp_path / "package.json").write_text('{"dependencies": {"next": "15"}}')
+    result = run(tmp_path, "init")
+    assert result.exit_code == 0
+    assert result.output.splitlines()[-2:] == [
+        "Note: content/ does not exist: set content.dir to the folder of your markdown articles",
+        f"Wrote {Path('digest.toml')}: check it, then run `digest preview`."]
+    assert load_settings(tmp_path / "digest.toml")["content.dir"] == "content"

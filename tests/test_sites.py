@@ -140,3 +140,7 @@ def test_a_later_publish_date_moves_the_article_to_that_weeks_issue(tmp_path):
     article = load_one(tmp_path, "a.md", post("publishDate: 2026-12-02"))
     later = Window(WEEK.start + timedelta(days=7), WEEK.end + timedelta(days=7))
     assert select([article], key="k", window=later, caps=Caps()).articles == [article]
+
+
+def test_an_index_md_directly_in_the_content_folder_is_not_a_bundle(tmp_path):
+    assert load_one(tmp_path, "index.md", post()).slug == "index"
