@@ -148,13 +148,17 @@ def is_hugo(path: Path, root: Path) -> bool:
 
 
 def merged_folder(folder: Path) -> dict[str, Any]:
-    """`config/_default/`: params.toml, languages.toml, permalinks.toml… as top-level keys."""
+    """`config/_default/`: params.toml, languages.toml, permalinks.toml… as top-level keys;
+    `languages.de.toml` as the `de` entry of `languages`."""
     merged: dict[str, Any] = {}
     for path in sorted(folder.iterdir()):
-        stem = path.stem
-        if stem in ("hugo", "config") or path.suffix not in (".toml", ".yaml", ".yml", ".json"):
+        key, _, code = path.stem.partition(".")
+        if key in ("hugo", "config") or path.suffix not in READERS:
             continue
-        merged[stem.split(".")[0]] = read_data(path)
+        if code:
+            merged.setdefault(key, {})[code] = read_data(path)
+        else:
+            merged[key] = {**merged.get(key, {}), **read_data(path)}
     return merged
 
 

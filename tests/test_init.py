@@ -165,8 +165,10 @@ def test_hugo_config_folder_language_content_dir_and_ugly_urls(tmp_path):
     (tmp_path / "config" / "_default" / "hugo.toml").write_text(
         'baseURL = "https://multi.example.org/"\ndefaultContentLanguage = "de"\n'
         "uglyURLs = true\n")
-    (tmp_path / "config" / "_default" / "languages.toml").write_text(
-        '[de]\ncontentDir = "content/de"\n[en]\ncontentDir = "content/en"\n')
+    (tmp_path / "config" / "_default" / "languages.de.toml").write_text(
+        'contentDir = "content/de"\n')
+    (tmp_path / "config" / "_default" / "languages.en.toml").write_text(
+        'contentDir = "content/en"\n')
     (tmp_path / "config" / "_default" / "permalinks.toml").write_text(
         'posts = "/:sections/:filename/"\nnews = "/:weekday/:slug/"\n')
     (tmp_path / "content" / "de").mkdir(parents=True)
