@@ -605,11 +605,12 @@ def article_url(options: LoadOptions, meta: Mapping[str, Any], place: sites.Plac
     """The generator's URL (see digest.sites); the dates in the pattern are the
     newsletter's calendar days, like its windows."""
     categories = sites.all_categories(meta, place)
+    pattern = dict(options.section_patterns).get(place.section, options.url_pattern)
+    needed = sites.URL_FIELDS if sites.override_of(meta) else sites.needed_fields(pattern)
     fields = sites.url_fields(base_url=options.base_url, slug=slug, title=title, meta=meta,
                               place=place, when=when.astimezone(options.timezone),
                               category=next(iter(categories), DEFAULT_CATEGORY),
-                              categories=categories)
-    pattern = dict(options.section_patterns).get(place.section, options.url_pattern)
+                              categories=categories, needed=needed)
     return sites.page_url(pattern, meta, fields, lowercase=options.lowercase_urls)
 
 
