@@ -259,6 +259,8 @@ def read_eleventy(root: Path) -> Found | None:
     input_dir = match[1].strip("./") if match else ""
     site_data(found, root / input_dir / "_data")
     js_pattern(found, root, input_dir, ("posts", "blog"), "Eleventy writes /path/name/")
+    found.set("content.static_dir", input_dir or ".",
+              "passthrough copies keep their paths below the input folder", guessed=True)
     return found
 
 
