@@ -25,25 +25,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "benchmarks"), str(REPO / "tests")]
 
-from corpus import CATEGORIES, generate
+from corpus import choices, generate
 from sendgrid_server import SendGridServer
 
 from digest.store import NewSubscriber, open_store
 
 API_KEY = "SG.bench-key"
 NOW = "2026-11-29T08:00"
-
-
-def choices(rng: random.Random) -> tuple[str, ...]:
-    """A realistic spread: a third take everything, the rest 1-4 categories, popular
-    ones more often (weights fall off like a Zipf law)."""
-    if rng.random() < 1 / 3:
-        return ()
-    weights = [1 / (rank + 1) for rank in range(len(CATEGORIES))]
-    picked: set[str] = set()
-    for _ in range(rng.choice([1, 1, 2, 2, 3, 4])):
-        picked.add(rng.choices(CATEGORIES, weights)[0])
-    return tuple(sorted(picked))
 
 
 def populate(db: Path, count: int, seed: int = 1) -> Counter[tuple[str, ...]]:
@@ -64,8 +52,8 @@ def write_config(root: Path, url: str) -> Path:
     return root / "digest.toml"
 
 
-def run(root: Path, count: int, schema: bool) -> str:
-    generate(root / "content", 400)  # two weeks at 200 a week, over 13 categories
+def run(root: Path, count: int, schema: bool, articles: int = 12_763) -> str:
+    generate(root / "content", articles)  # 200 in the week, the rest over three years
     segments = populate(root / "digest.db", count)
     minimum = sum(math.ceil(size / 1000) for size in segments.values())
     with SendGridServer(api_key=API_KEY, schema=schema) as server:

@@ -28,6 +28,7 @@ from digest.select import (
     issue_key,
     manual_key,
     select,
+    within,
 )
 from digest.store import Subscriber, open_store
 
@@ -312,6 +313,7 @@ def build_segments(
 ) -> list[SegmentBuild]:
     """One render per segment (set of chosen categories), each within the size budget;
     with `check`, each email's quality findings too. Many segments render on every core."""
+    articles = within(articles, window)  # once, not once per segment and per render
     plan = plan_segments(subscribers, articles, cadence=cadence, key=key, window=window,
                          caps=caps_of(settings),
                          category_order=settings["selection.category_order"])
