@@ -6,6 +6,7 @@ the site's `templates/` first, the shipped defaults after.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import traceback
@@ -20,6 +21,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 import mjml
 from jinja2.loaders import split_template_path
+from markupsafe import Markup
 from premailer import Premailer
 
 from digest.content import slugify
@@ -30,6 +32,8 @@ DOCTYPE = "<!doctype html>"
 HTML_TEMPLATES = ("email.mjml.j2",)
 TEXT_TEMPLATES = ("email.txt.j2", "subject.txt.j2", "preheader.txt.j2")
 PREHEADER_MIN, PREHEADER_MAX = 40, 140
+BLOCK = "<!--digest:block-->"  # between the blocks of the HTML, removed at the end
+BLOCK_MARK = f"<mj-raw>{BLOCK}</mj-raw>"  # the same in the MJML template
 UNSUBSCRIBE_TAG = "-unsubscribe_url-"
 PREFERENCES_TAG = "-preferences_url-"
 UTC = ZoneInfo("UTC")
@@ -73,14 +77,67 @@ class Email:
         return len(self.html.encode("utf-8"))
 
 
+class Blocks:
+    """The HTML of each distinct block of MJML (a category's section, the "more" list,
+    the footer: the parts between two `block_mark`s), converted and inlined once and
+    reused by every email of a run that shows it.
+
+    A block's inlined HTML does not depend on its neighbours, so an email assembled from
+    blocks equals its whole render: the first assembly that reuses a block is checked
+    against a whole render, and a template for which they differ (a selector such as
+    `:first-child` or `+` that sees across blocks) is rendered whole from then on.
+    """
+
+    def __init__(self) -> None:
+        self.html: dict[str, str] = {}
+        self.checked = False
+        self.usable = True
+
+    def to_html(self, source: str) -> str:
+        parts = source.split(BLOCK_MARK)
+        if self.usable and not self.html:
+            self.usable = not sees_across_blocks(source)
+        if len(parts) < 3 or not self.usable:
+            return mjml_to_html(source)
+        middle = parts[1:-1]
+        missing = list(dict.fromkeys(part for part in middle if part not in self.html))
+        pieces = mjml_to_html(BLOCK_MARK.join([parts[0], *missing, parts[-1]])).split(BLOCK)
+        if len(pieces) != len(missing) + 2:  # a mark was lost: the template is unusual
+            self.usable = False
+            return mjml_to_html(source)
+        self.html.update(zip(missing, pieces[1:-1], strict=True))
+        html = BLOCK.join([pieces[0], *(self.html[part] for part in middle), pieces[-1]])
+        return html if len(missing) == len(middle) else self.checked_once(source, html)
+
+    def checked_once(self, source: str, assembled: str) -> str:
+        if self.checked:
+            return assembled
+        self.checked = True
+        whole = mjml_to_html(source)
+        self.usable = whole == assembled
+        return whole
+
+
+STYLES = re.compile(r"<(?:mj-)?style[^>]*>(.*?)</(?:mj-)?style>", re.DOTALL | re.IGNORECASE)
+ACROSS = re.compile(r"[+~]|:(?:first|last|nth|only)-", re.IGNORECASE)
+
+
+def sees_across_blocks(source: str) -> bool:
+    """Whether the template's CSS may style an element by its siblings (`a + b`,
+    `:first-child`…), which would make a block's HTML depend on its neighbours."""
+    return any(ACROSS.search(css) for css in STYLES.findall(source))
+
+
 class Renderer:
-    """Holds the two Jinja2 environments; `render` is pure given its arguments."""
+    """Holds the two Jinja2 environments and the run's converted blocks; `render` is
+    pure given its arguments (the blocks only save work)."""
 
     def __init__(self, site: Site, templates_dir: Path | None = None) -> None:
         self.site = site
         dirs = [d for d in (templates_dir, default_templates_dir()) if d and d.is_dir()]
         self.html_env = make_env(dirs, autoescape=True, site=site)
         self.text_env = make_env(dirs, autoescape=False, site=site)
+        self.blocks = Blocks()
 
     def render(
         self, issue: Issue, *, unsubscribe_url: str, preferences_url: str | None = None
@@ -90,7 +147,7 @@ class Renderer:
         preheader = fit_preheader(one_line(self.fill("preheader.txt.j2", context, text=True)),
                                   context)
         context.update(subject=subject, preheader=preheader)
-        html = mjml_to_html(self.fill("email.mjml.j2", context))
+        html = self.blocks.to_html(self.fill("email.mjml.j2", context)).replace(BLOCK, "")
         text = self.fill("email.txt.j2", context, text=True).strip() + "\n"
         return Email(subject, preheader, html, text)
 
@@ -123,6 +180,7 @@ class Renderer:
             "category_url": self.site.category_url,
             "unsubscribe_url": unsubscribe_url,
             "preferences_url": preferences_url,
+            "block_mark": Markup(BLOCK_MARK),
         }
 
 
@@ -174,8 +232,21 @@ def make_env(dirs: Sequence[Path], *, autoescape: bool, site: Site) -> jinja2.En
         keep_trailing_newline=False,
     )
     env.filters["local_date"] = local_date_filter(site.timezone)
+    if not autoescape:  # the text part wraps the same excerpts in every segment's email
+        env.filters["wordwrap"] = cached_wordwrap
     env.filters["join_names"] = join_names
     return env
+
+
+@jinja2.pass_environment
+@functools.lru_cache(maxsize=4096)
+def cached_wordwrap(environment: jinja2.Environment, text: str, width: int = 79,
+                    break_long_words: bool = True, wrapstring: str | None = None,
+                    break_on_hyphens: bool = True) -> str:
+    """Jinja's `wordwrap`, remembered: textwrap is slow, and a run wraps each excerpt
+    once per segment that shows it."""
+    return jinja2.filters.do_wordwrap(environment, text, width, break_long_words,
+                                      wrapstring, break_on_hyphens)
 
 
 def local_date_filter(tz: ZoneInfo) -> Callable[[datetime], str]:
