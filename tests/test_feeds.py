@@ -1,0 +1,400 @@
+"""Feeds as a source: RSS 2.0/1.0, Atom and JSON Feed 1.1 read from a local HTTP server
+(tests/feed_server.py) into articles, politely, safely and each article once."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from feed_server import FeedServer, Route
+from helpers import BERLIN
+
+from digest import __version__
+from digest.content import Article, LoadResult, Problem
+from digest.errors import ContentError
+from digest.feeds import (
+    FeedLoad,
+    FeedSource,
+    FetchPolicy,
+    combine,
+    html_to_text,
+    load_feeds,
+    normalize_url,
+)
+
+FEEDS = Path(__file__).resolve().parent / "fixtures" / "feeds"
+NOW = datetime(2026, 11, 7, 12, 0, tzinfo=UTC)
+RSS, ATOM, JSON = "application/rss+xml", "application/atom+xml", "application/feed+json"
+
+
+def fixture(name: str) -> bytes:
+    return (FEEDS / name).read_bytes()
+
+
+def slug(last: str, url: str) -> str:
+    return f"{last}-{hashlib.sha256(url.encode()).hexdigest()[:8]}"
+
+
+@pytest.fixture
+def server():
+    with FeedServer() as running:
+        yield running
+
+
+@pytest.fixture
+def waits() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def policy(waits: list[float]) -> FetchPolicy:
+    """Short time-outs, and back-off recorded instead of slept."""
+    return FetchPolicy(timeout=0.5, deadline=2.0, backoff=0.25, sleep=waits.append)
+
+
+@pytest.fixture
+def load(tmp_path: Path, policy: FetchPolicy):
+    def run(*sources: FeedSource | str, **options) -> FeedLoad:
+        options = {"timezone": BERLIN, "root": tmp_path, "cache": tmp_path / "feeds.pickle",
+                   "policy": policy, "now": NOW, **options}
+        return load_feeds([s if isinstance(s, FeedSource) else FeedSource(s) for s in sources],
+                          **options)
+    return run
+
+
+def serve(server: FeedServer, path: str, name: str, content_type: str = RSS, **route) -> str:
+    server.route(path, Route(fixture(name), content_type, **route))
+    return server.url + path
+
+
+def test_rss2_with_media_and_dc_elements(server, load):
+    url = serve(server, "/rss", "rss2_media_dc.xml")
+    loaded = load(url)
+    planting = "https://notes.example.com/2026/11/planting/?utm_source=rss&utm_medium=feed"
+    assert loaded.articles == [
+        Article(slug=slug("planting", "https://notes.example.com/2026/11/planting"),
+                title="Planting & pruning in <November>",
+                date=datetime(2026, 11, 3, 9, 30, tzinfo=timezone(timedelta(hours=1))),
+                excerpt="Cut back the roses & mulch the beds. Then rest.", url=planting,
+                category="Gardening", tags=("Gardening", "Seasons"),
+                cover_image="https://notes.example.com/img/planting-thumb.jpg",
+                author="Rosa Gardener"),
+        Article(slug=slug("spade", "https://notes.example.com/2026/11/spade"),
+                title="A new spade", date=datetime(2026, 11, 2, 18, 0, tzinfo=UTC),
+                excerpt="Short text only.", url="https://notes.example.com/2026/11/spade/",
+                category="Tools", tags=("Tools",),
+                cover_image="https://notes.example.com/img/spade-cover.jpg", author="Tom Tools"),
+        Article(slug=slug("watering", "https://notes.example.com/2026/11/watering"),
+                title="Watering", date=datetime(2026, 11, 1, 7, 0, tzinfo=UTC),
+                excerpt="How much water? See and more.",
+                url="https://notes.example.com/2026/11/watering",
+                cover_image="https://cdn.example.com/water.jpg"),
+    ]
+
+
+def test_links_other_than_http_are_dropped_with_a_warning(server, load):
+    url = serve(server, "/rss", "rss2_media_dc.xml")
+    assert [str(problem) for problem in load(url).problems] == [
+        f"feed {url}: item 4 ('A script link'): link 'javascript:alert(1)' is not an "
+        "http(s) URL",
+        f"feed {url}: item 5 ('A file link'): link 'ftp://notes.example.com/file.txt' is "
+        "not an http(s) URL",
+    ]
+
+
+def test_atom_with_xhtml_content_and_a_date_without_zone(server, load):
+    loaded = load(serve(server, "/atom", "atom_xhtml.xml", ATOM))
+    assert loaded.problems == []
+    assert loaded.articles == [
+        Article(slug=slug("deadlines", "https://diary.example.net/posts/deadlines"),
+                title="Scheduling deadlines",
+                date=datetime(2026, 11, 4, 9, 15, tzinfo=timezone(timedelta(hours=2))),
+                excerpt="The deadline scheduler — explained.",
+                url="https://diary.example.net/posts/deadlines", category="Kernel",
+                tags=("Kernel",), cover_image="https://diary.example.net/img/gantt.png",
+                author="Linus Example"),
+        Article(slug=slug("naive", "https://diary.example.net/posts/naive"),
+                title="Naive times", date=datetime(2026, 11, 3, 8, 0, tzinfo=BERLIN),
+                excerpt="A date without a zone is read in the site's zone.",
+                url="https://diary.example.net/posts/naive", author="Linus Example"),
+    ]
+
+
+def test_json_feed_1_1(server, load):
+    loaded = load(serve(server, "/feed.json", "jsonfeed11.json", JSON))
+    assert loaded.problems == []
+    assert loaded.articles == [
+        Article(slug=slug("on-walking", "https://essays.example.org/on-walking"),
+                title="On walking",
+                date=datetime(2026, 11, 5, 7, 30, tzinfo=timezone(timedelta(hours=-8))),
+                excerpt="Walk slowly.", url="https://essays.example.org/on-walking/",
+                category="Essays", tags=("Essays", "Outdoors"),
+                cover_image="https://essays.example.org/walking.jpg", author="Mary Walker"),
+        Article(slug=slug("on-sitting", "https://essays.example.org/on-sitting"),
+                title="A summary is plain text: <b> stays as written.",
+                date=datetime(2026, 11, 4, 20, 0, tzinfo=UTC),
+                excerpt="A summary is plain text: <b> stays as written.",
+                url="https://essays.example.org/on-sitting", author="Feed Author"),
+    ]
+
+
+def test_entries_with_only_updated_dates(server, load):
+    [article] = load(serve(server, "/changes", "only_updated.xml", ATOM)).articles
+    assert (article.title, article.date, article.excerpt, article.author) == (
+        "Release 2.0", datetime(2026, 11, 6, 16, 45, tzinfo=UTC), "Faster & smaller.",
+        "Release Bot")
+
+
+def test_rss_1_0_with_dublin_core(server, load):
+    [article] = load(serve(server, "/rdf", "rss1.rdf", "application/rdf+xml")).articles
+    assert (article.title, article.date, article.category, article.author) == (
+        "Still here", datetime(2026, 11, 2, 12, 0, tzinfo=timezone(timedelta(hours=-5))),
+        "History", "Ann Archivist")
+
+
+def test_a_bad_date_skips_the_item_with_a_warning(server, load):
+    url = serve(server, "/sloppy", "bad_date.xml")
+    loaded = load(url)
+    assert [article.title for article in loaded.articles] == ["Good one"]
+    assert [str(problem) for problem in loaded.problems] == [
+        f"feed {url}: item 2 ('Bad one'): cannot read 'next Tuesday-ish' as a date",
+        f"feed {url}: item 3 ('Undated'): no date (neither published nor updated)",
+    ]
+
+
+def test_a_huge_feed_is_refused_and_the_others_still_load(server, load):
+    huge = fixture("rss2_media_dc.xml").replace(b"</channel>", b" " * (10 * 1024 * 1024)
+                                                + b"</channel>")
+    server.route("/huge", Route(huge, RSS))
+    server.route("/streamed", Route(huge, RSS, length=False))  # no Content-Length
+    loaded = load(FeedSource(server.url + "/huge", name="Huge"), server.url + "/streamed",
+                  serve(server, "/atom", "atom_xhtml.xml", ATOM))
+    assert [str(problem) for problem in loaded.problems] == [
+        f"feed 'Huge' ({server.url}/huge): larger than 10 MB",
+        f"feed {server.url}/streamed: larger than 10 MB"]
+    assert len(loaded.articles) == 2
+
+
+def test_user_agent_names_digest(server, load):
+    load(serve(server, "/rss", "rss2_media_dc.xml"))
+    agent = server.hits("/rss")[0].headers["User-Agent"]
+    assert agent == f"digest/{__version__} (newsletter digest builder; feed reader)"
+
+
+def test_conditional_get_with_etag_reuses_the_cached_items(server, load):
+    url = serve(server, "/rss", "rss2_media_dc.xml", etag='"v1"')
+    first = load(url)
+    second = load(url)
+    assert second.articles == first.articles and len(second.articles) == 3
+    first_hit, second_hit = server.hits("/rss")
+    assert "If-None-Match" not in first_hit.headers
+    assert second_hit.headers["If-None-Match"] == '"v1"'
+    assert len(second.problems) == 2  # the cached skipped items are still reported
+
+
+def test_conditional_get_with_last_modified(server, load):
+    stamp = "Fri, 06 Nov 2026 10:00:00 GMT"
+    url = serve(server, "/atom", "atom_xhtml.xml", ATOM, last_modified=stamp)
+    load(url)
+    server.routes["/atom"].body = b"changed, but the server says 304"
+    assert len(load(url).articles) == 2
+    assert server.hits("/atom")[1].headers["If-Modified-Since"] == stamp
+
+
+def test_a_changed_feed_is_read_again(server, load):
+    url = serve(server, "/feed", "atom_xhtml.xml", ATOM, etag='"v1"')
+    load(url)
+    server.route("/feed", Route(fixture("only_updated.xml"), ATOM, etag='"v2"'))
+    assert [article.title for article in load(url).articles] == ["Release 2.0"]
+
+
+def test_redirects_are_followed_up_to_five(server, load):
+    serve(server, "/final", "only_updated.xml", ATOM)
+    for hop in range(1, 7):
+        target = "/final" if hop == 1 else f"/hop{hop - 1}"
+        server.route(f"/hop{hop}", Route(redirect=server.url + target))
+    assert len(load(server.url + "/hop5").articles) == 1
+    six = load(server.url + "/hop6")
+    assert [str(problem) for problem in six.problems] == [
+        f"feed {server.url}/hop6: more than 5 redirects"]
+
+
+def test_a_redirect_to_another_scheme_is_refused(server, load):
+    server.route("/away", Route(redirect="file:///etc/passwd"))
+    assert [str(p) for p in load(server.url + "/away").problems] == [
+        f"feed {server.url}/away: redirected to 'file:///etc/passwd', which is not an "
+        "http(s) URL"]
+
+
+def test_5xx_answers_are_retried_with_back_off(server, load, waits):
+    url = serve(server, "/rss", "rss2_media_dc.xml", fail_first=2)
+    assert len(load(url).articles) == 3
+    assert (len(server.hits("/rss")), waits) == (3, [0.25, 0.5])
+
+
+def test_a_feed_that_keeps_failing_warns_and_the_others_load(server, load, waits):
+    server.route("/down", Route(fail_first=99))
+    loaded = load(server.url + "/down", serve(server, "/atom", "atom_xhtml.xml", ATOM))
+    assert [str(problem) for problem in loaded.problems] == [
+        f"feed {server.url}/down: HTTP 503 Service Unavailable (after 3 attempts)"]
+    assert len(loaded.articles) == 2
+    assert len(server.hits("/down")) == 3
+
+
+def test_a_client_error_is_not_retried(server, load):
+    loaded = load(server.url + "/missing")
+    assert [str(p) for p in loaded.problems] == [f"feed {server.url}/missing: HTTP 404 Not Found"]
+    assert len(server.hits("/missing")) == 1
+
+
+def test_a_slow_server_times_out(server, load):
+    serve(server, "/slow", "rss2_media_dc.xml", delay=1.0)
+    loaded = load(server.url + "/slow", policy=FetchPolicy(timeout=0.2, attempts=1))
+    assert [str(p) for p in loaded.problems] == [f"feed {server.url}/slow: timed out (no "
+                                                 "answer within 0.2 s)"]
+
+
+def test_a_closed_port_is_a_connection_error(load):
+    with FeedServer() as gone:
+        url = gone.url + "/feed"
+    loaded = load(url, policy=FetchPolicy(attempts=2, backoff=0, sleep=lambda _s: None))
+    assert [str(p) for p in loaded.problems] == [
+        f"feed {url}: cannot connect: Connection refused (after 2 attempts)"]
+
+
+def test_a_failing_feed_falls_back_to_its_cached_items(server, load):
+    url = serve(server, "/atom", "atom_xhtml.xml", ATOM)
+    load(url)
+    server.routes["/atom"].fail_first = 99
+    later = load(url, now=NOW + timedelta(days=1))
+    assert len(later.articles) == 2
+    assert [str(p) for p in later.problems] == [
+        f"feed {url}: HTTP 503 Service Unavailable (after 3 attempts); using the copy read "
+        "on 2026-11-07 12:00 UTC"]
+
+
+def test_offline_reads_the_cache_only(server, load):
+    url = serve(server, "/atom", "atom_xhtml.xml", ATOM)
+    load(url)
+    missing = server.url + "/never-fetched"
+    offline = load(url, missing, offline=True)
+    assert len(offline.articles) == 2
+    assert [str(p) for p in offline.problems] == [
+        f"feed {missing}: not in the cache (--offline)"]
+    assert len(server.requests) == 1
+
+
+def test_strict_makes_a_failing_feed_fatal(server, load):
+    with pytest.raises(ContentError) as raised:
+        load(server.url + "/missing", strict=True)
+    assert str(raised.value) == f"feed {server.url}/missing: HTTP 404 Not Found"
+
+
+def test_a_feed_broken_across_runs_is_named(server, load):
+    url = server.url + "/down"
+    server.route("/down", Route(status=500, body=b"broken"))
+    assert load(url).broken == []
+    again = load(url, now=NOW + timedelta(days=7))
+    assert again.broken == [f"feed {url} has failed on the last 2 runs (since 2026-11-07 "
+                            "12:00 UTC): HTTP 500 Internal Server Error (after 3 attempts)"]
+    serve(server, "/down", "atom_xhtml.xml", ATOM)
+    assert load(url).broken == []
+
+
+def test_billion_laughs_is_refused(server, load):
+    url = serve(server, "/lol", "billion_laughs.xml")
+    loaded = load(url)
+    assert loaded.articles == []
+    assert [str(p) for p in loaded.problems] == [
+        f"feed {url}: refused: the document declares XML entities (entity expansion and "
+        "external entities are not allowed)"]
+
+
+def test_external_entities_are_refused(server, load, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-VALUE")
+    body = fixture("xxe.xml").replace(b"SECRET_PATH", str(secret).encode())
+    server.route("/xxe", Route(body, RSS))
+    loaded = load(server.url + "/xxe")
+    assert loaded.articles == []
+    assert [p.message for p in loaded.problems] == [
+        "refused: the document declares XML entities (entity expansion and external "
+        "entities are not allowed)"]
+    assert not any("TOP-SECRET" in str(a) for a in loaded.articles)
+
+
+def test_a_local_file_is_a_feed(load, tmp_path):
+    (tmp_path / "feeds").mkdir()
+    (tmp_path / "feeds" / "essays.json").write_bytes(fixture("jsonfeed11.json"))
+    loaded = load(FeedSource("feeds/essays.json", category="Reading"))
+    assert [(a.title, a.category) for a in loaded.articles] == [
+        ("On walking", "Reading"), ("A summary is plain text: <b> stays as written.", "Reading")]
+
+
+def test_a_document_that_is_not_a_feed(server, load):
+    server.route("/page", Route(b"<html><body>hello</body></html>", "text/html"))
+    server.route("/json", Route(b'{"hello": 1}', "application/json"))
+    loaded = load(server.url + "/page", server.url + "/json")
+    assert [p.message for p in loaded.problems] == [
+        "not an RSS, Atom or JSON feed",
+        "not a JSON Feed (no https://jsonfeed.org/version/ version)"]
+
+
+def test_the_category_of_the_feed_entry_overrides_the_items(server, load):
+    url = serve(server, "/rss", "rss2_media_dc.xml")
+    loaded = load(FeedSource(url, category="Garden News", name="Notes"))
+    assert {a.category for a in loaded.articles} == {"Garden News"}
+    assert loaded.articles[0].tags == ("Gardening", "Seasons")
+
+
+# One article once
+
+def test_items_are_deduplicated_across_feeds_by_url_then_id(server, load):
+    rss = serve(server, "/rss", "rss2_media_dc.xml")
+    copy = fixture("rss2_media_dc.xml").replace(
+        b"?utm_source=rss&amp;utm_medium=feed", b"").replace(
+        b"https://notes.example.com/2026/11/spade/", b"HTTP://Notes.Example.com/2026/11/spade")
+    copy = copy.replace(b"https://notes.example.com/2026/11/watering",
+                        b"https://mirror.example.com/watering")  # another URL …
+    copy = copy.replace(b"<title>Watering</title>",
+                        b"<title>Watering</title><guid isPermaLink='false'>notes-planting</guid>")
+    server.route("/copy", Route(copy, RSS))
+    loaded = load(rss, server.url + "/copy")
+    assert [a.url for a in loaded.articles] == [
+        "https://notes.example.com/2026/11/planting/?utm_source=rss&utm_medium=feed",
+        "https://notes.example.com/2026/11/spade/",
+        "https://notes.example.com/2026/11/watering",
+    ]  # … but the guid of a post already kept
+
+
+def test_feed_items_are_deduplicated_against_markdown_posts():
+    markdown = Article(slug="spade", title="A new spade", date=NOW, excerpt="",
+                       url="https://notes.example.com/2026/11/spade")
+    linked = Article(slug="linked", title="Linked", date=NOW, excerpt="",
+                     url="https://tiny.example.org/posts/linked",
+                     source="https://essays.example.org/on-walking")
+    fed = [Article(slug=f"f{i}", title="x", date=NOW, excerpt="", url=url) for i, url in
+           enumerate(["https://notes.example.com/2026/11/spade/?utm_campaign=x#top",
+                      "https://essays.example.org/on-walking/", "https://new.example/post"])]
+    problem = Problem("feed x", None, "bad")
+    merged = combine(LoadResult([markdown, linked], []), FeedLoad(fed, [problem], []))
+    assert [a.url for a in merged.articles] == [markdown.url, linked.url,
+                                                "https://new.example/post"]
+    assert merged.problems == [problem]
+
+
+@pytest.mark.parametrize(("url", "normal"), [
+    ("HTTP://Example.COM:80/a/?utm_source=x&id=3&fbclid=y#frag", "https://example.com/a?id=3"),
+    ("https://example.com:8443/a/", "https://example.com:8443/a"),
+    ("https://example.com/", "https://example.com"),
+    ("https://example.com/a?UTM_Medium=feed", "https://example.com/a"),
+])
+def test_normalised_urls(url, normal):
+    assert normalize_url(url) == normal
+
+
+def test_html_to_text_drops_tags_scripts_and_decodes_references_once():
+    html = "<p>A &amp;amp; B</p><script>alert(1)</script><style>p{}</style><br>C&nbsp;D &lt;x&gt;"
+    assert html_to_text(html) == "A &amp; B C D <x>"
