@@ -8,12 +8,14 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from feed_server import FeedServer, Route
 from helpers import BERLIN
 
 from digest import __version__
+from digest.cli import cli
 from digest.content import Article, LoadResult, Problem
-from digest.errors import ContentError
+from digest.errors import ConfigError, ContentError
 from digest.feeds import (
     FeedLoad,
     FeedSource,
@@ -398,3 +400,122 @@ def test_normalised_urls(url, normal):
 def test_html_to_text_drops_tags_scripts_and_decodes_references_once():
     html = "<p>A &amp;amp; B</p><script>alert(1)</script><style>p{}</style><br>C&nbsp;D &lt;x&gt;"
     assert html_to_text(html) == "A &amp; B C D <x>"
+
+
+# The site: configuration, every command's loading, check, the CLI
+
+def write_feed_site(root: Path, feeds: str, articles: dict[str, str] | None = None) -> Path:
+    (root / "digest.toml").write_text(
+        '[site]\nname = "Tiny"\nbase_url = "https://notes.example.com"\n'
+        'timezone = "Europe/Berlin"\n[email]\nfrom = "Tiny <news@tiny.example.org>"\n'
+        'postal_address = "1 Tiny Lane"\n[content]\nurl_pattern = "{base_url}/{year}/{month}/'
+        '{slug}/"\n' + feeds)
+    (root / "content").mkdir()
+    for name, text in (articles or {}).items():
+        (root / "content" / name).write_text(text)
+    return root / "digest.toml"
+
+
+SPADE_POST = "---\ntitle: A new spade (markdown)\ndate: '2026-11-02'\ncategory: Tools\n---\nDig.\n"
+
+
+@pytest.mark.parametrize(("feeds", "problem"), [
+    ('feeds = "https://x.example/feed"',
+     "content.feeds must be a list of URLs or tables, not 'https://x.example/feed'"),
+    ('feeds = [42]', "content.feeds[0] must be a URL or a table with url, not 42"),
+    ('feeds = ["https://ok.example/feed", {url = "ftp://x.example/feed"}]',
+     "content.feeds[1].url must be an http(s) URL or a local file, not 'ftp://x.example/feed'"),
+    ('[[content.feeds]]\nname = "No URL"', "content.feeds[0]: url is required"),
+    ('[[content.feeds]]\nurl = "https://x.example/feed"\ncolour = "red"',
+     "content.feeds[0]: unknown key 'colour' (known: url, category, name)"),
+    ('feeds = [{url = "https://x.example/feed", category = ""}]',
+     "content.feeds[0].category must be non-empty text, not ''"),
+    ('dir = ""\nfeeds = []', "content.dir and content.feeds are both empty: set a folder of "
+                            "articles, feeds, or both"),
+])
+def test_bad_feed_configuration_is_named(tmp_path, feeds, problem):
+    from digest.config import load_settings
+
+    config = tmp_path / "digest.toml"
+    config.write_text(f'[site]\nbase_url = "https://x.example"\n[content]\n{feeds}\n')
+    with pytest.raises(ConfigError) as raised:
+        load_settings(config)
+    assert str(raised.value) == f"{config}: {problem}"
+
+
+def test_the_loading_entry_point_combines_markdown_and_feeds(server, tmp_path):
+    from digest import pipeline
+    from digest.config import load_settings
+
+    url = serve(server, "/rss", "rss2_media_dc.xml")
+    json_url = serve(server, "/feed.json", "jsonfeed11.json", JSON)
+    config = write_feed_site(tmp_path, f'feeds = ["{url}", {{url = "{json_url}", '
+                             'category = "Essays", name = "Essays"}]\n',
+                             {"spade.md": SPADE_POST})
+    loaded = pipeline.load(load_settings(config))
+    assert [(a.title, a.category) for a in loaded.articles] == [
+        ("A new spade (markdown)", "Tools"),  # the feed's copy of the same URL is dropped
+        ("Planting & pruning in <November>", "Gardening"), ("Watering", "Uncategorized"),
+        ("On walking", "Essays"), ("A summary is plain text: <b> stays as written.", "Essays")]
+    assert len(loaded.problems) == 2  # the two non-http links
+
+
+def test_a_feeds_only_site(server, tmp_path):
+    from digest import pipeline
+    from digest.config import load_settings
+
+    url = serve(server, "/atom", "atom_xhtml.xml", ATOM)
+    config = write_feed_site(tmp_path, f'dir = ""\nfeeds = ["{url}"]\n')
+    assert len(pipeline.load(load_settings(config)).articles) == 2
+
+
+def test_the_email_shows_feed_text_escaped_never_its_html(server, tmp_path):
+    from digest import pipeline
+    from digest.config import load_settings
+
+    url = serve(server, "/rss", "rss2_media_dc.xml")
+    settings = load_settings(write_feed_site(tmp_path, f'feeds = ["{url}"]\n'))
+    shown = pipeline.build_preview(settings, pipeline.load(settings).articles)
+    html = shown.whole.email.html
+    assert "Planting &amp; pruning in &lt;November&gt;" in html
+    assert "Cut back the roses &amp; mulch the beds. Then rest." in html
+    assert "<b>roses" not in html and "alert(" not in html and "<November>" not in html
+
+
+def test_check_names_a_feed_broken_across_runs_as_a_warning(server, tmp_path):
+    from digest import pipeline
+    from digest.config import load_settings
+
+    server.route("/gone", Route(status=410, body=b"gone"))
+    config = write_feed_site(tmp_path, f'feeds = ["{server.url}/gone"]\n',
+                             {"spade.md": SPADE_POST})
+    first = pipeline.check_site(load_settings(config))
+    assert (first.errors, first.warnings) == (0, [f"feed {server.url}/gone: HTTP 410 Gone"])
+    second = pipeline.check_site(load_settings(config))
+    assert second.warnings[1].startswith(f"feed {server.url}/gone has failed on the last 2 runs "
+                                         "(since ")
+    assert second.warnings[1].endswith("UTC): HTTP 410 Gone")
+
+
+def test_cli_warns_about_a_failing_feed_and_still_previews(server, tmp_path):
+    config = write_feed_site(tmp_path, f'feeds = ["{server.url}/missing"]\n',
+                             {"spade.md": SPADE_POST})
+    result = CliRunner().invoke(cli, ["--config", str(config), "preview", "--out",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert f"Warning: feed {server.url}/missing: HTTP 404 Not Found (skipped)\n" in result.stderr
+    strict = CliRunner().invoke(cli, ["--config", str(config), "preview", "--strict", "--out",
+                                      str(tmp_path / "strict")])
+    assert (strict.exit_code, strict.stderr) == (
+        1, f"Error: feed {server.url}/missing: HTTP 404 Not Found\n")
+
+
+def test_cli_offline_reads_feeds_from_the_cache_only(server, tmp_path):
+    url = serve(server, "/atom", "atom_xhtml.xml", ATOM)
+    config = write_feed_site(tmp_path, f'feeds = ["{url}"]\n')
+    out = ["--out", str(tmp_path / "out"), "--since", "2026-11-01", "--until", "2026-11-07"]
+    assert CliRunner().invoke(cli, ["--config", str(config), "preview", *out]).exit_code == 0
+    result = CliRunner().invoke(cli, ["--config", str(config), "--offline", "preview", *out])
+    assert result.exit_code == 0, result.output
+    assert "2 articles" in result.stdout
+    assert len(server.requests) == 1
