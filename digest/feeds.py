@@ -354,7 +354,8 @@ def refuse_entities(body: bytes) -> None:
 def parse_xml_feed(body: bytes, base_url: str) -> Parsed:
     import feedparser  # imported here: 0.1 s, and only sites with feeds need it
 
-    parsed = feedparser.parse(io.BytesIO(body), response_headers={"content-location": base_url})
+    parsed = feedparser.parse(io.BytesIO(body), response_headers={"content-location": base_url},
+                              sanitize_html=False, resolve_relative_uris=False)
     if not parsed.get("version") and not parsed.entries:
         raise FeedError("not an RSS, Atom or JSON feed")
     feed_author = text_or_none(parsed.feed.get("author"))  # Atom entries inherit it

@@ -519,3 +519,13 @@ def test_cli_offline_reads_feeds_from_the_cache_only(server, tmp_path):
     assert result.exit_code == 0, result.output
     assert "2 articles" in result.stdout
     assert len(server.requests) == 1
+
+
+def test_relative_links_and_images_are_resolved_against_the_feed(server, load):
+    server.route("/blog/feed.xml", Route(
+        b'<rss version="2.0"><channel><title>t</title><link>/</link><item><title>x</title>'
+        b"<link>/post/1</link><pubDate>Wed, 04 Nov 2026 10:00:00 +0000</pubDate>"
+        b'<description>&lt;img src="i.jpg"&gt;</description></item></channel></rss>', RSS))
+    [article] = load(server.url + "/blog/feed.xml").articles
+    assert (article.url, article.cover_image) == (f"{server.url}/post/1",
+                                                  f"{server.url}/post/i.jpg")
