@@ -399,10 +399,10 @@ def entry_item(entry: Any, feed_author: str | None = None) -> Item:
 def entry_title(entry: Any) -> str | None:
     """The title as text: feedparser gives RSS titles as text, Atom's as their type says."""
     title = entry.get("title")
+    if not isinstance(title, str):
+        return None
     kind = (entry.get("title_detail") or {}).get("type", "text/plain")
-    if not isinstance(title, str) or kind not in ("text/html", "application/xhtml+xml"):
-        return title
-    return html_to_text(title)
+    return html_to_text(title) if kind in ("text/html", "application/xhtml+xml") else title
 
 
 def entry_html(entry: Any) -> str:
@@ -459,7 +459,7 @@ def json_item(entry: Any, feed_author: str | None) -> Item:
     raw = entry.get("date_published") or entry.get("date_modified")
     if not raw:
         raise ValueError("no date (neither date_published nor date_modified)")
-    tags = entry.get("tags") if isinstance(entry.get("tags"), list) else []
+    tags: list[Any] = entry["tags"] if isinstance(entry.get("tags"), list) else []
     return Item(
         id=text_or_none(entry.get("id")),
         title=title_of(entry.get("title"), text),
@@ -500,7 +500,8 @@ def parse_when(raw: str, parsed: Any) -> datetime:
     what feedparser read (in UTC). Raises ValueError naming the text."""
     when = rfc822_or_iso(raw.strip())
     if when is None and parsed is not None:
-        when = datetime(*parsed[:6], tzinfo=UTC)
+        year, month, day, hour, minute, second = parsed[:6]
+        when = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     if when is None:
         raise ValueError(f"cannot read {raw!r} as a date")
     if not FIRST_YEAR <= when.year <= LAST_YEAR:

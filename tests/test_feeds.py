@@ -529,3 +529,13 @@ def test_relative_links_and_images_are_resolved_against_the_feed(server, load):
     [article] = load(server.url + "/blog/feed.xml").articles
     assert (article.url, article.cover_image) == (f"{server.url}/post/1",
                                                   f"{server.url}/post/i.jpg")
+
+
+def test_a_doctype_without_entity_declarations_is_read(server, load):
+    server.route("/091", Route(
+        b'<?xml version="1.0"?><!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD RSS '
+        b'0.91//EN" "http://my.netscape.com/publish/formats/rss-0.91.dtd"><rss version="0.91">'
+        b"<channel><title>t</title><link>https://a.example/</link><item><title>Old</title>"
+        b"<link>https://a.example/1</link><pubDate>Wed, 04 Nov 2026 10:00:00 GMT</pubDate>"
+        b"</item></channel></rss>", RSS))
+    assert [a.title for a in load(server.url + "/091").articles] == ["Old"]
