@@ -539,3 +539,17 @@ def test_a_doctype_without_entity_declarations_is_read(server, load):
         b"<link>https://a.example/1</link><pubDate>Wed, 04 Nov 2026 10:00:00 GMT</pubDate>"
         b"</item></channel></rss>", RSS))
     assert [a.title for a in load(server.url + "/091").articles] == ["Old"]
+
+
+def test_the_readers_pages_take_feed_categories_from_the_cache_only(server, tmp_path):
+    from digest import pipeline
+    from digest.config import load_settings
+    from digest.web.readers import SiteCategories
+
+    url = serve(server, "/atom", "atom_xhtml.xml", ATOM)
+    settings = load_settings(write_feed_site(tmp_path, f'feeds = ["{url}"]\n',
+                                             {"spade.md": SPADE_POST}))
+    assert SiteCategories(settings).names() == ["Tools"]  # not fetched yet: not offered
+    pipeline.load(settings)  # a preview or send run fetches and caches the feed
+    assert SiteCategories(settings).names() == ["Kernel", "Tools", "Uncategorized"]
+    assert len(server.requests) == 1
