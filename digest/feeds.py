@@ -91,7 +91,13 @@ def feed_sources(value: Any) -> tuple[FeedSource, ...]:
     Raises ConfigError naming the entry and the problem."""
     if not isinstance(value, list):
         raise ConfigError(f"content.feeds must be a list of URLs or tables, not {value!r}")
-    return tuple(one_source(entry, f"content.feeds[{i}]") for i, entry in enumerate(value))
+    sources = tuple(one_source(entry, f"content.feeds[{i}]") for i, entry in enumerate(value))
+    urls = [source.url for source in sources]
+    for i, url in enumerate(urls):
+        if url in urls[:i]:
+            raise ConfigError(f"content.feeds[{i}]: the same feed as "
+                              f"content.feeds[{urls.index(url)}] ({url})")
+    return sources
 
 
 def one_source(entry: Any, where: str) -> FeedSource:
@@ -132,6 +138,7 @@ class Item:
 class Parsed:
     items: tuple[Item, ...]
     skipped: tuple[tuple[str, str], ...] = ()  # (which item, why)
+    category: str | None = None  # the feed's own, for items without one
 
 
 @dataclass(frozen=True)
@@ -359,7 +366,8 @@ def parse_xml_feed(body: bytes, base_url: str) -> Parsed:
     if not parsed.get("version") and not parsed.entries:
         raise FeedError("not an RSS, Atom or JSON feed")
     feed_author = text_or_none(parsed.feed.get("author"))  # Atom entries inherit it
-    return collect_items(parsed.entries, lambda entry: entry_item(entry, feed_author))
+    found = collect_items(parsed.entries, lambda entry: entry_item(entry, feed_author))
+    return replace(found, category=next(iter(terms(parsed.feed)), None))
 
 
 def collect_items(entries: Iterable[Any], build: Callable[[Any], Item]) -> Parsed:
@@ -389,11 +397,16 @@ def entry_item(entry: Any, feed_author: str | None = None) -> Item:
         link=link,
         date=entry_date(entry),
         excerpt=shorten(text, EXCERPT_LIMIT),
-        tags=tuple(dict.fromkeys(clean(t.get("term")) for t in entry.get("tags") or ()
-                                 if clean(t.get("term")))),
+        tags=terms(entry),
         author=text_or_none(entry.get("author")) or feed_author,
         image=entry_image(entry, first_img, link),
     )
+
+
+def terms(holder: Any) -> tuple[str, ...]:
+    """The category terms of a feedparser entry or feed, once each."""
+    found = (clean(tag.get("term")) for tag in holder.get("tags") or ())
+    return tuple(dict.fromkeys(term for term in found if term))
 
 
 def entry_title(entry: Any) -> str | None:
@@ -619,8 +632,10 @@ def load_feeds(
     for source, (state, found) in zip(sources, outcomes, strict=True):
         store.feeds[source.url] = state
         problems += found
-        items = state.parsed.items if state.parsed else ()
-        pairs += [(item, article_of(item, source, timezone)) for item in items]
+        if state.parsed is not None:
+            pairs += [(item, article_of(item, source, timezone, state.parsed.category))
+                      for item in state.parsed.items]
+    store.feeds = {source.url: store.feeds[source.url] for source in sources}  # no stale ones
     store.save()
     if strict and problems:
         raise ContentError(str(problems[0]))
@@ -680,9 +695,12 @@ def broken_feeds(sources: Sequence[FeedSource], store: FeedCache) -> list[str]:
     return lines
 
 
-def article_of(item: Item, source: FeedSource, timezone: ZoneInfo) -> Article:
+def article_of(item: Item, source: FeedSource, timezone: ZoneInfo,
+               feed_category: str | None = None) -> Article:
+    """The entry's `category` first, then the item's first, then the feed's own."""
     when = item.date if item.date.tzinfo else item.date.replace(tzinfo=timezone)
-    category = source.category or (item.tags[0] if item.tags else DEFAULT_CATEGORY)
+    category = source.category or (item.tags[0] if item.tags else None) or feed_category \
+        or DEFAULT_CATEGORY
     return Article(slug=item_slug(item), title=item.title, date=when, excerpt=item.excerpt,
                    url=item.link, category=" ".join(category.split()), tags=item.tags,
                    cover_image=item.image, author=item.author)

@@ -344,6 +344,25 @@ def test_a_document_that_is_not_a_feed(server, load):
         "not a JSON Feed (no https://jsonfeed.org/version/ version)"]
 
 
+def test_items_without_a_category_take_the_feeds_own(server, load):
+    body = fixture("rss2_media_dc.xml").replace(
+        b"<description>A blog about gardens and tools</description>",
+        b"<description>A blog</description><category>Garden Life</category>")
+    server.route("/rss", Route(body, RSS))
+    assert [a.category for a in load(server.url + "/rss").articles] == [
+        "Gardening", "Tools", "Garden Life"]
+
+
+def test_the_cache_keeps_only_the_configured_feeds(server, load, tmp_path):
+    import pickle
+
+    first, second = (serve(server, f"/{n}", "only_updated.xml", ATOM) for n in ("a", "b"))
+    load(first, second)
+    load(second)
+    _, feeds = pickle.loads((tmp_path / "feeds.pickle").read_bytes())
+    assert list(feeds) == [second]
+
+
 def test_the_category_of_the_feed_entry_overrides_the_items(server, load):
     url = serve(server, "/rss", "rss2_media_dc.xml")
     loaded = load(FeedSource(url, category="Garden News", name="Notes"))
@@ -430,6 +449,8 @@ SPADE_POST = "---\ntitle: A new spade (markdown)\ndate: '2026-11-02'\ncategory: 
      "content.feeds[0]: unknown key 'colour' (known: url, category, name)"),
     ('feeds = [{url = "https://x.example/feed", category = ""}]',
      "content.feeds[0].category must be non-empty text, not ''"),
+    ('feeds = ["https://x.example/a", "https://x.example/b", {url = "https://x.example/a"}]',
+     "content.feeds[2]: the same feed as content.feeds[0] (https://x.example/a)"),
     ('dir = ""\nfeeds = []', "content.dir and content.feeds are both empty: set a folder of "
                             "articles, feeds, or both"),
 ])
