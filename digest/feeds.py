@@ -307,6 +307,9 @@ def too_large(policy: FetchPolicy) -> FeedError:
 
 
 def read_local(path: Path, policy: FetchPolicy) -> bytes:
+    """A feed file; a FIFO or device is refused before it is opened (it may never end)."""
+    if path.exists() and not path.is_file():
+        raise FeedError(f"{path}: not a regular file")
     try:
         with path.open("rb") as file:
             body = file.read(policy.max_bytes + 1)

@@ -335,6 +335,16 @@ def test_a_local_file_is_a_feed(load, tmp_path):
         ("On walking", "Reading"), ("A summary is plain text: <b> stays as written.", "Reading")]
 
 
+def test_a_local_feed_that_is_missing_or_a_fifo(load, tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.xml")
+    loaded = load("missing.xml", "pipe.xml")
+    assert [str(p) for p in loaded.problems] == [
+        "feed missing.xml: cannot read: No such file or directory",
+        f"feed pipe.xml: {tmp_path / 'pipe.xml'}: not a regular file"]
+
+
 def test_a_document_that_is_not_a_feed(server, load):
     server.route("/page", Route(b"<html><body>hello</body></html>", "text/html"))
     server.route("/json", Route(b'{"hello": 1}', "application/json"))
