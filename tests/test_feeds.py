@@ -584,3 +584,32 @@ def test_the_readers_pages_take_feed_categories_from_the_cache_only(server, tmp_
     pipeline.load(settings)  # a preview or send run fetches and caches the feed
     assert SiteCategories(settings).names() == ["Kernel", "Tools", "Uncategorized"]
     assert len(server.requests) == 1
+
+
+def test_weekly_sends_feed_items_and_a_failing_feed_does_not_stop_it(server, tmp_path,
+                                                                     monkeypatch):
+    import json
+
+    from send_support import API_KEY, NOW, add_readers, digest, set_send_environment
+    from send_support import write_site as write_send_site
+    from sendgrid_server import SendGridServer
+
+    set_send_environment(monkeypatch)
+    server.route("/feed.json", Route(json.dumps({
+        "version": "https://jsonfeed.org/version/1.1", "title": "Partner",
+        "items": [{"id": "p1", "url": "https://partner.example/p1", "title": "Partner news",
+                   "date_published": "2026-11-25T09:00:00+01:00", "summary": "From a feed."}],
+    }).encode(), JSON))
+    feeds = (f'[content]\nfeeds = [{{url = "{server.url}/feed.json", category = "Work"}}, '
+             f'"{server.url}/gone"]\n')
+    with SendGridServer(api_key=API_KEY) as sendgrid:
+        config = write_send_site(tmp_path, sendgrid.url, feeds)
+        add_readers(tmp_path, 6)
+        result = digest(config, "weekly", "--now", NOW)
+        assert result.exit_code == 0, result.output
+        assert f"Warning: feed {server.url}/gone: HTTP 404 Not Found (skipped)\n" in result.stderr
+        work = [a.body for a in sendgrid.accepted
+                if "A Work story" in a.body["content"][0]["value"]]
+    assert len(sendgrid.accepted) == 6
+    assert "Partner news" in work[0]["content"][0]["value"]
+    assert "https://partner.example/p1" in work[0]["content"][1]["value"]
