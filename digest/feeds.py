@@ -324,10 +324,17 @@ def read_local(path: Path, policy: FetchPolicy) -> bytes:
 
 def parse_feed(body: bytes, base_url: str, content_type: str = "") -> Parsed:
     """A JSON Feed, else RSS or Atom. Raises FeedError when it is neither."""
-    if "json" in content_type or body.lstrip()[:1] == b"{":
-        return parse_json_feed(body)
-    refuse_entities(body)
-    return parse_xml_feed(body, base_url)
+    try:
+        if "json" in content_type or body.lstrip()[:1] == b"{":
+            return parse_json_feed(body)
+        refuse_entities(body)
+        return parse_xml_feed(body, base_url)
+    except FeedError:
+        raise
+    except RecursionError:
+        raise FeedError("cannot read: nested too deeply") from None
+    except Exception as exc:  # what a parser raises on hostile input is the feed's problem
+        raise FeedError(f"cannot read: {type(exc).__name__}: {exc}") from None
 
 
 class EntityDeclared(Exception):
@@ -355,10 +362,20 @@ def refuse_entities(body: bytes) -> None:
     try:
         parser.Parse(body, True)
     except EntityDeclared:
-        raise FeedError("refused: the document declares XML entities (entity expansion "
-                        "and external entities are not allowed)") from None
-    except (PrologRead, xml.parsers.expat.ExpatError):
+        raise entities_refused() from None
+    except PrologRead:
         return
+    except Exception:  # a malformed prolog, an encoding expat lacks (`shift_jis`): bytes
+        if ENTITY_DECLARATION.search(body.replace(b"\x00", b"")):  # also UTF-16 and -32
+            raise entities_refused() from None
+
+
+ENTITY_DECLARATION = re.compile(rb"<!\s*ENTITY", re.IGNORECASE)
+
+
+def entities_refused() -> FeedError:
+    return FeedError("refused: the document declares XML entities (entity expansion and "
+                     "external entities are not allowed)")
 
 
 def parse_xml_feed(body: bytes, base_url: str) -> Parsed:

@@ -314,6 +314,26 @@ def test_billion_laughs_is_refused(server, load):
         "external entities are not allowed)"]
 
 
+@pytest.mark.parametrize("prolog", [
+    b'<?xml version="1.0" encoding="shift_jis"?>',  # an encoding expat cannot read
+    b'<?xml version="1.0" encoding="no-such-encoding"?>',
+    b'<?xml version="1.0"?><!DOCTYPE broken [ <!ELEMENT > ]>',  # malformed before the entities
+])
+def test_entities_are_refused_behind_a_prolog_expat_cannot_read(server, load, prolog):
+    body = fixture("billion_laughs.xml").replace(b'<?xml version="1.0"?>', prolog)
+    server.route("/lol", Route(body, RSS))
+    loaded = load(server.url + "/lol")
+    assert loaded.articles == []
+    assert [p.message for p in loaded.problems] == [
+        "refused: the document declares XML entities (entity expansion and external "
+        "entities are not allowed)"]
+
+
+def test_billion_laughs_in_utf_16_is_refused(server, load):
+    server.route("/lol16", Route(fixture("billion_laughs.xml").decode().encode("utf-16"), RSS))
+    assert [p.message[:8] for p in load(server.url + "/lol16").problems] == ["refused:"]
+
+
 def test_external_entities_are_refused(server, load, tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP-SECRET-VALUE")
