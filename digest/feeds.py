@@ -112,9 +112,19 @@ def one_source(entry: Any, where: str) -> FeedSource:
     if "url" not in table:
         raise ConfigError(f"{where}: url is required")
     url = table["url"].strip()
-    if "://" in url and urlsplit(url).scheme.lower() not in ("http", "https"):
+    if "://" in url and not is_http_url(url):
         raise ConfigError(f"{where}.url must be an http(s) URL or a local file, not {url!r}")
     return FeedSource(url, table.get("category"), table.get("name"))
+
+
+def is_http_url(url: str) -> bool:
+    """An absolute http(s) URL with a host, and nothing http.client would refuse."""
+    try:
+        parts = urlsplit(url)
+        return (parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+                and parts.port != 0 and not re.search(r"[\s\x00-\x1f\x7f]", url))
+    except ValueError:  # `http://[::1`, a port that is not a number
+        return False
 
 
 # Items and the cache
@@ -210,7 +220,7 @@ class LimitedRedirects(urllib.request.HTTPRedirectHandler):
 
     def http_error_302(self, req: Any, fp: Any, code: int, msg: str, headers: Any) -> Any:
         target = urljoin(req.full_url, headers.get("Location") or headers.get("URI") or "")
-        if urlsplit(target).scheme.lower() not in ("http", "https"):
+        if not is_http_url(target):
             fp.close()
             raise FeedError(f"redirected to {target!r}, which is not an http(s) URL")
         return super().http_error_302(req, fp, code, msg, headers)
@@ -250,6 +260,8 @@ def fetch_once(url: str, cached: CachedFeed | None, policy: FetchPolicy) -> Fetc
         raise connection_problem("cannot connect", exc.reason, policy) from None
     except (TimeoutError, ConnectionError, HTTPException, OSError) as exc:
         raise connection_problem("connection failed", exc, policy) from None
+    except ValueError as exc:  # a redirect to an address http.client cannot use
+        raise FeedError(f"cannot fetch: {exc}") from None
 
 
 def request_headers(cached: CachedFeed | None) -> dict[str, str]:
