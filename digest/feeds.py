@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 import xml.parsers.expat
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -265,7 +266,7 @@ def fetch_once(url: str, cached: CachedFeed | None, policy: FetchPolicy) -> Fetc
 
 
 def request_headers(cached: CachedFeed | None) -> dict[str, str]:
-    headers = {"User-Agent": USER_AGENT, "Accept": ACCEPT}
+    headers = {"User-Agent": USER_AGENT, "Accept": ACCEPT, "Accept-Encoding": "gzip"}
     if cached is not None and cached.parsed is not None:
         if cached.etag:
             headers["If-None-Match"] = cached.etag
@@ -297,12 +298,19 @@ def connection_problem(what: str, exc: Any, policy: FetchPolicy) -> Retryable:
 
 
 def read_capped(response: Any, policy: FetchPolicy, started: float) -> bytes:
-    """The body, refused past `policy.max_bytes` or `policy.deadline` seconds."""
+    """The body, gzip-decoded, refused past `policy.max_bytes` (sent or decoded) or
+    `policy.deadline` seconds."""
     length = response.headers.get("Content-Length")
     if length and length.isdigit() and int(length) > policy.max_bytes:
         raise too_large(policy)
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("identity", "gzip", "x-gzip"):
+        raise FeedError(f"unknown Content-Encoding {encoding!r}")
+    gunzip = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding != "identity" else None
     chunks, total = [], 0
     while chunk := response.read(65536):
+        if gunzip is not None:
+            chunk = inflate(gunzip, chunk, policy.max_bytes - total)
         total += len(chunk)
         if total > policy.max_bytes:
             raise too_large(policy)
@@ -310,6 +318,14 @@ def read_capped(response: Any, policy: FetchPolicy, started: float) -> bytes:
             raise Retryable(f"timed out (the download took over {policy.deadline:g} s)")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def inflate(gunzip: Any, chunk: bytes, room: int) -> bytes:
+    """At most `room` + 1 decoded bytes of `chunk`: a gzip bomb stops at the cap."""
+    try:
+        return bytes(gunzip.decompress(chunk, room + 1))
+    except zlib.error as exc:
+        raise FeedError(f"invalid gzip data: {exc}") from None
 
 
 def too_large(policy: FetchPolicy) -> FeedError:

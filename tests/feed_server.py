@@ -33,6 +33,7 @@ class Route:
     fail_status: int = 503
     delay: float = 0.0  # seconds before answering
     length: bool = True  # send Content-Length
+    encoding: str | None = None  # a Content-Encoding the body is already in
     served: int = 0
 
 
@@ -89,9 +90,10 @@ def handler_for(server: FeedServer) -> type[BaseHTTPRequestHandler]:
                 return self.answer(302, b"", {"Location": route.redirect})
             if not_modified(route, self.headers):
                 return self.answer(304, b"", validators(route))
-            return self.answer(route.status, route.body,
-                               {"Content-Type": route.content_type, **validators(route)},
-                               length=route.length)
+            encoding = {"Content-Encoding": route.encoding} if route.encoding else {}
+            return self.answer(route.status, route.body, {
+                "Content-Type": route.content_type, **encoding, **validators(route)},
+                length=route.length)
 
         def answer(self, status: int, body: bytes, headers: dict[str, str] | None = None,
                    *, length: bool = True) -> None:

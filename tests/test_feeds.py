@@ -179,6 +179,27 @@ def test_a_huge_feed_is_refused_and_the_others_still_load(server, load):
     assert len(loaded.articles) == 2
 
 
+def test_gzip_is_asked_for_and_decoded(server, load):
+    import gzip
+
+    server.route("/gz", Route(gzip.compress(fixture("atom_xhtml.xml")), ATOM, encoding="gzip"))
+    assert len(load(server.url + "/gz").articles) == 2
+    assert server.hits("/gz")[0].headers["Accept-Encoding"] == "gzip"
+
+
+def test_a_gzip_bomb_stops_at_the_size_cap(server, load):
+    import gzip
+
+    bomb = gzip.compress(b"<rss>" + b" " * (11 * 1024 * 1024))  # 11 KB sent, 11 MB decoded
+    server.route("/bomb", Route(bomb, RSS, encoding="gzip"))
+    server.route("/bad", Route(b"not gzip at all", RSS, encoding="gzip"))
+    server.route("/br", Route(b"...", RSS, encoding="br"))
+    loaded = load(server.url + "/bomb", server.url + "/bad", server.url + "/br")
+    assert [p.message for p in loaded.problems] == [
+        "larger than 10 MB", "invalid gzip data: Error -3 while decompressing data: "
+        "incorrect header check", "unknown Content-Encoding 'br'"]
+
+
 def test_user_agent_names_digest(server, load):
     load(serve(server, "/rss", "rss2_media_dc.xml"))
     agent = server.hits("/rss")[0].headers["User-Agent"]
