@@ -52,10 +52,13 @@ class App:
 
     config_path: Path | None = None
     db_path: Path | None = None
+    offline: bool = False
 
     @cached_property
     def settings(self) -> Settings:
         settings = load_settings(find_config(self.config_path, Path.cwd()))
+        if self.offline:
+            settings = settings.override(pipeline.OFFLINE, True)
         if self.db_path is not None:
             return settings.override("store.path", str(self.db_path.resolve()))
         return settings
@@ -108,10 +111,11 @@ DATE = Day()
               help="Configuration file (default: ./digest.toml).")
 @click.option("--db", type=click.Path(path_type=Path, dir_okay=False),
               help="SQLite database (default: $DIGEST_DB, else store.path).")
+@click.option("--offline", is_flag=True, help="Read feeds from their cache only.")
 @click.pass_context
-def cli(ctx: click.Context, config: Path | None, db: Path | None) -> None:
-    """Build a newsletter digest from a folder of markdown articles."""
-    ctx.obj = App(config, db)
+def cli(ctx: click.Context, config: Path | None, db: Path | None, offline: bool) -> None:
+    """Build a newsletter digest from a folder of markdown articles and feeds."""
+    ctx.obj = App(config, db, offline)
 
 
 @cli.command()

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from email_validator import EmailNotValidError, validate_email
 
 from digest.errors import ConfigError
+from digest.feeds import feed_sources
 
 CONFIG_NAME = "digest.toml"
 
@@ -27,6 +28,7 @@ SPEC: dict[str, tuple[type, Any]] = {
     "site.language": (str, "en"),
     "site.timezone": (str, "UTC"),
     "content.dir": (str, "content"),
+    "content.feeds": (object, []),  # URLs, files or tables: checked by feeds.feed_sources
     "content.url_pattern": (str, "{base_url}/posts/{slug}"),
     "content.category_url_pattern": (str, "{base_url}/category/{category}"),
     "templates.dir": (str, "templates"),
@@ -243,6 +245,7 @@ def value_problems(values: Mapping[str, Any]) -> list[str]:
     problems += pattern_problems("content.category_url_pattern",
                                  values["content.category_url_pattern"], CATEGORY_URL_FIELDS)
     problems += unsubscribe_url_problems(values["unsubscribe.url"])
+    problems += source_problems(values)
     problems += address_problems(values)
     if values["web.proxies"] < 0:
         problems.append(f"web.proxies must be 0 or more, not {values['web.proxies']}")
@@ -309,6 +312,18 @@ def pattern_problems(key: str, pattern: str, fields: Collection[str]) -> list[st
         return [f"{key}: unknown placeholder {{{unknown[0]}}} (known: {', '.join(fields)})"]
     if problem := format_problem(pattern, fields):
         return [f"{key}: invalid pattern {pattern!r}: {problem}"]
+    return []
+
+
+def source_problems(values: Mapping[str, Any]) -> list[str]:
+    """content.feeds is well formed, and it or content.dir is set."""
+    try:
+        sources = feed_sources(values["content.feeds"])
+    except ConfigError as exc:
+        return [str(exc)]
+    if not sources and not values["content.dir"]:
+        return ["content.dir and content.feeds are both empty: set a folder of articles, "
+                "feeds, or both"]
     return []
 
 

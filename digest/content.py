@@ -141,7 +141,7 @@ class Article:
 
 @dataclass(frozen=True)
 class Problem:
-    path: Path
+    path: Path | str  # a file, or a feed's label
     field: str | None
     message: str
 

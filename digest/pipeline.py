@@ -16,6 +16,7 @@ from digest.cache import cache_path
 from digest.config import Settings, sender_problems
 from digest.content import Article, LoadOptions, LoadResult, load_articles
 from digest.errors import DigestError, TemplateError, WindowError
+from digest.feeds import FeedLoad, combine, feed_cache_path, feed_sources, load_feeds
 from digest.quality import Finding, check_email
 from digest.render import Email, Renderer, Site
 from digest.segments import Segment, plan_segments
@@ -50,9 +51,26 @@ def load_options(settings: Settings) -> LoadOptions:
     )
 
 
+OFFLINE = "run.offline"  # set by `digest --offline`: feeds are read from their cache only
+
+
 def load(settings: Settings, *, strict: bool = False, cached: bool = True) -> LoadResult:
+    """The markdown articles and the feeds' items, each article once."""
+    return combine(*load_sources(settings, strict=strict, cached=cached))
+
+
+def load_sources(settings: Settings, *, strict: bool = False, cached: bool = True
+                 ) -> tuple[LoadResult, FeedLoad]:
+    """The markdown folder's articles (none when content.dir is empty) and the feeds'."""
     cache = cache_path(settings.content_dir) if cached else None
-    return load_articles(settings.content_dir, load_options(settings), strict=strict, cache=cache)
+    local = LoadResult([], []) if not settings["content.dir"] else load_articles(
+        settings.content_dir, load_options(settings), strict=strict, cache=cache)
+    sources = feed_sources(settings.values.get("content.feeds") or [])
+    if not sources:
+        return local, FeedLoad([], [], [])
+    return local, load_feeds(sources, timezone=settings.timezone, root=settings.root,
+                             cache=cache and feed_cache_path(cache), strict=strict,
+                             offline=bool(settings.values.get(OFFLINE)))
 
 
 def site_of(settings: Settings) -> Site:
@@ -217,10 +235,13 @@ class CheckReport:
 
 
 def check_site(settings: Settings) -> CheckReport:
-    """Every problem in the content, then a test render of all articles."""
-    loaded = load(settings)
-    report = CheckReport(len(loaded.articles), [str(p) for p in loaded.problems],
+    """Every problem in the content, then a test render of all articles. Feeds that cannot
+    be read now, or have failed on several runs, are warnings: the issue still goes out."""
+    local, fed = load_sources(settings)
+    loaded = combine(local, fed)
+    report = CheckReport(len(loaded.articles), [str(p) for p in local.problems],
                          duplicate_slugs(loaded.articles))
+    report.warnings.extend([*map(str, fed.problems), *fed.broken])
     report.warnings.extend(f"{problem}; sends refuse to start without it"
                            for problem in sender_problems(settings))
     if not loaded.articles:

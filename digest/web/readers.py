@@ -177,7 +177,8 @@ class SiteCategories:
 
     def _load(self) -> list[str]:
         try:
-            loaded = pipeline.load(self.settings)
+            # feeds from their cache only: a visitor never makes the server fetch them
+            loaded = pipeline.load(self.settings.override(pipeline.OFFLINE, True))
         except DigestError as exc:
             log.warning("the site's categories could not be read: %s", exc)
             return []
