@@ -62,6 +62,7 @@ def site_of(settings: Settings) -> Site:
         timezone=settings.timezone,
         postal_address=settings["email.postal_address"],
         category_url_pattern=settings["content.category_url_pattern"],
+        archive_url=settings.archive_url,
     )
 
 
