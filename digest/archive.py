@@ -243,9 +243,9 @@ def rfc3339(moment: datetime | None) -> str:
 
 
 def archive_files(entries: Sequence[Entry], site: ArchiveSite, *,
-                  keys: Iterable[str] | None = None) -> dict[str, str]:
+                  keys: Iterable[str] | None = None, listings: bool = True) -> dict[str, str]:
     """Relative path → text: the pages of the issues in `keys` (all by default), with
-    their segments' variants, then the index pages and the feed."""
+    their segments' variants, then (with `listings`) the index pages and the feed."""
     wanted = None if keys is None else set(keys)
     files: dict[str, str] = {}
     for entry in entries:
@@ -256,8 +256,9 @@ def archive_files(entries: Sequence[Entry], site: ArchiveSite, *,
         for variant in entry.variants:
             files[f"{folder}/{archive_slug(variant.slug)}/index.html"] = issue_page(
                 entry, site, variant)
-    files.update(index_pages(entries, site))
-    files[FEED] = atom_feed(entries, site)
+    if listings:
+        files.update(index_pages(entries, site))
+        files[FEED] = atom_feed(entries, site)
     return files
 
 
@@ -299,16 +300,22 @@ def publish(settings: Settings, out: Path | None = None, *, segments: bool = Fal
     return write_changed(folder, archive_files(found, site, keys=keys))
 
 
-def publish_issue(settings: Settings, store: Store, key: str) -> Written | None:
-    """Write issue `key`'s page, the index and the feed into archive.dir; None (nothing
-    done) when archive.dir is not set. Called once an issue's plan is frozen, before its
-    first email goes out (their "View in browser" links point there), and after it is
-    sent. A DigestError names the path it could not write."""
+def publish_page(settings: Settings, store: Store, key: str) -> Written | None:
+    """Write issue `key`'s page into archive.dir once its plan is frozen, before its
+    first email goes out: their "View in browser" links point there. None (nothing
+    done) when archive.dir is not set; a DigestError names a path it could not write."""
+    return publish_issue(settings, store, key, listings=False)
+
+
+def publish_issue(settings: Settings, store: Store, key: str, *,
+                  listings: bool = True) -> Written | None:
+    """Write issue `key`'s page, and the index and the feed, into archive.dir; None
+    (nothing done) when archive.dir is not set."""
     if settings.archive_dir is None:
         return None
-    found = entries(settings, store, also=(key,))
-    return write_changed(settings.archive_dir, archive_files(found, site_of(settings),
-                                                             keys=(key,)))
+    found = entries(settings, store, also=(key,), only=None if listings else (key,))
+    files = archive_files(found, site_of(settings), keys=(key,), listings=listings)
+    return write_changed(settings.archive_dir, files)
 
 
 def publish_after_send(settings: Settings, store: Store, key: str) -> str | None:
@@ -322,16 +329,22 @@ def publish_after_send(settings: Settings, store: Store, key: str) -> str | None
 
 
 def entries(settings: Settings, store: Store, *, segments: bool = False,
-            also: Iterable[str] = ()) -> list[Entry]:
-    """Every sent issue, and any issue in `also` or frozen already (being sent), each
-    with its frozen whole-issue email (frozen now from the content if it was not)."""
-    ledger, extra = Ledger(store), set(also)
-    rows = [issue for issue in ledger.issues() if issue.status == "done"
-            or issue.key in extra or ledger.archived(issue.key) is not None]
-    articles = Articles(settings)
+            also: Iterable[str] = (), only: Iterable[str] | None = None) -> list[Entry]:
+    """Every sent issue, any issue frozen already (being sent) and those in `also`; or
+    only those in `only`. Each has its frozen whole-issue email (frozen now, from the
+    content, if it was not yet)."""
+    ledger, articles = Ledger(store), Articles(settings)
+    rows = chosen(ledger, set(also), None if only is None else set(only))
     return [Entry(issue.key, frozen_email(settings, ledger, issue, articles),
                   sent_at(issue), variants(ledger, issue.key) if segments else ())
             for issue in rows]
+
+
+def chosen(ledger: Ledger, also: set[str], only: set[str] | None) -> list[IssueRow]:
+    if only is not None:
+        return [issue for issue in ledger.issues() if issue.key in only]
+    return [issue for issue in ledger.issues() if issue.status == "done"
+            or issue.key in also or ledger.archived(issue.key) is not None]
 
 
 def sent_at(issue: IssueRow) -> datetime | None:

@@ -450,7 +450,7 @@ class Job:
             return
         # The archive page the emails' "View in browser" links point to, before the first
         # email goes out; after a successful send, the page, index and feed again.
-        if published := archive.publish_issue(self.settings, store, key):
+        if published := archive.publish_page(self.settings, store, key):
             click.echo(f"Archive page of {key}: {published.out / published.page(key)}")
         sender = send.Sender(store, self.transport, self.settings, self.secret,
                              workers=self.settings["sendgrid.concurrency"])
