@@ -274,7 +274,7 @@ def page_findings(html: str) -> list[Finding]:
 
 @dataclass
 class Written:
-    """What a publish did, by relative path."""
+    """What a publish did, by relative path (findings: of the pages it wrote)."""
 
     out: Path
     changed: list[str]
@@ -394,16 +394,16 @@ def render_whole(settings: Settings, issue: IssueRow, articles: Sequence[Article
 
 
 def write_changed(out: Path, files: Mapping[str, str]) -> Written:
-    """Write each file whose bytes differ from what is on disk; a DigestError names a
-    path that cannot be read or written."""
+    """Write each file whose bytes differ from what is on disk, with the quality findings
+    of each page written; a DigestError names a path that cannot be read or written."""
     written = Written(out, [], [], {})
     for relative, content in files.items():
         path, data = out / relative, content.encode("utf-8")
-        if relative.endswith(".html"):
-            written.findings[relative] = page_findings(content)
         if current_bytes(path) == data:
             written.unchanged.append(relative)
             continue
+        if relative.endswith(".html"):
+            written.findings[relative] = page_findings(content)
         try:
             write_atomically(path, data)
         except OSError as exc:

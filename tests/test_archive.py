@@ -14,6 +14,7 @@ from helpers import BERLIN, busy_week, make_settings
 from send_support import API_KEY, NOW, SECRET, add_readers, digest, set_send_environment
 from send_support import write_site as write_send_site
 from sendgrid_server import SendGridServer
+from test_browser import CONTRAST_JS
 from web_support import Clock, http, serving, site_settings
 
 from digest import archive
@@ -101,7 +102,7 @@ def test_two_sent_issues_give_pages_an_index_and_a_feed_a_parser_reads(tmp_path,
                 f'<meta property="og:url" content="{URL}/2026-W48/">',
                 '<meta name="description" content="A Culture story · A Health story · '
                 'A Policy story">',
-                "<title>Send Test: 6 new articles in Culture and Health · Send Test</title>",
+                "<title>Send Test: 6 new articles in Culture and Health</title>",
                 '<a href="https://send.example.org/"><strong>Subscribe</strong></a>'):
         assert tag in page
     for name in ("index.html", "2026-W48/index.html", "2026-W49/index.html"):
@@ -368,6 +369,19 @@ def test_the_bar_and_the_email_share_one_column_on_desktop(browser, pages):
         ".map(e => e.getBoundingClientRect().width))")
     page.close()
     assert bar == column == 600
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_bar_and_the_index_keep_a_contrast_of_4_5(browser, pages, scheme):
+    for name in ("index.html", "2026-W48/index.html"):
+        page = browser.new_page(viewport={"width": 375, "height": 800}, color_scheme=scheme)
+        page.route("**/*", lambda route: route.abort())
+        page.set_content(pages[name], wait_until="domcontentloaded")
+        results = page.evaluate(CONTRAST_JS)
+        page.close()
+        assert len(results) > 5
+        assert [result for result in results if result[2] < 4.5] == [], name
 
 
 # ---------------------------------------------------------------- digest web
