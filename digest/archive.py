@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html as html_lib
 import re
+import sqlite3
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -115,7 +116,8 @@ def public_email(email: Email, site: ArchiveSite) -> Email:
     for tag, url, label in ((UNSUBSCRIBE_TAG, site.signup_url, "Subscribe"),
                             (PREFERENCES_TAG, site.manage_url, "Manage your subscription")):
         html = relink(html, tag, url, label)
-        text = re.sub(rf"^.*{re.escape(tag)}.*$", f"{label}: {url}", text, flags=re.MULTILINE)
+        text = "\n".join(f"{label}: {url}" if tag in line else line
+                         for line in text.split("\n"))
     return replace(email, html=html, text=text)
 
 
@@ -323,7 +325,7 @@ def publish_after_send(settings: Settings, store: Store, key: str) -> str | None
     the send itself went well (`digest archive` can be run again)."""
     try:
         publish_issue(settings, store, key)
-    except DigestError as exc:
+    except (DigestError, OSError, sqlite3.Error) as exc:
         return f"the archive was not updated: {exc} (run digest archive to retry)"
     return None
 

@@ -229,6 +229,14 @@ def test_archive_keys_that_do_not_fit_are_named(tmp_path, env, extra, message):
         assert (result.exit_code, result.stderr) == (1, f"Error: {config}: {message}\n")
 
 
+def test_digest_archive_names_the_path_it_cannot_write(tmp_path, env):
+    config = write_send_site(tmp_path, extra=ARCHIVE)
+    (tmp_path / "blocked").write_text("a file, not a folder")
+    result = digest(config, "archive", "--out", str(tmp_path / "blocked" / "site"))
+    assert (result.exit_code, result.stderr) == (
+        1, f"Error: cannot write {tmp_path}/blocked/site/index.html: Not a directory\n")
+
+
 def test_archive_without_a_folder_asks_for_out(tmp_path, env):
     config = write_send_site(tmp_path)
     result = digest(config, "archive")
