@@ -237,6 +237,19 @@ def test_digest_archive_names_the_path_it_cannot_write(tmp_path, env):
         1, f"Error: cannot write {tmp_path}/blocked/site/index.html: Not a directory\n")
 
 
+def test_check_warns_when_a_sites_own_template_has_no_view_link(tmp_path, env):
+    config = write_send_site(tmp_path, extra=ARCHIVE)
+    assert digest(config, "check").stderr == ""
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "email.txt.j2").write_text(
+        "{{ site.name }}\n{{ intro }}\nUnsubscribe: {{ unsubscribe_url }}\n"
+        "{% for article in articles %}{{ article.url }}\n{% endfor %}")
+    result = digest(config, "check")
+    assert (result.exit_code, result.stderr) == (0, (
+        'Warning: rendered email: the text part has no "View in browser" link '
+        "({{ view_url }}), though archive.url is set\n"))
+
+
 def test_archive_without_a_folder_asks_for_out(tmp_path, env):
     config = write_send_site(tmp_path)
     result = digest(config, "archive")
@@ -398,16 +411,19 @@ def test_the_bar_and_the_index_keep_a_contrast_of_4_5(browser, pages, scheme):
 def test_digest_web_serves_the_archive_with_its_headers_and_404s_the_rest(tmp_path):
     settings = site_settings(
         tmp_path, extra='[archive]\ndir = "archive"\nurl = "https://web.example.org/archive"\n')
-    archive.write_changed(tmp_path / "archive", archive.archive_files([busy_entry()], site()))
+    manual = busy_entry("2026-11-01..2026-11-07", datetime(2026, 11, 8, tzinfo=UTC))
+    archive.write_changed(tmp_path / "archive",
+                          archive.archive_files([busy_entry(), manual], site()))
     with serving(settings, Clock()) as served:
         index = http("GET", f"{served.url}/archive/")
         page = http("GET", f"{served.url}/archive/2026-W48/")
+        by_hand = http("GET", f"{served.url}/archive/2026-11-01..2026-11-07/")
         feed = http("GET", f"{served.url}/archive/feed.xml")
         bare = http("GET", f"{served.url}/archive/2026-W48")
         missing = [http("GET", f"{served.url}/archive/{path}") for path in (
             "2026-W47/", "2026-W48/nope.html", "../digest.db", "%2e%2e/digest.db",
             ".hidden")]
-    assert (index.status, page.status, feed.status) == (200, 200, 200)
+    assert (index.status, page.status, feed.status, by_hand.status) == (200, 200, 200, 200)
     assert "Example News" in index.body and "2026-W48/" in index.body
     assert f'<link rel="canonical" href="{URL}/2026-W48/">' in page.body
     assert feed.body.startswith("<?xml")
