@@ -14,7 +14,7 @@ from helpers import BERLIN, busy_week, make_settings
 from send_support import API_KEY, NOW, SECRET, add_readers, digest, set_send_environment
 from send_support import write_site as write_send_site
 from sendgrid_server import SendGridServer
-from test_browser import CONTRAST_JS
+from test_browser import CONTRAST_JS, open_page
 from web_support import Clock, http, serving, site_settings
 
 from digest import archive
@@ -361,9 +361,8 @@ OVERFLOW_JS = """
 
 @pytest.fixture(scope="module")
 def pages():
-    long_subject = busy_entry()
-    files = archive.archive_files([long_subject, busy_entry("2026-W49", datetime(
-        2026, 12, 6, 9, tzinfo=UTC))], site())
+    later = busy_entry("2026-W49", datetime(2026, 12, 6, 9, tzinfo=UTC))
+    files = archive.archive_files([busy_entry(), later], site())
     return {name: text for name, text in files.items() if name.endswith(".html")}
 
 
@@ -371,9 +370,7 @@ def pages():
 @pytest.mark.parametrize("width", WIDTHS)
 def test_no_horizontal_overflow_on_any_page(browser, pages, width):
     for name, html in pages.items():
-        page = browser.new_page(viewport={"width": width, "height": 800})
-        page.route("**/*", lambda route: route.abort())
-        page.set_content(html, wait_until="domcontentloaded")
+        page = open_page(browser, html, width)
         assert page.evaluate(OVERFLOW_JS) <= width, (name, width)
         assert page.title()
         page.close()
@@ -381,9 +378,7 @@ def test_no_horizontal_overflow_on_any_page(browser, pages, width):
 
 @pytest.mark.browser
 def test_the_bar_and_the_email_share_one_column_on_desktop(browser, pages):
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    page.route("**/*", lambda route: route.abort())
-    page.set_content(pages["2026-W48/index.html"], wait_until="domcontentloaded")
+    page = open_page(browser, pages["2026-W48/index.html"], 1280)
     bar = page.evaluate("document.querySelector('.archive-bar').getBoundingClientRect().width")
     column = page.evaluate(
         "Math.max(...[...document.querySelectorAll('div[style*=\"max-width:600px\"]')]"
@@ -396,9 +391,7 @@ def test_the_bar_and_the_email_share_one_column_on_desktop(browser, pages):
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_the_bar_and_the_index_keep_a_contrast_of_4_5(browser, pages, scheme):
     for name in ("index.html", "2026-W48/index.html"):
-        page = browser.new_page(viewport={"width": 375, "height": 800}, color_scheme=scheme)
-        page.route("**/*", lambda route: route.abort())
-        page.set_content(pages[name], wait_until="domcontentloaded")
+        page = open_page(browser, pages[name], 375, scheme)
         results = page.evaluate(CONTRAST_JS)
         page.close()
         assert len(results) > 5
