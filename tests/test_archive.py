@@ -177,6 +177,13 @@ def test_no_token_or_address_anywhere_in_the_archive(tmp_path, env):
             assert secret.encode() not in data, (name, secret)
 
 
+def test_a_dry_run_writes_no_archive(tmp_path, env):
+    config = archive_site(tmp_path, "http://127.0.0.1:9")
+    result = digest(config, "weekly", "--now", NOW, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "public").exists()
+
+
 def test_a_folder_that_cannot_be_written_stops_the_send_before_any_email(tmp_path, env):
     with SendGridServer(api_key=API_KEY) as server:
         config = archive_site(tmp_path, server.url,
