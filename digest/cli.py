@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from digest import __version__, pipeline, send, subscriber_files, subscribers
+from digest import __version__, archive, pipeline, send, subscriber_files, subscribers
 from digest.config import Settings, find_config, load_settings, sender_problems
 from digest.content import LoadResult
 from digest.errors import DigestError
@@ -452,6 +452,10 @@ class Job:
         if self.dry_run:
             click.echo(f"Dry run: issue {key} is planned; nothing sent.")
             return
+        # The archive page the emails' "View in browser" links point to, before the first
+        # email goes out; after a successful send, the page, index and feed again.
+        if published := archive.publish_page(self.settings, store, key):
+            click.echo(f"Archive page of {key}: {published.out / published.page(key)}")
         sender = send.Sender(store, self.transport, self.settings, self.secret,
                              workers=self.settings["sendgrid.concurrency"])
         counts = Ledger(store).counts(key)
@@ -462,6 +466,8 @@ class Job:
         print_summary(key, summary, counts["skipped"])
         if not summary.ok:
             raise SystemExit(1)
+        if warning := archive.publish_after_send(self.settings, store, key):
+            click.echo(f"Warning: {warning}", err=True)
 
 
 def already_sent(issue: IssueRow | None) -> bool:
@@ -594,6 +600,35 @@ def print_preview(built: pipeline.Built, paths: Sequence[Path], settings: Settin
 
 def plural(count: int, word: str, many: str | None = None) -> str:
     return word if count == 1 else (many or f"{word}s")
+
+
+# The web archive
+
+
+@cli.command("archive")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder to write into (default: archive.dir from the config).")
+@click.option("--segments", is_flag=True,
+              help="Also write each segment's version of every issue, at ISSUE/SEGMENT/.")
+@pass_app
+def archive_command(app: App, out: Path | None, segments: bool) -> None:
+    """Write the web archive of the sent issues: a page per issue, index.html, feed.xml.
+
+    Each page is the whole issue (every category), with no reader's token in it: its
+    unsubscribe and preferences links go to the sign-up page. Only files whose content
+    changed are written, so running it again changes nothing. weekly, daily and send
+    write an issue's page themselves when archive.dir is set.
+    """
+    written = archive.publish(app.settings, out, segments=segments)
+    for relative, findings in written.findings.items():
+        for finding in findings:
+            click.echo(f"{finding.level.capitalize()}: {written.out / relative}: "
+                       f"{finding.message}", err=True)
+    for relative in written.changed:
+        click.echo(f"Wrote {written.out / relative}")
+    changed, same = len(written.changed), len(written.unchanged)
+    click.echo(f"Archive in {written.out}: {changed} {plural(changed, 'file')} written, "
+               f"{same} unchanged.")
 
 
 # Live preview

@@ -52,6 +52,10 @@ SPEC: dict[str, tuple[type, Any]] = {
     "web.secret_key": (str, ""),
     "web.base_url": (str, ""),
     "web.proxies": (int, 0),
+    "archive.dir": (str, ""),
+    "archive.url": (str, ""),
+    "archive.signup_url": (str, ""),
+    "archive.manage_url": (str, ""),
 }
 ENV_OVERRIDES = {
     "SENDGRID_API_URL": "sendgrid.api_url",
@@ -67,7 +71,8 @@ TRANSPORTS = ("sendgrid", "files")
 MAXIMUMS = {"selection.per_category": 1000, "selection.total": 1000,
             "email.size_budget_kb": 1024, "sendgrid.timeout": 600,
             "sendgrid.concurrency": 16}
-URL_KEYS = ("site.base_url", "web.base_url", "sendgrid.api_url")
+URL_KEYS = ("site.base_url", "web.base_url", "sendgrid.api_url", "archive.url",
+            "archive.signup_url", "archive.manage_url")
 UNSUBSCRIBE_FIELDS = ("base_url", "web_url", "token")
 CATEGORY_URL_FIELDS = ("base_url", "category")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # no one-line value (address, name) may hold one
@@ -124,6 +129,18 @@ class Settings:
     def web_url(self) -> str:
         """Where the readers' web app is reached: web.base_url, else site.base_url."""
         return (self.values.get("web.base_url") or self.values["site.base_url"]).rstrip("/")
+
+    @property
+    def archive_dir(self) -> Path | None:
+        """Where the archive's pages are written (archive.dir), or None when not set."""
+        folder = self.values.get("archive.dir", "")
+        return self.root / folder if folder else None
+
+    @property
+    def archive_url(self) -> str:
+        """The absolute URL the archive is published at, without a trailing slash; empty
+        when there is no archive (no "View in browser" link then)."""
+        return str(self.values.get("archive.url", "")).rstrip("/")
 
     @property
     def sender(self) -> tuple[str | None, str]:
@@ -247,6 +264,7 @@ def value_problems(values: Mapping[str, Any]) -> list[str]:
     problems += unsubscribe_url_problems(values["unsubscribe.url"])
     problems += source_problems(values)
     problems += address_problems(values)
+    problems += archive_problems(values)
     if values["web.proxies"] < 0:
         problems.append(f"web.proxies must be 0 or more, not {values['web.proxies']}")
     if values["delivery.transport"] not in TRANSPORTS:
@@ -264,6 +282,17 @@ def url_problems(values: Mapping[str, Any]) -> list[str]:
     checked = [key for key in URL_KEYS if values[key] or key == "sendgrid.api_url"]
     return problems + [f"{key} {problem}" for key in checked
                        if (problem := http_url_problem(values[key]))]
+
+
+def archive_problems(values: Mapping[str, Any]) -> list[str]:
+    """archive.dir and archive.url go together: the emails link to the pages digest writes."""
+    if values["archive.dir"] and not values["archive.url"]:
+        return ["archive.url is required when archive.dir is set (the absolute URL the "
+                "archive's pages are published at, e.g. https://example.org/newsletter)"]
+    if values["archive.url"] and not values["archive.dir"]:
+        return ["archive.dir is required when archive.url is set (the folder digest writes "
+                "the pages the emails link to)"]
+    return []
 
 
 def http_url_problem(value: str) -> str | None:

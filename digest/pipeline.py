@@ -81,6 +81,7 @@ def site_of(settings: Settings) -> Site:
         timezone=settings.timezone,
         postal_address=settings["email.postal_address"],
         category_url_pattern=settings["content.category_url_pattern"],
+        archive_url=settings.archive_url,
     )
 
 
@@ -259,8 +260,18 @@ def check_site(settings: Settings) -> CheckReport:
         report.warnings.append(f"rendering all articles at once trimmed {built.trimmed} of them "
                                "to stay under the size budget")
     add_findings(report, "rendered email", quality_of(built, settings.unsubscribe_url("check")))
+    report.warnings.extend(view_link_problems(settings, built))
     check_preview(settings, loaded.articles, report)
     return report
+
+
+def view_link_problems(settings: Settings, built: Built) -> list[str]:
+    """With archive.url set, each part of the email must link to the issue's archive page
+    (a site's own template may predate the link)."""
+    url = site_of(settings).view_url(built.issue.key)
+    parts = (("HTML", built.email.html), ("text part", built.email.text))
+    return [f"rendered email: the {part} has no \"View in browser\" link ({{{{ view_url }}}}), "
+            "though archive.url is set" for part, body in parts if url and url not in body]
 
 
 def check_preview(settings: Settings, articles: Sequence[Article], report: CheckReport) -> None:

@@ -53,6 +53,7 @@ class Site:
     timezone: ZoneInfo = UTC
     postal_address: str = ""
     category_url_pattern: str = "{base_url}/category/{category}"
+    archive_url: str = ""  # archive.url: each email links to its issue's page there
 
     @property
     def domain(self) -> str:
@@ -62,6 +63,20 @@ class Site:
         return self.category_url_pattern.format(
             base_url=self.base_url.rstrip("/"), category=slugify(category)
         )
+
+    def view_url(self, key: str) -> str | None:
+        """The issue's archive page ("View in browser"), or None without an archive."""
+        return issue_page_url(self.archive_url, key) if self.archive_url else None
+
+
+def archive_slug(key: str) -> str:
+    """An issue key as one path segment of the archive (keys are safe already:
+    `2026-W48`, `2026-11-01..2026-11-07`; anything else becomes `-`)."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-._") else "-" for c in key)
+
+
+def issue_page_url(archive_url: str, key: str) -> str:
+    return f"{archive_url.rstrip('/')}/{archive_slug(key)}/"
 
 
 @dataclass(frozen=True)
@@ -181,6 +196,7 @@ class Renderer:
             "unsubscribe_url": unsubscribe_url,
             "preferences_url": preferences_url,
             "block_mark": Markup(BLOCK_MARK),
+            "view_url": self.site.view_url(issue.key),
         }
 
 

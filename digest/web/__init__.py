@@ -53,7 +53,7 @@ MAX_FORM_BYTES = 64 * 1024
 
 # Blueprints other parts of digest add, registered when their module exists.
 # digest.web.hooks (SendGrid's event webhook, issue 7) exposes `blueprint`.
-OPTIONAL_BLUEPRINTS = ("digest.web.hooks",)
+OPTIONAL_BLUEPRINTS = ("digest.web.hooks", "digest.web.archive")
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": ("default-src 'none'; style-src 'self'; img-src 'self'; "
@@ -143,7 +143,8 @@ def register_optional_blueprints(app: Flask) -> None:
 
 
 def security_headers(response: Response) -> Response:
-    response.headers.update(SECURITY_HEADERS)
+    for name, value in SECURITY_HEADERS.items():  # a page may set its own CSP (/archive/)
+        response.headers.setdefault(name, value)
     if request.endpoint != "static":
         response.headers["Cache-Control"] = "no-store"
     return response
