@@ -179,10 +179,10 @@ def merge(layers: Sequence[Catalog], locale: Locale) -> Catalog:
     top = layers[-1]
     merged = Catalog(locale=locale, domain=DOMAIN, fuzzy=False)
     merged.mime_headers = top.mime_headers
-    for layer in layers:
-        for message in layer:
-            if translated(message):
-                merged[message.id] = message
+    chosen = {message.id: message for layer in layers for message in layer
+              if translated(message)}  # a later layer's message replaces an earlier one's
+    for message in chosen.values():
+        merged[message.id] = message
     return merged
 
 

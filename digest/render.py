@@ -7,6 +7,7 @@ the site's `templates/` first, the shipped defaults after.
 from __future__ import annotations
 
 import logging
+import re
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -222,8 +223,11 @@ def more_heading(period: str, language: Language) -> str:
         language.gettext("More this week")
 
 
+SPACES = re.compile(r"[^\S\u00a0\u202f]+")  # no-break spaces stay (French `Nom\u00a0:`)
+
+
 def one_line(text: str) -> str:
-    return " ".join(text.split())
+    return SPACES.sub(" ", text).strip(" \t\r\n\f\v")
 
 
 def fit_preheader(text: str, context: dict[str, Any], language: Language) -> str:
