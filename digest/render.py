@@ -121,6 +121,7 @@ class Renderer:
             "when": when(period, words),
             "more_heading": more_heading(period, words),
             "direction": words.direction,
+            "start_side": "right" if words.direction == "rtl" else "left",
             "top_categories": [s.category for s in issue.sections if s.articles][:2],
             "issue_label": window_label(issue, self.site.timezone, words),
             "intro": intro(len(articles), issue.more, period, words),
