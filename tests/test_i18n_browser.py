@@ -102,8 +102,9 @@ def test_a_right_to_left_email_at_375_px(browser):
         leftmost = page.evaluate("Math.min(...[...document.body.querySelectorAll('*')]"
                                  ".map(e => e.getBoundingClientRect().left))")
         assert widest <= WIDTH and leftmost >= 0
-        heading = page.locator("h3").first
-        assert heading.evaluate("e => getComputedStyle(e).direction") == "rtl"
+        direction = "e => getComputedStyle(e).direction"
+        assert page.locator("h2").first.evaluate(direction) == "rtl"  # digest's own words
+        assert page.locator("h3").first.evaluate(direction) == "ltr"  # an English title
         date = page.locator("p.meta").nth(1)  # an article's date, Arabic, flush right
         box, text_box = date.bounding_box(), date.evaluate(
             "e => { const r = document.createRange(); r.selectNodeContents(e);"
