@@ -37,6 +37,7 @@ LOCALES_DIR = Path(__file__).parent / "locales"
 TEMPLATE_CATALOG = LOCALES_DIR / "messages.pot"
 DOMAIN = "digest"
 SHOWN_MISSING = 3  # untranslated strings quoted in a warning
+MessageId = str | tuple[str, ...] | list[str]  # Babel's: a plural's id is (singular, plural)
 
 
 def N_(message: str) -> str:
@@ -162,7 +163,11 @@ def read_catalog(path: Path) -> Catalog:
             return read_po(handle, abort_invalid=True)
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: {not_utf8(exc)}") from None
-    except (PoFileError, ValueError) as exc:
+    except PoFileError as exc:  # Babel counts lines from 0, and says "on N"
+        reason = re.sub(r" on \d+$", "", str(exc))
+        raise ConfigError(f"{path}:{exc.lineno + 1}: not a valid .po catalog: {reason}: "
+                          f"{exc.line!r}") from None
+    except ValueError as exc:  # e.g. a Language header Babel does not know
         raise ConfigError(f"{path}: not a valid .po catalog: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
@@ -194,7 +199,7 @@ def compile_catalog(catalog: Catalog) -> Translations:
 
 
 @functools.cache
-def shipped_ids() -> tuple[str | tuple[str, ...], ...]:
+def shipped_ids() -> tuple[MessageId, ...]:
     """Every string digest itself writes: the ids of the shipped template catalog."""
     return tuple(message.id for message in read_catalog(TEMPLATE_CATALOG) if message.id)
 
@@ -324,5 +329,5 @@ def shipped_catalog(locale: Locale) -> Catalog | None:
     return read_catalog(path) if path else None
 
 
-def blank(message_id: str | tuple[str, ...], plurals: int) -> str | tuple[str, ...]:
-    return ("",) * plurals if isinstance(message_id, tuple) else ""
+def blank(message_id: MessageId, plurals: int) -> str | tuple[str, ...]:
+    return ("",) * plurals if isinstance(message_id, tuple | list) else ""

@@ -318,3 +318,17 @@ def test_translations_init_of_an_unknown_code():
 
 def test_settings_language_is_a_bcp47_tag():
     assert make_settings(site__language="de_AT").language == "de-AT"
+
+
+def test_a_broken_site_catalog_is_an_error_naming_the_file(tmp_path):
+    (tmp_path / "de.po").write_text('msgid "Unsubscribe"\nmsgstr "Abmelden"\n\nAbmelden\n',
+                                    encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        render("de", tmp_path)
+    assert str(caught.value) == (f"{tmp_path / 'de.po'}:4: not a valid .po catalog: Unknown "
+                                 "or misformatted keyword: 'Abmelden'")
+    (tmp_path / "de.po").write_bytes(b'msgid "Unsubscribe"\nmsgstr "Abmelden \xff"\n')
+    with pytest.raises(ConfigError) as caught:
+        render("de", tmp_path)
+    assert str(caught.value).startswith(f"{tmp_path / 'de.po'}: ")
+    assert "UTF-8" in str(caught.value)
