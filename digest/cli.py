@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from digest import __version__, archive, pipeline, send, subscriber_files, subscribers
+from digest import __version__, archive, i18n, pipeline, send, subscriber_files, subscribers
 from digest.config import Settings, find_config, load_settings, sender_problems
 from digest.content import LoadResult
 from digest.errors import DigestError
@@ -535,10 +535,12 @@ def send_test_copy(settings: Settings, since: datetime | None, until: datetime |
         key = manual_key(since.date(), until.date())
         window = dates_window(since.date(), until.date(), settings.timezone)
     loaded = load_and_warn(settings, strict=False)
+    renderer = pipeline.renderer_for(settings)
     built = pipeline.build_issue(loaded.articles, key=key, window=window, settings=settings,
-                                 renderer=pipeline.renderer_for(settings),
+                                 renderer=renderer,
                                  unsubscribe_url=settings.unsubscribe_url("test-copy"))
-    findings = pipeline.quality_of(built, settings.unsubscribe_url("test-copy"))
+    findings = pipeline.quality_of(built, settings.unsubscribe_url("test-copy"),
+                                   language=renderer.language)
     for finding in findings:
         click.echo(f"{finding.level.capitalize()}: {finding.message}", err=True)
     send.gate([("test", finding) for finding in findings], force)
@@ -754,6 +756,22 @@ def stats_command(app: App, issue_key_: str | None, as_json: bool) -> None:
 
 
 # Subscribers
+
+
+@cli.group("translations")
+def translations_group() -> None:
+    """The site's own catalogs of digest's words (see README, Languages)."""
+
+
+@translations_group.command("init")
+@click.argument("language")
+@pass_app
+def translations_init(app: App, language: str) -> None:
+    """Start templates/LANGUAGE.po: translate it, and digest uses it over the shipped one."""
+    started = i18n.init_catalog(language, app.settings.templates_dir)
+    click.echo(f"Wrote {started.path}: {started.strings} strings, {started.filled} filled in "
+               "from digest's own catalog. Translate the empty msgstr lines; the site's "
+               "catalog wins over the shipped one.")
 
 
 @cli.group("subscribers")

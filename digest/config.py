@@ -18,6 +18,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from digest.errors import ConfigError
 from digest.feeds import feed_sources
+from digest.i18n import language_problem, parse_locale, tag_of
 
 CONFIG_NAME = "digest.toml"
 
@@ -103,7 +104,8 @@ class Settings:
 
     @property
     def language(self) -> str:
-        return self.values["site.language"]
+        """The BCP 47 tag of site.language: `de`, `de-AT` (`de_AT` is read as well)."""
+        return tag_of(parse_locale(self.values["site.language"]))
 
     @property
     def timezone(self) -> ZoneInfo:
@@ -258,6 +260,8 @@ def value_problems(values: Mapping[str, Any]) -> list[str]:
         ZoneInfo(values["site.timezone"])
     except (ZoneInfoNotFoundError, ValueError):
         problems.append(f"site.timezone: unknown time zone {values['site.timezone']!r}")
+    if problem := language_problem(values["site.language"]):
+        problems.append(problem)
     problems += bound_problems(values)
     problems += pattern_problems("content.category_url_pattern",
                                  values["content.category_url_pattern"], CATEGORY_URL_FIELDS)

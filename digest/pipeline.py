@@ -17,6 +17,7 @@ from digest.config import Settings, sender_problems
 from digest.content import Article, LoadOptions, LoadResult, load_articles
 from digest.errors import DigestError, TemplateError, WindowError
 from digest.feeds import FeedLoad, combine, feed_cache_path, feed_sources, load_feeds
+from digest.i18n import Language, html_lang, language_findings
 from digest.quality import Finding, check_email
 from digest.render import Email, Renderer, Site
 from digest.segments import Segment, plan_segments
@@ -118,7 +119,7 @@ def build_preview(
     whole = build_issue(articles, key=key, window=window, settings=settings,
                         renderer=renderer, categories=categories, **links)
     return Preview(whole, store_segments(settings, articles, whole, renderer, cadence),
-                   tuple(quality_of(whole, links["unsubscribe_url"])))
+                   tuple(quality_of(whole, links["unsubscribe_url"], language=renderer.language)))
 
 
 def preview_window(
@@ -249,9 +250,10 @@ def check_site(settings: Settings) -> CheckReport:
         report.problems.append(f"{settings.content_dir}: no readable article")
         return report
     try:
+        renderer = renderer_for(settings)
         built = build_issue(
             loaded.articles, key="check", window=span(loaded.articles), settings=settings,
-            renderer=renderer_for(settings), unsubscribe_url=settings.unsubscribe_url("check"),
+            renderer=renderer, unsubscribe_url=settings.unsubscribe_url("check"),
         )
     except TemplateError as exc:
         report.problems.append(str(exc))
@@ -259,7 +261,8 @@ def check_site(settings: Settings) -> CheckReport:
     if built.trimmed:
         report.warnings.append(f"rendering all articles at once trimmed {built.trimmed} of them "
                                "to stay under the size budget")
-    add_findings(report, "rendered email", quality_of(built, settings.unsubscribe_url("check")))
+    add_findings(report, "rendered email", quality_of(built, settings.unsubscribe_url("check"),
+                                                      language=renderer.language))
     report.warnings.extend(view_link_problems(settings, built))
     check_preview(settings, loaded.articles, report)
     return report
@@ -293,15 +296,20 @@ def add_findings(report: CheckReport, label: str, findings: Sequence[Finding]) -
 
 
 def quality_of(built: Built, unsubscribe_url: str,
-               samples: Mapping[str, str] | None = None) -> list[Finding]:
+               samples: Mapping[str, str] | None = None,
+               language: Language | None = None) -> list[Finding]:
     """The quality findings; `samples` fills substitution tags with URLs of the shape each
-    reader's will have, so those links are checked too."""
+    reader's will have, so those links are checked too; with `language`, the site
+    language's warnings (digest.i18n.language_findings) come last."""
     html, text = built.email.html, built.email.text
     for tag, url in (samples or {}).items():
         html, text = html.replace(tag, url), text.replace(tag, url)
     unsubscribe_url = (samples or {}).get(unsubscribe_url, unsubscribe_url)
-    return check_email(html, text, unsubscribe_url=unsubscribe_url,
-                       article_urls=[article.url for article in built.issue.articles])
+    findings = check_email(html, text, unsubscribe_url=unsubscribe_url,
+                           article_urls=[article.url for article in built.issue.articles])
+    if language is not None:
+        findings += language_findings(language, html_lang(html))
+    return findings
 
 
 def duplicate_slugs(articles: Sequence[Article]) -> list[str]:
@@ -379,6 +387,6 @@ def render_one(categories: tuple[str, ...], job: dict[str, Any] | None = None
                         settings=job["settings"], renderer=job["renderer"],
                         unsubscribe_url=job["unsubscribe_url"], categories=categories,
                         preferences_url=job.get("preferences_url"))
-    findings = quality_of(built, job["unsubscribe_url"], job.get("samples")) \
-        if job["check"] else []
+    findings = quality_of(built, job["unsubscribe_url"], job.get("samples"),
+                          language=job["renderer"].language) if job["check"] else []
     return built, tuple(findings)

@@ -12,7 +12,7 @@ import re
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -26,6 +26,7 @@ from premailer import Premailer
 
 from digest.content import slugify
 from digest.errors import DigestError, TemplateError, not_utf8
+from digest.i18n import Language, load_language
 from digest.select import Issue
 
 DOCTYPE = "<!doctype html>"
@@ -149,9 +150,10 @@ class Renderer:
 
     def __init__(self, site: Site, templates_dir: Path | None = None) -> None:
         self.site = site
+        self.language = load_language(site.language, templates_dir)
         dirs = [d for d in (templates_dir, default_templates_dir()) if d and d.is_dir()]
-        self.html_env = make_env(dirs, autoescape=True, site=site)
-        self.text_env = make_env(dirs, autoescape=False, site=site)
+        self.html_env = make_env(dirs, autoescape=True, site=site, language=self.language)
+        self.text_env = make_env(dirs, autoescape=False, site=site, language=self.language)
         self.blocks = Blocks()
 
     def render(
@@ -160,7 +162,7 @@ class Renderer:
         context = self.context(issue, unsubscribe_url, preferences_url)
         subject = one_line(self.fill("subject.txt.j2", context, text=True))
         preheader = fit_preheader(one_line(self.fill("preheader.txt.j2", context, text=True)),
-                                  context)
+                                  context, self.language)
         context.update(subject=subject, preheader=preheader)
         html = self.blocks.to_html(self.fill("email.mjml.j2", context)).replace(BLOCK, "")
         text = self.fill("email.txt.j2", context, text=True).strip() + "\n"
@@ -179,7 +181,7 @@ class Renderer:
     def context(
         self, issue: Issue, unsubscribe_url: str, preferences_url: str | None
     ) -> dict[str, Any]:
-        articles = issue.articles
+        articles, words = issue.articles, self.language
         period = "day" if issue.window.end - issue.window.start <= timedelta(days=1) else "week"
         return {
             "site": self.site,
@@ -188,10 +190,13 @@ class Renderer:
             "articles": articles,
             "count": len(articles),
             "period": period,
-            "when": when(period),
+            "when": when(period, words),
+            "more_heading": more_heading(period, words),
+            "direction": words.direction,
+            "start_side": "right" if words.direction == "rtl" else "left",
             "top_categories": [s.category for s in issue.sections if s.articles][:2],
-            "issue_label": window_label(issue, self.site.timezone),
-            "intro": intro(len(articles), issue.more, period),
+            "issue_label": window_label(issue, self.site.timezone, words),
+            "intro": intro(len(articles), issue.more, period, words),
             "category_url": self.site.category_url,
             "unsubscribe_url": unsubscribe_url,
             "preferences_url": preferences_url,
@@ -240,17 +245,24 @@ class SiteLoader(jinja2.FileSystemLoader):
             raise TemplateError(f"{path}: {not_utf8(exc)}") from None
 
 
-def make_env(dirs: Sequence[Path], *, autoescape: bool, site: Site) -> jinja2.Environment:
+def make_env(dirs: Sequence[Path], *, autoescape: bool, site: Site,
+             language: Language) -> jinja2.Environment:
+    """An environment with the i18n extension: `{% trans %}` blocks and `_()` use the
+    site's catalog; `local_date`, `join_names` and `number` follow its locale."""
     env = jinja2.Environment(
         loader=SiteLoader([str(d) for d in dirs]),
         autoescape=autoescape,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
+        extensions=["jinja2.ext.i18n"],
     )
-    env.filters["local_date"] = local_date_filter(site.timezone)
+    env.policies["ext.i18n.trimmed"] = True
+    env.install_gettext_translations(language.translations, newstyle=True)  # type: ignore[attr-defined]
+    env.filters["local_date"] = language.date_filter(site.timezone)
+    env.filters["join_names"] = language.join
+    env.filters["number"] = language.number
     if not autoescape:  # the text part wraps the same excerpts in every segment's email
         env.filters["wordwrap"] = cached_wordwrap
-    env.filters["join_names"] = join_names
     return env
 
 
@@ -265,48 +277,56 @@ def cached_wordwrap(environment: jinja2.Environment, text: str, width: int = 79,
                                       wrapstring, break_on_hyphens)
 
 
-def local_date_filter(tz: ZoneInfo) -> Callable[[datetime], str]:
-    def local_date(moment: datetime) -> str:
-        local = moment.astimezone(tz)
-        return f"{local:%a} {local.day} {local:%b %Y}"
-
-    return local_date
-
-
-def join_names(names: Sequence[str]) -> str:
-    if len(names) <= 1:
-        return "".join(names)
-    return f"{', '.join(names[:-1])} and {names[-1]}"
-
-
-def window_label(issue: Issue, tz: ZoneInfo) -> str:
+def window_label(issue: Issue, tz: ZoneInfo, language: Language) -> str:
     start = (issue.window.start + timedelta(microseconds=1)).astimezone(tz)
     end = issue.window.end.astimezone(tz)
     if start.date() == end.date():
-        return f"{end.day} {end:%B %Y}"
-    return f"{start.day} {start:%b} – {end.day} {end:%b %Y}"
+        return language.day(end.date())
+    return language.days(start.date(), end.date())
 
 
-def intro(count: int, more: int, period: str) -> str:
-    noun = "article" if count == 1 else "articles"
-    text = f"{count} {noun} {when(period)}"
-    return f"{text}, and {more} more on the site." if more else f"{text}."
+def intro(count: int, more: int, period: str, language: Language) -> str:
+    """`7 articles this week.`, and how many more the site has, in the site's language."""
+    extra = {"more": language.number(more)}
+    if period == "day" and more:
+        return language.ngettext("%(num)s article today, and %(more)s more on the site.",
+                                 "%(num)s articles today, and %(more)s more on the site.",
+                                 count, **extra)
+    if period == "day":
+        return language.ngettext("%(num)s article today.", "%(num)s articles today.", count)
+    if more:
+        return language.ngettext("%(num)s article this week, and %(more)s more on the site.",
+                                 "%(num)s articles this week, and %(more)s more on the site.",
+                                 count, **extra)
+    return language.ngettext("%(num)s article this week.", "%(num)s articles this week.", count)
 
 
-def when(period: str) -> str:
-    return "today" if period == "day" else f"this {period}"
+def when(period: str, language: Language) -> str:
+    return language.gettext("today") if period == "day" else language.gettext("this week")
+
+
+def more_heading(period: str, language: Language) -> str:
+    """The heading over the categories with no article shown, only a link."""
+    return language.gettext("More today") if period == "day" else \
+        language.gettext("More this week")
+
+
+SPACES = re.compile(r"[^\S\u00a0\u202f]+")  # no-break spaces stay (French `Nom\u00a0:`)
 
 
 def one_line(text: str) -> str:
-    return " ".join(text.split())
+    return SPACES.sub(" ", text).strip(" \t\r\n\f\v")
 
 
-def fit_preheader(text: str, context: dict[str, Any]) -> str:
+def fit_preheader(text: str, context: dict[str, Any], language: Language) -> str:
     """Between 40 and 140 characters: padded with the count, cut at a word."""
     if len(text) < PREHEADER_MIN:
         text = f"{text} · {context['intro']}".strip(" ·")
     if len(text) < PREHEADER_MIN:
-        text = f"{text} The {context['period']}'s picks from {context['site'].name}."
+        picks = (language.gettext("Today's picks from %(site)s.", site=context["site"].name)
+                 if context["period"] == "day" else
+                 language.gettext("The week's picks from %(site)s.", site=context["site"].name))
+        text = f"{text} {picks}"
     if len(text) > PREHEADER_MAX:
         text = text[: PREHEADER_MAX - 1].rsplit(" ", 1)[0].rstrip(" ·,;:") + "…"
     return text
