@@ -100,16 +100,20 @@ def run(root: Path, count: int, articles: int, schema: bool) -> str:
     generate(root / "content", articles)
     segments = populate(root / "digest.db", count)
     minimum = sum(math.ceil(size / 1000) for size in segments.values())
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_before = before.ru_utime + before.ru_stime
     with SendGridServer(api_key=API_KEY, schema=schema) as server:
         wall, prepared = weekly(root, server)
         requests = len(server.statuses)
         bodies = [accepted.body for accepted in server.accepted]
         addresses = len(server.accepted_count_by_address())
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak, cpu = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime - cpu_before
     floor = send_floor(bodies)
     return (f"send: {count} subscribers in {len(segments)} segments, {wall:.1f} s wall = "
             f"{wall / floor:.1f}x the floor ({floor:.2f} s), prepare {prepared:.1f} s "
             f"(load, select, render, plan, freeze), send {wall - prepared:.1f} s; "
+            f"digest's CPU {cpu:.1f} s, "
             f"peak RSS {peak:.0f} MB, {requests} requests (minimum {minimum}, "
             f"{(requests - minimum) / minimum:+.1%}), {addresses} addresses accepted, "
             f"server schema checks {'on' if schema else 'off'}")
