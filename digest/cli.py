@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from digest import __version__, init, pipeline, send, subscriber_files, subscribers
+from digest import __version__, archive, i18n, init, pipeline, send, subscriber_files, subscribers
 from digest.config import Settings, find_config, load_settings, sender_problems
 from digest.content import LoadResult
 from digest.errors import DigestError
@@ -52,10 +52,13 @@ class App:
 
     config_path: Path | None = None
     db_path: Path | None = None
+    offline: bool = False
 
     @cached_property
     def settings(self) -> Settings:
         settings = load_settings(find_config(self.config_path, Path.cwd()))
+        if self.offline:
+            settings = settings.override(pipeline.OFFLINE, True)
         if self.db_path is not None:
             return settings.override("store.path", str(self.db_path.resolve()))
         return settings
@@ -108,10 +111,11 @@ DATE = Day()
               help="Configuration file (default: ./digest.toml).")
 @click.option("--db", type=click.Path(path_type=Path, dir_okay=False),
               help="SQLite database (default: $DIGEST_DB, else store.path).")
+@click.option("--offline", is_flag=True, help="Read feeds from their cache only.")
 @click.pass_context
-def cli(ctx: click.Context, config: Path | None, db: Path | None) -> None:
-    """Build a newsletter digest from a folder of markdown articles."""
-    ctx.obj = App(config, db)
+def cli(ctx: click.Context, config: Path | None, db: Path | None, offline: bool) -> None:
+    """Build a newsletter digest from a folder of markdown articles and feeds."""
+    ctx.obj = App(config, db, offline)
 
 
 @cli.command()
@@ -459,6 +463,10 @@ class Job:
         if self.dry_run:
             click.echo(f"Dry run: issue {key} is planned; nothing sent.")
             return
+        # The archive page the emails' "View in browser" links point to, before the first
+        # email goes out; after a successful send, the page, index and feed again.
+        if published := archive.publish_page(self.settings, store, key):
+            click.echo(f"Archive page of {key}: {published.out / published.page(key)}")
         sender = send.Sender(store, self.transport, self.settings, self.secret,
                              workers=self.settings["sendgrid.concurrency"])
         counts = Ledger(store).counts(key)
@@ -469,6 +477,8 @@ class Job:
         print_summary(key, summary, counts["skipped"])
         if not summary.ok:
             raise SystemExit(1)
+        if warning := archive.publish_after_send(self.settings, store, key):
+            click.echo(f"Warning: {warning}", err=True)
 
 
 def already_sent(issue: IssueRow | None) -> bool:
@@ -536,11 +546,12 @@ def send_test_copy(settings: Settings, since: datetime | None, until: datetime |
         key = manual_key(since.date(), until.date())
         window = dates_window(since.date(), until.date(), settings.timezone)
     loaded = load_and_warn(settings, strict=False)
+    renderer = pipeline.renderer_for(settings)
     built = pipeline.build_issue(loaded.articles, key=key, window=window, settings=settings,
-                                 renderer=pipeline.renderer_for(settings),
+                                 renderer=renderer,
                                  unsubscribe_url=settings.unsubscribe_url("test-copy"))
     findings = pipeline.quality_of(built, settings.unsubscribe_url("test-copy"),
-                                   theme=settings.theme)
+                                   language=renderer.language, theme=settings.theme)
     for finding in findings:
         click.echo(f"{finding.level.capitalize()}: {finding.message}", err=True)
     send.gate([("test", finding) for finding in findings], force)
@@ -602,6 +613,35 @@ def print_preview(built: pipeline.Built, paths: Sequence[Path], settings: Settin
 
 def plural(count: int, word: str, many: str | None = None) -> str:
     return word if count == 1 else (many or f"{word}s")
+
+
+# The web archive
+
+
+@cli.command("archive")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder to write into (default: archive.dir from the config).")
+@click.option("--segments", is_flag=True,
+              help="Also write each segment's version of every issue, at ISSUE/SEGMENT/.")
+@pass_app
+def archive_command(app: App, out: Path | None, segments: bool) -> None:
+    """Write the web archive of the sent issues: a page per issue, index.html, feed.xml.
+
+    Each page is the whole issue (every category), with no reader's token in it: its
+    unsubscribe and preferences links go to the sign-up page. Only files whose content
+    changed are written, so running it again changes nothing. weekly, daily and send
+    write an issue's page themselves when archive.dir is set.
+    """
+    written = archive.publish(app.settings, out, segments=segments)
+    for relative, findings in written.findings.items():
+        for finding in findings:
+            click.echo(f"{finding.level.capitalize()}: {written.out / relative}: "
+                       f"{finding.message}", err=True)
+    for relative in written.changed:
+        click.echo(f"Wrote {written.out / relative}")
+    changed, same = len(written.changed), len(written.unchanged)
+    click.echo(f"Archive in {written.out}: {changed} {plural(changed, 'file')} written, "
+               f"{same} unchanged.")
 
 
 # Live preview
@@ -776,6 +816,22 @@ def templates_copy(folder: Path) -> None:
 
 
 # Subscribers
+
+
+@cli.group("translations")
+def translations_group() -> None:
+    """The site's own catalogs of digest's words (see README, Languages)."""
+
+
+@translations_group.command("init")
+@click.argument("language")
+@pass_app
+def translations_init(app: App, language: str) -> None:
+    """Start templates/LANGUAGE.po: translate it, and digest uses it over the shipped one."""
+    started = i18n.init_catalog(language, app.settings.templates_dir)
+    click.echo(f"Wrote {started.path}: {started.strings} strings, {started.filled} filled in "
+               "from digest's own catalog. Translate the empty msgstr lines; the site's "
+               "catalog wins over the shipped one.")
 
 
 @cli.group("subscribers")

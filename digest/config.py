@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from email_validator import EmailNotValidError, validate_email
 
 from digest.errors import ConfigError
+from digest.feeds import feed_sources
+from digest.i18n import language_problem, parse_locale, tag_of
 from digest.sites import URL_FIELDS
 from digest.theme import DEFAULTS as THEME_DEFAULTS
 from digest.theme import Theme, theme_problems
@@ -30,6 +32,7 @@ SPEC: dict[str, tuple[type, Any]] = {
     "site.language": (str, "en"),
     "site.timezone": (str, "UTC"),
     "content.dir": (str, "content"),
+    "content.feeds": (object, []),  # URLs, files or tables: checked by feeds.feed_sources
     "content.url_pattern": (str, "{base_url}/posts/{slug}"),
     "content.category_url_pattern": (str, "{base_url}/category/{category}"),
     "content.static_dir": (str, ""),
@@ -57,6 +60,10 @@ SPEC: dict[str, tuple[type, Any]] = {
     "web.base_url": (str, ""),
     "web.proxies": (int, 0),
     **{key: (type(default), default) for key, default in THEME_DEFAULTS.items()},
+    "archive.dir": (str, ""),
+    "archive.url": (str, ""),
+    "archive.signup_url": (str, ""),
+    "archive.manage_url": (str, ""),
 }
 ENV_OVERRIDES = {
     "SENDGRID_API_URL": "sendgrid.api_url",
@@ -72,7 +79,8 @@ TRANSPORTS = ("sendgrid", "files")
 MAXIMUMS = {"selection.per_category": 1000, "selection.total": 1000,
             "email.size_budget_kb": 1024, "sendgrid.timeout": 600,
             "sendgrid.concurrency": 16}
-URL_KEYS = ("site.base_url", "web.base_url", "sendgrid.api_url")
+URL_KEYS = ("site.base_url", "web.base_url", "sendgrid.api_url", "archive.url",
+            "archive.signup_url", "archive.manage_url")
 UNSUBSCRIBE_FIELDS = ("base_url", "web_url", "token")
 CATEGORY_URL_FIELDS = ("base_url", "category")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # no one-line value (address, name) may hold one
@@ -103,7 +111,8 @@ class Settings:
 
     @property
     def language(self) -> str:
-        return self.values["site.language"]
+        """The BCP 47 tag of site.language: `de`, `de-AT` (`de_AT` is read as well)."""
+        return tag_of(parse_locale(self.values["site.language"]))
 
     @property
     def timezone(self) -> ZoneInfo:
@@ -139,6 +148,18 @@ class Settings:
     def web_url(self) -> str:
         """Where the readers' web app is reached: web.base_url, else site.base_url."""
         return (self.values.get("web.base_url") or self.values["site.base_url"]).rstrip("/")
+
+    @property
+    def archive_dir(self) -> Path | None:
+        """Where the archive's pages are written (archive.dir), or None when not set."""
+        folder = self.values.get("archive.dir", "")
+        return self.root / folder if folder else None
+
+    @property
+    def archive_url(self) -> str:
+        """The absolute URL the archive is published at, without a trailing slash; empty
+        when there is no archive (no "View in browser" link then)."""
+        return str(self.values.get("archive.url", "")).rstrip("/")
 
     @property
     def sender(self) -> tuple[str | None, str]:
@@ -261,15 +282,19 @@ def value_problems(values: Mapping[str, Any]) -> list[str]:
         ZoneInfo(values["site.timezone"])
     except (ZoneInfoNotFoundError, ValueError):
         problems.append(f"site.timezone: unknown time zone {values['site.timezone']!r}")
+    if problem := language_problem(values["site.language"]):
+        problems.append(problem)
     problems += bound_problems(values)
     problems += pattern_problems("content.category_url_pattern",
                                  values["content.category_url_pattern"], CATEGORY_URL_FIELDS)
     problems += unsubscribe_url_problems(values["unsubscribe.url"])
+    problems += source_problems(values)
     problems += address_problems(values)
     problems += theme_problems(values)
     for section, pattern in values["content.section_url_patterns"].items():
         problems += pattern_problems(f"content.section_url_patterns.{section}", pattern,
                                      URL_FIELDS)
+    problems += archive_problems(values)
     if values["web.proxies"] < 0:
         problems.append(f"web.proxies must be 0 or more, not {values['web.proxies']}")
     if values["delivery.transport"] not in TRANSPORTS:
@@ -287,6 +312,17 @@ def url_problems(values: Mapping[str, Any]) -> list[str]:
     checked = [key for key in URL_KEYS if values[key] or key == "sendgrid.api_url"]
     return problems + [f"{key} {problem}" for key in checked
                        if (problem := http_url_problem(values[key]))]
+
+
+def archive_problems(values: Mapping[str, Any]) -> list[str]:
+    """archive.dir and archive.url go together: the emails link to the pages digest writes."""
+    if values["archive.dir"] and not values["archive.url"]:
+        return ["archive.url is required when archive.dir is set (the absolute URL the "
+                "archive's pages are published at, e.g. https://example.org/newsletter)"]
+    if values["archive.url"] and not values["archive.dir"]:
+        return ["archive.dir is required when archive.url is set (the folder digest writes "
+                "the pages the emails link to)"]
+    return []
 
 
 def http_url_problem(value: str) -> str | None:
@@ -335,6 +371,18 @@ def pattern_problems(key: str, pattern: str, fields: Collection[str]) -> list[st
         return [f"{key}: unknown placeholder {{{unknown[0]}}} (known: {', '.join(fields)})"]
     if problem := format_problem(pattern, fields):
         return [f"{key}: invalid pattern {pattern!r}: {problem}"]
+    return []
+
+
+def source_problems(values: Mapping[str, Any]) -> list[str]:
+    """content.feeds is well formed, and it or content.dir is set."""
+    try:
+        sources = feed_sources(values["content.feeds"])
+    except ConfigError as exc:
+        return [str(exc)]
+    if not sources and not values["content.dir"]:
+        return ["content.dir and content.feeds are both empty: set a folder of articles, "
+                "feeds, or both"]
     return []
 
 

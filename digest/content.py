@@ -144,7 +144,7 @@ class Article:
 
 @dataclass(frozen=True)
 class Problem:
-    path: Path
+    path: Path | str  # a file, or a feed's label
     field: str | None
     message: str
 
@@ -378,6 +378,7 @@ def build_article(meta: dict[str, Any], body: str, path: Path, options: LoadOpti
     cover_image = field(image, cover_address, options.base_url, url, place, value)
     if problems:
         raise ArticleInvalid(problems)
+    assert url is not None  # made whenever nothing else failed
     return Article(
         slug=slug,
         title=title,

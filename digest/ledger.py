@@ -154,6 +154,21 @@ class Ledger:
             (key, segment)).fetchone()
         return Email(subject, "", html, text)
 
+    def archived(self, key: str) -> Email | None:
+        """The whole issue as frozen for the web archive, if it has been."""
+        row = self.conn.execute(
+            "SELECT subject, preheader, html, text FROM issue_archive WHERE issue_key = ?",
+            (key,)).fetchone()
+        return Email(*row) if row else None
+
+    def archive(self, key: str, email: Email) -> None:
+        """Freeze the whole issue for the web archive (a second call changes nothing)."""
+        with self.store.transaction():
+            self.conn.execute(
+                "INSERT OR IGNORE INTO issue_archive (issue_key, subject, preheader, html, "
+                "text) VALUES (?, ?, ?, ?, ?)",
+                (key, email.subject, email.preheader, email.html, email.text))
+
     def mark(self, batch_id: int, status: str, *, message_id: str | None = None,
              reason: str | None = None) -> None:
         """Record a batch's state now (each call is its own committed transaction)."""

@@ -16,6 +16,8 @@ from digest.cache import cache_path
 from digest.config import Settings, sender_problems
 from digest.content import Article, LoadOptions, LoadResult, load_articles
 from digest.errors import DigestError, TemplateError, WindowError
+from digest.feeds import FeedLoad, combine, feed_cache_path, feed_sources, load_feeds
+from digest.i18n import Language, html_lang, language_findings
 from digest.quality import Finding, check_email
 from digest.render import Email, Renderer, Site
 from digest.segments import Segment, plan_segments
@@ -28,6 +30,7 @@ from digest.select import (
     issue_key,
     manual_key,
     select,
+    within,
 )
 from digest.site_files import SiteFiles
 from digest.store import Subscriber, open_store
@@ -53,9 +56,26 @@ def load_options(settings: Settings) -> LoadOptions:
     )
 
 
+OFFLINE = "run.offline"  # set by `digest --offline`: feeds are read from their cache only
+
+
 def load(settings: Settings, *, strict: bool = False, cached: bool = True) -> LoadResult:
+    """The markdown articles and the feeds' items, each article once."""
+    return combine(*load_sources(settings, strict=strict, cached=cached))
+
+
+def load_sources(settings: Settings, *, strict: bool = False, cached: bool = True
+                 ) -> tuple[LoadResult, FeedLoad]:
+    """The markdown folder's articles (none when content.dir is empty) and the feeds'."""
     cache = cache_path(settings.content_dir) if cached else None
-    return load_articles(settings.content_dir, load_options(settings), strict=strict, cache=cache)
+    local = LoadResult([], []) if not settings["content.dir"] else load_articles(
+        settings.content_dir, load_options(settings), strict=strict, cache=cache)
+    sources = feed_sources(settings.values.get("content.feeds") or [])
+    if not sources:
+        return local, FeedLoad([], [], [])
+    return local, load_feeds(sources, timezone=settings.timezone, root=settings.root,
+                             cache=cache and feed_cache_path(cache), strict=strict,
+                             offline=bool(settings.values.get(OFFLINE)))
 
 
 def site_of(settings: Settings) -> Site:
@@ -67,6 +87,7 @@ def site_of(settings: Settings) -> Site:
         postal_address=settings["email.postal_address"],
         category_url_pattern=settings["content.category_url_pattern"],
         theme=settings.theme,
+        archive_url=settings.archive_url,
     )
 
 
@@ -108,7 +129,8 @@ def build_preview(
     whole = build_issue(articles, key=key, window=window, settings=settings,
                         renderer=renderer, categories=categories, **links)
     return Preview(whole, store_segments(settings, articles, whole, renderer, cadence),
-                   tuple(quality_of(whole, links["unsubscribe_url"], theme=settings.theme)))
+                   tuple(quality_of(whole, links["unsubscribe_url"], language=renderer.language,
+                                    theme=settings.theme)))
 
 
 def preview_window(
@@ -226,19 +248,23 @@ class CheckReport:
 
 
 def check_site(settings: Settings) -> CheckReport:
-    """Every problem in the content, then a test render of all articles."""
-    loaded = load(settings)
-    report = CheckReport(len(loaded.articles), [str(p) for p in loaded.problems],
+    """Every problem in the content, then a test render of all articles. Feeds that cannot
+    be read now, or have failed on several runs, are warnings: the issue still goes out."""
+    local, fed = load_sources(settings)
+    loaded = combine(local, fed)
+    report = CheckReport(len(loaded.articles), [str(p) for p in local.problems],
                          duplicate_slugs(loaded.articles))
+    report.warnings.extend([*map(str, fed.problems), *fed.broken])
     report.warnings.extend(f"{problem}; sends refuse to start without it"
                            for problem in sender_problems(settings))
     if not loaded.articles:
         report.problems.append(f"{settings.content_dir}: no readable article")
         return report
     try:
+        renderer = renderer_for(settings)
         built = build_issue(
             loaded.articles, key="check", window=span(loaded.articles), settings=settings,
-            renderer=renderer_for(settings), unsubscribe_url=settings.unsubscribe_url("check"),
+            renderer=renderer, unsubscribe_url=settings.unsubscribe_url("check"),
         )
     except TemplateError as exc:
         report.problems.append(str(exc))
@@ -246,10 +272,21 @@ def check_site(settings: Settings) -> CheckReport:
     if built.trimmed:
         report.warnings.append(f"rendering all articles at once trimmed {built.trimmed} of them "
                                "to stay under the size budget")
-    add_findings(report, "rendered email",
-                 quality_of(built, settings.unsubscribe_url("check"), theme=settings.theme))
+    add_findings(report, "rendered email", quality_of(built, settings.unsubscribe_url("check"),
+                                                      language=renderer.language,
+                                                      theme=settings.theme))
+    report.warnings.extend(view_link_problems(settings, built))
     check_preview(settings, loaded.articles, report)
     return report
+
+
+def view_link_problems(settings: Settings, built: Built) -> list[str]:
+    """With archive.url set, each part of the email must link to the issue's archive page
+    (a site's own template may predate the link)."""
+    url = site_of(settings).view_url(built.issue.key)
+    parts = (("HTML", built.email.html), ("text part", built.email.text))
+    return [f"rendered email: the {part} has no \"View in browser\" link ({{{{ view_url }}}}), "
+            "though archive.url is set" for part, body in parts if url and url not in body]
 
 
 def check_preview(settings: Settings, articles: Sequence[Article], report: CheckReport) -> None:
@@ -271,18 +308,23 @@ def add_findings(report: CheckReport, label: str, findings: Sequence[Finding]) -
 
 
 def quality_of(built: Built, unsubscribe_url: str,
-               samples: Mapping[str, str] | None = None, *, theme: Theme | None = None
+               samples: Mapping[str, str] | None = None,
+               language: Language | None = None, *, theme: Theme | None = None
                ) -> list[Finding]:
     """The quality findings; `samples` fills substitution tags with URLs of the shape each
-    reader's will have, so those links are checked too; the `theme`'s colours are checked
-    for contrast, light and dark."""
+    reader's will have, so those links are checked too; with `language`, the site
+    language's warnings (digest.i18n.language_findings) come last; the `theme`'s colours
+    are checked for contrast, light and dark."""
     html, text = built.email.html, built.email.text
     for tag, url in (samples or {}).items():
         html, text = html.replace(tag, url), text.replace(tag, url)
     unsubscribe_url = (samples or {}).get(unsubscribe_url, unsubscribe_url)
-    return check_email(html, text, unsubscribe_url=unsubscribe_url,
-                       article_urls=[article.url for article in built.issue.articles],
-                       colours=contrast_pairs(theme.palette) if theme else ())
+    findings = check_email(html, text, unsubscribe_url=unsubscribe_url,
+                           article_urls=[article.url for article in built.issue.articles],
+                           colours=contrast_pairs(theme.palette) if theme else ())
+    if language is not None:
+        findings += language_findings(language, html_lang(html))
+    return findings
 
 
 def duplicate_slugs(articles: Sequence[Article]) -> list[str]:
@@ -326,6 +368,7 @@ def build_segments(
 ) -> list[SegmentBuild]:
     """One render per segment (set of chosen categories), each within the size budget;
     with `check`, each email's quality findings too. Many segments render on every core."""
+    articles = within(articles, window)  # once, not once per segment and per render
     plan = plan_segments(subscribers, articles, cadence=cadence, key=key, window=window,
                          caps=caps_of(settings),
                          category_order=settings["selection.category_order"])
@@ -360,5 +403,6 @@ def render_one(categories: tuple[str, ...], job: dict[str, Any] | None = None
                         unsubscribe_url=job["unsubscribe_url"], categories=categories,
                         preferences_url=job.get("preferences_url"))
     findings = quality_of(built, job["unsubscribe_url"], job.get("samples"),
+                          language=job["renderer"].language,
                           theme=job["settings"].theme) if job["check"] else []
     return built, tuple(findings)

@@ -6,11 +6,13 @@ the site's `templates/` first, the shipped defaults after.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -19,10 +21,12 @@ from zoneinfo import ZoneInfo
 import jinja2
 import mjml
 from jinja2.loaders import split_template_path
+from markupsafe import Markup
 from premailer import Premailer
 
 from digest.content import slugify
 from digest.errors import DigestError, TemplateError, not_utf8
+from digest.i18n import Language, load_language
 from digest.select import Issue
 from digest.theme import Theme
 
@@ -30,6 +34,8 @@ DOCTYPE = "<!doctype html>"
 HTML_TEMPLATES = ("email.mjml.j2",)
 TEXT_TEMPLATES = ("email.txt.j2", "subject.txt.j2", "preheader.txt.j2")
 PREHEADER_MIN, PREHEADER_MAX = 40, 140
+BLOCK = "<!--digest:block-->"  # between the blocks of the HTML, removed at the end
+BLOCK_MARK = f"<mj-raw>{BLOCK}</mj-raw>"  # the same in the MJML template
 UNSUBSCRIBE_TAG = "-unsubscribe_url-"
 PREFERENCES_TAG = "-preferences_url-"
 UTC = ZoneInfo("UTC")
@@ -50,6 +56,7 @@ class Site:
     postal_address: str = ""
     category_url_pattern: str = "{base_url}/category/{category}"
     theme: Theme = field(default_factory=Theme)
+    archive_url: str = ""  # archive.url: each email links to its issue's page there
 
     @property
     def domain(self) -> str:
@@ -59,6 +66,20 @@ class Site:
         return self.category_url_pattern.format(
             base_url=self.base_url.rstrip("/"), category=slugify(category)
         )
+
+    def view_url(self, key: str) -> str | None:
+        """The issue's archive page ("View in browser"), or None without an archive."""
+        return issue_page_url(self.archive_url, key) if self.archive_url else None
+
+
+def archive_slug(key: str) -> str:
+    """An issue key as one path segment of the archive (keys are safe already:
+    `2026-W48`, `2026-11-01..2026-11-07`; anything else becomes `-`)."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-._") else "-" for c in key)
+
+
+def issue_page_url(archive_url: str, key: str) -> str:
+    return f"{archive_url.rstrip('/')}/{archive_slug(key)}/"
 
 
 @dataclass(frozen=True)
@@ -74,14 +95,68 @@ class Email:
         return len(self.html.encode("utf-8"))
 
 
+class Blocks:
+    """The HTML of each distinct block of MJML (a category's section, the "more" list,
+    the footer: the parts between two `block_mark`s), converted and inlined once and
+    reused by every email of a run that shows it.
+
+    A block's inlined HTML does not depend on its neighbours, so an email assembled from
+    blocks equals its whole render: the first assembly that reuses a block is checked
+    against a whole render, and a template for which they differ (a selector such as
+    `:first-child` or `+` that sees across blocks) is rendered whole from then on.
+    """
+
+    def __init__(self) -> None:
+        self.html: dict[str, str] = {}
+        self.checked = False
+        self.usable = True
+
+    def to_html(self, source: str) -> str:
+        parts = source.split(BLOCK_MARK)
+        if self.usable and not self.html:
+            self.usable = not sees_across_blocks(source)
+        if len(parts) < 3 or not self.usable:
+            return mjml_to_html(source)
+        middle = parts[1:-1]
+        missing = list(dict.fromkeys(part for part in middle if part not in self.html))
+        pieces = mjml_to_html(BLOCK_MARK.join([parts[0], *missing, parts[-1]])).split(BLOCK)
+        if len(pieces) != len(missing) + 2:  # a mark was lost: the template is unusual
+            self.usable = False
+            return mjml_to_html(source)
+        self.html.update(zip(missing, pieces[1:-1], strict=True))
+        html = BLOCK.join([pieces[0], *(self.html[part] for part in middle), pieces[-1]])
+        return html if len(missing) == len(middle) else self.checked_once(source, html)
+
+    def checked_once(self, source: str, assembled: str) -> str:
+        if self.checked:
+            return assembled
+        self.checked = True
+        whole = mjml_to_html(source)
+        self.usable = whole == assembled
+        return whole
+
+
+STYLES = re.compile(r"<(?:mj-)?style[^>]*>(.*?)</(?:mj-)?style>", re.DOTALL | re.IGNORECASE)
+ACROSS = re.compile(r"[+~]|:(?:first|last|nth|only)-", re.IGNORECASE)
+
+
+def sees_across_blocks(source: str) -> bool:
+    """Whether the template's CSS may style an element by its siblings (`a + b`,
+    `:first-child`…), which would make a block's HTML depend on its neighbours."""
+    return any(ACROSS.search(css) for css in STYLES.findall(source))
+
+
 class Renderer:
-    """Holds the two Jinja2 environments; `render` is pure given its arguments."""
+    """Holds the two Jinja2 environments and the run's converted blocks; `render` is
+    pure given its arguments (the blocks only save work)."""
 
     def __init__(self, site: Site, templates_dir: Path | None = None) -> None:
         self.site = site
+        self.language = load_language(site.language, templates_dir)
         dirs = [d for d in (templates_dir, default_templates_dir()) if d and d.is_dir()]
-        self.html_env = make_env(dirs, autoescape=True, site=site)
-        self.text_env = make_env(dirs, autoescape=False, site=site)
+        self.html_env = make_env(dirs, autoescape=True, site=site, language=self.language)
+        self.text_env = make_env(dirs, autoescape=False, site=site, language=self.language)
+        self.blocks = Blocks()
 
     def render(
         self, issue: Issue, *, unsubscribe_url: str, preferences_url: str | None = None
@@ -89,9 +164,9 @@ class Renderer:
         context = self.context(issue, unsubscribe_url, preferences_url)
         subject = one_line(self.fill("subject.txt.j2", context, text=True))
         preheader = fit_preheader(one_line(self.fill("preheader.txt.j2", context, text=True)),
-                                  context)
+                                  context, self.language)
         context.update(subject=subject, preheader=preheader)
-        html = mjml_to_html(self.fill("email.mjml.j2", context))
+        html = self.blocks.to_html(self.fill("email.mjml.j2", context)).replace(BLOCK, "")
         text = self.fill("email.txt.j2", context, text=True).strip() + "\n"
         return Email(subject, preheader, html, text)
 
@@ -108,7 +183,7 @@ class Renderer:
     def context(
         self, issue: Issue, unsubscribe_url: str, preferences_url: str | None
     ) -> dict[str, Any]:
-        articles = issue.articles
+        articles, words = issue.articles, self.language
         period = "day" if issue.window.end - issue.window.start <= timedelta(days=1) else "week"
         return {
             "site": self.site,
@@ -119,13 +194,18 @@ class Renderer:
             "articles": articles,
             "count": len(articles),
             "period": period,
-            "when": when(period),
+            "when": when(period, words),
+            "more_heading": more_heading(period, words),
+            "direction": words.direction,
+            "start_side": "right" if words.direction == "rtl" else "left",
             "top_categories": [s.category for s in issue.sections if s.articles][:2],
-            "issue_label": window_label(issue, self.site.timezone),
-            "intro": intro(len(articles), issue.more, period),
+            "issue_label": window_label(issue, self.site.timezone, words),
+            "intro": intro(len(articles), issue.more, period, words),
             "category_url": self.site.category_url,
             "unsubscribe_url": unsubscribe_url,
             "preferences_url": preferences_url,
+            "block_mark": Markup(BLOCK_MARK),
+            "view_url": self.site.view_url(issue.key),
         }
 
 
@@ -169,60 +249,88 @@ class SiteLoader(jinja2.FileSystemLoader):
             raise TemplateError(f"{path}: {not_utf8(exc)}") from None
 
 
-def make_env(dirs: Sequence[Path], *, autoescape: bool, site: Site) -> jinja2.Environment:
+def make_env(dirs: Sequence[Path], *, autoescape: bool, site: Site,
+             language: Language) -> jinja2.Environment:
+    """An environment with the i18n extension: `{% trans %}` blocks and `_()` use the
+    site's catalog; `local_date`, `join_names` and `number` follow its locale."""
     env = jinja2.Environment(
         loader=SiteLoader([str(d) for d in dirs]),
         autoescape=autoescape,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
+        extensions=["jinja2.ext.i18n"],
     )
-    env.filters["local_date"] = local_date_filter(site.timezone)
-    env.filters["join_names"] = join_names
+    env.policies["ext.i18n.trimmed"] = True
+    env.install_gettext_translations(language.translations, newstyle=True)  # type: ignore[attr-defined]
+    env.filters["local_date"] = language.date_filter(site.timezone)
+    env.filters["join_names"] = language.join
+    env.filters["number"] = language.number
+    if not autoescape:  # the text part wraps the same excerpts in every segment's email
+        env.filters["wordwrap"] = cached_wordwrap
     return env
 
 
-def local_date_filter(tz: ZoneInfo) -> Callable[[datetime], str]:
-    def local_date(moment: datetime) -> str:
-        local = moment.astimezone(tz)
-        return f"{local:%a} {local.day} {local:%b %Y}"
-
-    return local_date
-
-
-def join_names(names: Sequence[str]) -> str:
-    if len(names) <= 1:
-        return "".join(names)
-    return f"{', '.join(names[:-1])} and {names[-1]}"
+@jinja2.pass_environment
+@functools.lru_cache(maxsize=4096)
+def cached_wordwrap(environment: jinja2.Environment, text: str, width: int = 79,
+                    break_long_words: bool = True, wrapstring: str | None = None,
+                    break_on_hyphens: bool = True) -> str:
+    """Jinja's `wordwrap`, remembered: textwrap is slow, and a run wraps each excerpt
+    once per segment that shows it."""
+    return jinja2.filters.do_wordwrap(environment, text, width, break_long_words,
+                                      wrapstring, break_on_hyphens)
 
 
-def window_label(issue: Issue, tz: ZoneInfo) -> str:
+def window_label(issue: Issue, tz: ZoneInfo, language: Language) -> str:
     start = (issue.window.start + timedelta(microseconds=1)).astimezone(tz)
     end = issue.window.end.astimezone(tz)
     if start.date() == end.date():
-        return f"{end.day} {end:%B %Y}"
-    return f"{start.day} {start:%b} – {end.day} {end:%b %Y}"
+        return language.day(end.date())
+    return language.days(start.date(), end.date())
 
 
-def intro(count: int, more: int, period: str) -> str:
-    noun = "article" if count == 1 else "articles"
-    text = f"{count} {noun} {when(period)}"
-    return f"{text}, and {more} more on the site." if more else f"{text}."
+def intro(count: int, more: int, period: str, language: Language) -> str:
+    """`7 articles this week.`, and how many more the site has, in the site's language."""
+    extra = {"more": language.number(more)}
+    if period == "day" and more:
+        return language.ngettext("%(num)s article today, and %(more)s more on the site.",
+                                 "%(num)s articles today, and %(more)s more on the site.",
+                                 count, **extra)
+    if period == "day":
+        return language.ngettext("%(num)s article today.", "%(num)s articles today.", count)
+    if more:
+        return language.ngettext("%(num)s article this week, and %(more)s more on the site.",
+                                 "%(num)s articles this week, and %(more)s more on the site.",
+                                 count, **extra)
+    return language.ngettext("%(num)s article this week.", "%(num)s articles this week.", count)
 
 
-def when(period: str) -> str:
-    return "today" if period == "day" else f"this {period}"
+def when(period: str, language: Language) -> str:
+    return language.gettext("today") if period == "day" else language.gettext("this week")
+
+
+def more_heading(period: str, language: Language) -> str:
+    """The heading over the categories with no article shown, only a link."""
+    return language.gettext("More today") if period == "day" else \
+        language.gettext("More this week")
+
+
+SPACES = re.compile(r"[^\S\u00a0\u202f]+")  # no-break spaces stay (French `Nom\u00a0:`)
 
 
 def one_line(text: str) -> str:
-    return " ".join(text.split())
+    return SPACES.sub(" ", text).strip(" \t\r\n\f\v")
 
 
-def fit_preheader(text: str, context: dict[str, Any]) -> str:
+def fit_preheader(text: str, context: dict[str, Any], language: Language) -> str:
     """Between 40 and 140 characters: padded with the count, cut at a word."""
     if len(text) < PREHEADER_MIN:
         text = f"{text} · {context['intro']}".strip(" ·")
     if len(text) < PREHEADER_MIN:
-        text = f"{text} The {context['period']}'s picks from {context['site'].name}."
+        picks = (language.gettext("Today's picks from %(site)s.", site=context["site"].name)
+                 if context["period"] == "day" else
+                 language.gettext("The week's picks from %(site)s.", site=context["site"].name))
+        text = f"{text} {picks}"
     if len(text) > PREHEADER_MAX:
         text = text[: PREHEADER_MAX - 1].rsplit(" ", 1)[0].rstrip(" ·,;:") + "…"
     return text
@@ -263,9 +371,16 @@ class CachingPremailer(Premailer):
         return self.serialized[key]
 
 
+FLOAT = re.compile(r"float\s*:", re.IGNORECASE)
+
+
 def inline_css(html: str) -> str:
+    """CSS inlined by premailer. Its pass that gives floating images an `align` parses
+    every image's style with cssutils, uncached (8 ms an image, most of a render's time):
+    it runs only when the document has a float at all, so the output is the same."""
     inlined = CachingPremailer(
         html,
+        align_floating_images=FLOAT.search(html) is not None,
         allow_network=False,
         keep_style_tags=False,
         strip_important=False,

@@ -86,6 +86,13 @@ def manual_key(since: date, until: date, cadence: str = "weekly") -> str:
     return f"{since.isoformat()}..{until.isoformat()}{suffix}"
 
 
+def within(articles: Iterable[Article], window: Window) -> list[Article]:
+    """The articles of `window`, newest first: filter a large archive once per run, then
+    select each segment from this short list (the result of `select` is the same)."""
+    return sorted((article for article in articles if article.date in window),
+                  key=newest_first)
+
+
 def select(
     articles: Iterable[Article],
     *,

@@ -196,6 +196,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE issue_activity_new RENAME TO issue_activity",
         "CREATE INDEX issue_activity_subscriber ON issue_activity (subscriber_id)",
     ),
+    (  # 6: the whole issue (every category) as the web archive shows it (see archive.py),
+       # frozen when the issue is first published; links to a reader's own pages are
+       # left as the substitution tags, so no token is ever stored
+        """CREATE TABLE issue_archive (
+            issue_key TEXT PRIMARY KEY REFERENCES issues (key) ON DELETE CASCADE,
+            subject TEXT NOT NULL,
+            preheader TEXT NOT NULL,
+            html TEXT NOT NULL,
+            text TEXT NOT NULL
+        ) WITHOUT ROWID""",
+    ),
 )
 
 to_json = json.JSONEncoder(ensure_ascii=False).encode

@@ -25,9 +25,11 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from digest.config import Settings
 from digest.errors import ConfigError, DigestError
+from digest.i18n import N_, load_language
 from digest.store import MIN_SECRET_LENGTH, utc_now
 from digest.transports import Transport, transport_for
-from digest.web import pages
+from digest.web import language, pages
+from digest.web.language import _
 from digest.web.mail import Mailer
 from digest.web.ratelimit import RateLimiter
 from digest.web.readers import SiteCategories
@@ -53,7 +55,7 @@ MAX_FORM_BYTES = 64 * 1024
 
 # Blueprints other parts of digest add, registered when their module exists.
 # digest.web.hooks (SendGrid's event webhook, issue 7) exposes `blueprint`.
-OPTIONAL_BLUEPRINTS = ("digest.web.hooks",)
+OPTIONAL_BLUEPRINTS = ("digest.web.hooks", "digest.web.archive")
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": ("default-src 'none'; style-src 'self'; img-src 'self'; "
@@ -62,15 +64,16 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }
-ERROR_TEXT = {
-    400: ("Bad request", "The form has expired or did not come from this site: "
-                         "go back, reload the page and try again."),
-    404: ("Not found", "There is nothing here. A link from one of our emails may have "
-                       "expired, been used already or been cut short; nothing was changed."),
-    405: ("Method not allowed", "This page cannot be used that way."),
-    413: ("Too large", "That request was too large."),
-    429: ("Too many requests", "Too many sign-ups from your network: please try again in "
-                               "a few minutes."),
+ERROR_TEXT = {  # translated when shown (digest.web.language)
+    400: (N_("Bad request"), N_("The form has expired or did not come from this site: "
+                                "go back, reload the page and try again.")),
+    404: (N_("Not found"), N_("There is nothing here. A link from one of our emails may have "
+                              "expired, been used already or been cut short; nothing was "
+                              "changed.")),
+    405: (N_("Method not allowed"), N_("This page cannot be used that way.")),
+    413: (N_("Too large"), N_("That request was too large.")),
+    429: (N_("Too many requests"), N_("Too many sign-ups from your network: please try "
+                                      "again in a few minutes.")),
 }
 
 
@@ -96,8 +99,8 @@ def create_app(settings: Settings, *, dev: bool = False,
     app.teardown_appcontext(close_store)
     app.after_request(security_headers)
     app.register_error_handler(HTTPException, error_page)
-    app.context_processor(lambda: {"site_name": settings.site_name,
-                                   "language": settings.language})
+    app.context_processor(lambda: {"site_name": settings.site_name})
+    language.install(app, load_language(settings.language, settings.templates_dir))
     app.register_blueprint(pages.blueprint)
     register_optional_blueprints(app)
     return app
@@ -143,7 +146,8 @@ def register_optional_blueprints(app: Flask) -> None:
 
 
 def security_headers(response: Response) -> Response:
-    response.headers.update(SECURITY_HEADERS)
+    for name, value in SECURITY_HEADERS.items():  # a page may set its own CSP (/archive/)
+        response.headers.setdefault(name, value)
     if request.endpoint != "static":
         response.headers["Cache-Control"] = "no-store"
     return response
@@ -154,6 +158,8 @@ def error_page(error: HTTPException) -> Response | HTTPException:
     if error.code is None:
         return error
     title, text = ERROR_TEXT.get(error.code, (error.name, error.description or ""))
+    if error.code in ERROR_TEXT:
+        title, text = _(title), _(text)
     try:
         page = render_template("error.html", title=title, text=text)
     except Exception:  # no URL adapter for a malformed Host: a page without links

@@ -20,10 +20,12 @@ log = logging.getLogger("digest.web")
 MAX_QUEUED = 100
 
 
-def confirmation_message(settings: Settings, to: str, *, html: str, text: str) -> Message:
+def confirmation_message(settings: Settings, to: str, *, html: str, text: str,
+                         subject: str | None = None) -> Message:
     from_name, from_email = settings.sender
     return Message(
-        subject=f"Confirm your subscription to {settings.site_name}", html=html, text=text,
+        subject=subject or f"Confirm your subscription to {settings.site_name}", html=html,
+        text=text,
         from_email=from_email, from_name=from_name,
         reply_to=settings["email.reply_to"] or None, recipients=(Recipient(to),),
         categories=("digest-confirm",), custom_args={"purpose": "confirm"})

@@ -10,9 +10,11 @@ from typing import Any, NoReturn
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from digest.i18n import N_
 from digest.store import STOPPED, Subscriber, email_key
 from digest.subscriber_files import checked_email
 from digest.web import readers
+from digest.web.language import _
 from digest.web.mail import confirmation_message
 from digest.web.state import request_store, web_state
 from digest.web.tokens import SUBSCRIBE_FORM, ConfirmClaim, binding_of
@@ -59,7 +61,7 @@ def subscribe() -> tuple[str, int] | str:
     try:
         email = checked_email(typed)
     except ValueError:
-        error = "That is not an email address: check it and try again."
+        error = _("That is not an email address: check it and try again.")
         return render_template("subscribe.html", csrf=csrf(SUBSCRIBE_FORM), email=typed,
                                error=error), 400
     state = web_state()
@@ -77,8 +79,10 @@ def send_confirmation(subscriber: Subscriber) -> None:
     url = f"{state.settings.web_url}/confirm/{token}"
     html = render_template("confirm_email.html", url=url)
     text = render_template("confirm_email.txt", url=url).strip() + "\n"
+    subject = _("Confirm your subscription to %(site_name)s",
+                site_name=state.settings.site_name)
     state.mailer.submit(confirmation_message(state.settings, subscriber.email,
-                                             html=html, text=text))
+                                             html=html, text=text, subject=subject))
 
 
 # ---------------------------------------------------------------- confirm
@@ -139,7 +143,7 @@ def save_preferences(token: str) -> Response | tuple[str, int]:
     if isinstance(choice, str):
         folded = {name.casefold() for name in picked}
         shown = [readers.Option(o.name, o.name.casefold() in folded) for o in offered]
-        return preferences_page(token, subscriber, error=choice, shown=shown), 422
+        return preferences_page(token, subscriber, error=_(choice), shown=shown), 422
     readers.save_preferences(request_store(), token, choice.categories, choice.cadence)
     return redirect(url_for(".preferences", token=token, saved=1), 303)
 
@@ -151,12 +155,20 @@ def preferences_page(token: str, subscriber: Subscriber, *, saved: bool = False,
     context: dict[str, Any] = {
         "subscriber": subscriber, "stopped": subscriber.status in STOPPED,
         "options": shown if shown is not None else readers.options(site, subscriber.categories),
-        "cadences": (("weekly", "Weekly"), ("daily", "Daily")),
+        "cadences": (("weekly", _("Weekly")), ("daily", _("Daily"))),
+        "status_label": status_label(subscriber.status),
         "csrf": csrf(binding_of(token)), "saved": saved, "welcome": welcome, "error": error,
         "action": url_for(".save_preferences", token=token),
         "unsubscribe": url_for(".unsubscribe", token=token),
     }
     return render_template("preferences.html", **context)
+
+
+def status_label(status: str) -> str:
+    """How the preferences page names a stopped reader's status."""
+    labels = {"unsubscribed": N_("unsubscribed"), "bounced": N_("bounced"),
+              "complained": N_("marked as spam")}
+    return _(labels[status]) if status in labels else status
 
 
 # ---------------------------------------------------------------- unsubscribe

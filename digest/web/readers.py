@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from digest import pipeline
 from digest.config import Settings
 from digest.errors import DigestError
+from digest.i18n import N_
 from digest.store import CADENCES, STOPPED, Change, NewSubscriber, Store, Subscriber
 from digest.web.tokens import ConfirmClaim, salt_print
 
@@ -144,13 +145,13 @@ def parse_choice(offered: Sequence[Option], site: Sequence[str], picked: Iterabl
     """What the form asks for, or the message saying what is wrong with it. Every site
     category checked means all of them (new ones too): stored as no choice at all."""
     if cadence not in CADENCES:
-        return "Choose how often: weekly or daily."
+        return N_("Choose how often: weekly or daily.")
     if not offered:  # the site's categories could not be read: keep the reader's
         return Choice(current.categories, cadence)
     wanted = {name.casefold() for name in picked}
     chosen = tuple(o.name for o in offered if o.name.casefold() in wanted)
     if not chosen:
-        return "Choose at least one topic, or unsubscribe below."
+        return N_("Choose at least one topic, or unsubscribe below.")
     if site and {s.casefold() for s in site} <= {c.casefold() for c in chosen}:
         return Choice((), cadence)
     return Choice(chosen, cadence)
@@ -177,7 +178,8 @@ class SiteCategories:
 
     def _load(self) -> list[str]:
         try:
-            loaded = pipeline.load(self.settings)
+            # feeds from their cache only: a visitor never makes the server fetch them
+            loaded = pipeline.load(self.settings.override(pipeline.OFFLINE, True))
         except DigestError as exc:
             log.warning("the site's categories could not be read: %s", exc)
             return []
