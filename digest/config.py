@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import string
@@ -51,6 +52,8 @@ SPEC: dict[str, tuple[type, Any]] = {
     "web.secret_key": (str, ""),
     "web.base_url": (str, ""),
     "web.proxies": (int, 0),
+    "web.trusted_proxies": (list, ["127.0.0.1", "::1"]),
+    "web.max_confirmations_per_hour": (int, 100),
 }
 ENV_OVERRIDES = {
     "SENDGRID_API_URL": "sendgrid.api_url",
@@ -65,7 +68,8 @@ TRANSPORTS = ("sendgrid", "files")
 # Upper bounds: past these a value is a typo, and some would hang or overflow.
 MAXIMUMS = {"selection.per_category": 1000, "selection.total": 1000,
             "email.size_budget_kb": 1024, "sendgrid.timeout": 600,
-            "sendgrid.concurrency": 16, "sendgrid.webhook_max_mb": 64}
+            "sendgrid.concurrency": 16, "sendgrid.webhook_max_mb": 64,
+            "web.max_confirmations_per_hour": 100_000}
 URL_KEYS = ("site.base_url", "web.base_url", "sendgrid.api_url")
 UNSUBSCRIBE_FIELDS = ("base_url", "web_url", "token")
 CATEGORY_URL_FIELDS = ("base_url", "category")
@@ -247,11 +251,23 @@ def value_problems(values: Mapping[str, Any]) -> list[str]:
     problems += address_problems(values)
     if values["web.proxies"] < 0:
         problems.append(f"web.proxies must be 0 or more, not {values['web.proxies']}")
+    problems += proxy_problems(values["web.trusted_proxies"])
     if values["delivery.transport"] not in TRANSPORTS:
         problems.append(
             f"delivery.transport must be one of {', '.join(TRANSPORTS)}, "
             f"not {values['delivery.transport']!r}"
         )
+    return problems
+
+
+def proxy_problems(trusted: list[str]) -> list[str]:
+    """Each of web.trusted_proxies must be an IP address or network."""
+    problems = []
+    for entry in trusted:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            problems.append(f"web.trusted_proxies: {entry!r} is not an IP address or network")
     return problems
 
 

@@ -8,15 +8,16 @@ local use, and `digest.web.wsgi:app` is the entry for gunicorn. The pages are in
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import logging
 import re
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from html import escape
-from typing import Any
-from urllib.parse import unquote
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 import jinja2
 from flask import Flask, Response, render_template, request
@@ -24,16 +25,20 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
 from digest.config import Settings
 from digest.errors import ConfigError, DigestError
 from digest.store import MIN_SECRET_LENGTH, utc_now
 from digest.transports import Transport, transport_for
 from digest.web import pages
+from digest.web.abuse import ConfirmationLimits
 from digest.web.mail import Mailer
 from digest.web.ratelimit import RateLimiter
 from digest.web.readers import SiteCategories
 from digest.web.state import EXTENSION, WebState, close_store
-from digest.web.tokens import Tokens
+from digest.web.tokens import FORM_MAX_AGE, Tokens
 
 log = logging.getLogger("digest.web")
 
@@ -46,10 +51,11 @@ NO_SENDER = ("email.from is not set in the configuration: the web app sends conf
 DEV_SECRET = ("no web.secret_key / DIGEST_SECRET_KEY: --dev uses a random secret for this "
               "process, so its confirmation links and forms stop working when it stops")
 
-# Confirmations per address: one per 10 minutes, three a day. Subscribe requests per
-# client IP: 20 per 10 minutes. See ratelimit.py for what "in-process" implies.
-ADDRESS_LIMITS = ((1, 600.0), (3, 86_400.0))
+# Subscribe requests per client (an IPv4 address or an IPv6 /64): 20 per 10 minutes.
+# The confirmation emails' limits are in abuse.py; ratelimit.py says what "in-process"
+# implies.
 CLIENT_LIMITS = ((20, 600.0),)
+MAX_NONCES = 100_000  # sign-up forms used in the last FORM_MAX_AGE that are remembered
 MAX_FORM_BYTES = 64 * 1024
 
 # Blueprints other parts of digest add, registered when their module exists.
@@ -66,6 +72,7 @@ SECURITY_HEADERS = {
 ERROR_TEXT = {
     400: ("Bad request", "The form has expired or did not come from this site: "
                          "go back, reload the page and try again."),
+    403: ("Forbidden", "This form can only be sent from this site's own pages."),
     404: ("Not found", "There is nothing here. A link from one of our emails may have "
                        "expired, been used already or been cut short; nothing was changed."),
     405: ("Method not allowed", "This page cannot be used that way."),
@@ -93,7 +100,8 @@ def create_app(settings: Settings, *, dev: bool = False,
     app.jinja_env.undefined = jinja2.StrictUndefined
     app.extensions[EXTENSION] = web_state(settings, secret, clock, transport)
     if settings["web.proxies"]:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings["web.proxies"])  # type: ignore[method-assign]
+        app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
+            app.wsgi_app, settings["web.proxies"], settings["web.trusted_proxies"])
     app.teardown_appcontext(close_store)
     app.after_request(security_headers)
     app.register_error_handler(HTTPException, error_page)
@@ -124,8 +132,11 @@ def web_state(settings: Settings, secret: str, clock: Callable[[], datetime],
     return WebState(
         settings=settings, secret=secret, clock=clock, transport=transport,
         tokens=Tokens(secret, clock), mailer=Mailer(transport),
-        address_limits=RateLimiter(ADDRESS_LIMITS, clock=seconds),
+        confirmations=ConfirmationLimits(settings["web.max_confirmations_per_hour"],
+                                         clock=seconds),
         client_limits=RateLimiter(CLIENT_LIMITS, clock=seconds),
+        form_nonces=RateLimiter(((1, FORM_MAX_AGE.total_seconds()),), max_keys=MAX_NONCES,
+                                clock=seconds),
         categories=SiteCategories(settings))
 
 
@@ -143,8 +154,43 @@ def register_optional_blueprints(app: Flask) -> None:
         app.register_blueprint(module.blueprint)
 
 
+class TrustedProxies:
+    """Werkzeug's ProxyFix (the client is the `hops`-th address from the right of
+    X-Forwarded-For) for requests from a trusted proxy only: from anyone else the
+    header is ignored, or rotating it would make every request a new client."""
+
+    def __init__(self, app: WSGIApplication, hops: int, trusted: Iterable[str]) -> None:
+        self.app, self.fixed = app, ProxyFix(app, x_for=hops)
+        self.trusted = [ipaddress.ip_network(net, strict=False) for net in trusted]
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse
+                 ) -> Iterable[bytes]:
+        if self.is_trusted(environ.get("REMOTE_ADDR", "")):
+            return self.fixed(environ, start_response)
+        return self.app(environ, start_response)
+
+    def is_trusted(self, peer: str) -> bool:
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(address in net for net in self.trusted)
+
+
+def relative_location(response: Response) -> None:
+    """Every redirect as a path on this site: never built from the Host header a client
+    sent (Werkzeug's own redirects are), never `//host…` (a link to another site)."""
+    location = response.headers.get("Location")
+    if location is None:
+        return
+    parts = urlsplit(location)
+    path = "/" + parts.path.lstrip("/")
+    response.headers["Location"] = path + (f"?{parts.query}" if parts.query else "")
+
+
 def security_headers(response: Response) -> Response:
     response.headers.update(SECURITY_HEADERS)
+    relative_location(response)
     if request.endpoint != "static":
         response.headers["Cache-Control"] = "no-store"
     return response
