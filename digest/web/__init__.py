@@ -10,14 +10,13 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import logging
-import re
 import secrets
 import socket
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from html import escape
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import jinja2
 from flask import Flask, Response, render_template, request
@@ -34,6 +33,7 @@ from digest.store import MIN_SECRET_LENGTH, utc_now
 from digest.transports import Transport, transport_for
 from digest.web import pages
 from digest.web.abuse import ConfirmationLimits
+from digest.web.logs import redact, redact_logger
 from digest.web.mail import Mailer
 from digest.web.ratelimit import RateLimiter
 from digest.web.readers import SiteCategories
@@ -92,6 +92,7 @@ def create_app(settings: Settings, *, dev: bool = False,
     if transport is None:
         transport = transport_for(settings)
     app = Flask(__name__)
+    redact_logger(app.logger)  # Flask logs a 500 as "Exception on /preferences/TOKEN"
     # Every body is capped at 64 KB (urlencoded and chunked ones too); the webhook, which
     # takes large batches, raises its own request's limit.
     app.config.update(SECRET_KEY=secret, MAX_CONTENT_LENGTH=MAX_FORM_BYTES,
@@ -216,15 +217,6 @@ def error_page(error: HTTPException) -> Response | HTTPException:
 # ---------------------------------------------------------------- `digest web`
 
 DISCARD_CHUNK = 64 * 1024
-TOKEN_IN_PATH = re.compile(r"(?i)(/(?:confirm|preferences|unsubscribe)/+)[^\s?]+")
-TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{40,}")  # a token in any other path
-
-
-def redact(text: str) -> str:
-    """`text` with anything like a token replaced by …, read as Werkzeug logs it (with
-    %-escapes decoded, so `/pr%65ferences/TOKEN` is caught too)."""
-    text = TOKEN_IN_PATH.sub(r"\1…", unquote(text, errors="replace"))
-    return TOKEN_LIKE.sub("…", text)
 
 
 class SmallReads:
@@ -270,6 +262,7 @@ class RedactingHandler(WSGIRequestHandler):
 def make_dev_server(app: Flask, host: str, port: int) -> BaseWSGIServer:
     """Werkzeug's threaded server for `digest web` (production: gunicorn)."""
     check_can_listen(host, port)  # Werkzeug prints its own message and exits otherwise
+    redact_logger(logging.getLogger("werkzeug"))
     try:
         return make_server(host, port, app, threaded=True, request_handler=RedactingHandler)
     except SystemExit:
