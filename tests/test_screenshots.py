@@ -132,4 +132,9 @@ def test_without_playwright_the_error_says_what_to_install(monkeypatch, tmp_path
         take_screenshots([tmp_path / "x.html"], chromium="/usr/bin/chromium")
     assert str(caught.value) == (
         "--screenshots needs the Python package playwright: "
-        "pip install 'digest[screenshots]' (or pip install playwright)")
+        "pip install '.[screenshots]' in digest's folder (or pip install playwright)")
+
+
+def test_the_hint_installs_what_the_readme_says():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert "`pip install '.[screenshots]'`" in readme
