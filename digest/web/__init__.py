@@ -33,11 +33,13 @@ from digest.store import MIN_SECRET_LENGTH, utc_now
 from digest.transports import Transport, transport_for
 from digest.web import pages
 from digest.web.abuse import ConfirmationLimits
+from digest.web.captcha import captcha_for
 from digest.web.logs import redact, redact_logger
 from digest.web.mail import Mailer
 from digest.web.ratelimit import RateLimiter
 from digest.web.readers import SiteCategories
 from digest.web.state import EXTENSION, WebState, close_store
+from digest.web.state import web_state as web_state_of
 from digest.web.tokens import FORM_MAX_AGE, Tokens
 
 log = logging.getLogger("digest.web")
@@ -62,6 +64,9 @@ MAX_FORM_BYTES = 64 * 1024
 # digest.web.hooks (SendGrid's event webhook, issue 7) exposes `blueprint`.
 OPTIONAL_BLUEPRINTS = ("digest.web.hooks",)
 
+CAPTCHA_CSP = ("default-src 'none'; style-src 'self' {sources}; img-src 'self'; "
+               "script-src {sources}; frame-src {sources}; connect-src {sources}; "
+               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 SECURITY_HEADERS = {
     "Content-Security-Policy": ("default-src 'none'; style-src 'self'; img-src 'self'; "
                                 "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
@@ -138,7 +143,7 @@ def web_state(settings: Settings, secret: str, clock: Callable[[], datetime],
         client_limits=RateLimiter(CLIENT_LIMITS, clock=seconds),
         form_nonces=RateLimiter(((1, FORM_MAX_AGE.total_seconds()),), max_keys=MAX_NONCES,
                                 clock=seconds),
-        categories=SiteCategories(settings))
+        categories=SiteCategories(settings), captcha=captcha_for(settings))
 
 
 # ---- Other engineers: register further blueprints here (OPTIONAL_BLUEPRINTS above). ----
@@ -191,6 +196,10 @@ def relative_location(response: Response) -> None:
 
 def security_headers(response: Response) -> Response:
     response.headers.update(SECURITY_HEADERS)
+    captcha = web_state_of().captcha
+    if captcha is not None:  # the widget's script and frame come from the provider
+        response.headers["Content-Security-Policy"] = CAPTCHA_CSP.format(
+            sources=captcha.provider.sources)
     relative_location(response)
     if request.endpoint != "static":
         response.headers["Cache-Control"] = "no-store"

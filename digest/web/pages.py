@@ -27,6 +27,7 @@ HONEYPOT = "website"  # a field hidden from people; bots fill in anything named 
 MIN_FILL_S = 3  # nobody types an address and presses the button faster
 NOT_AN_ADDRESS = "That is not an email address: check it and try again."
 TOO_FAST = "That was quick: please check the address and send the form again."
+NOT_VERIFIED = "Please complete the check that you are a person, then send the form again."
 
 
 def not_found() -> NoReturn:
@@ -89,8 +90,9 @@ def index() -> str:
 
 
 def subscribe_form(email: str = "", error: str | None = None) -> str:
-    return render_template("subscribe.html", csrf=web_state().tokens.form_token(),
-                           email=email, error=error, honeypot=HONEYPOT)
+    state = web_state()
+    return render_template("subscribe.html", csrf=state.tokens.form_token(),
+                           email=email, error=error, honeypot=HONEYPOT, captcha=state.captcha)
 
 
 @blueprint.post("/subscribe")
@@ -113,6 +115,9 @@ def subscribe() -> tuple[str, int] | str:
         return subscribe_form(typed, NOT_AN_ADDRESS), 400
     if not state.client_limits.allow(client_address()):
         abort(429)
+    if state.captcha is not None and not state.captcha.verify(
+            request.form.get(state.captcha.provider.field), request.remote_addr):
+        return subscribe_form(typed, NOT_VERIFIED), 400
     state.mailer.run(functools.partial(sign_up, current_app._get_current_object(), email))  # type: ignore[attr-defined]
     return render_template("subscribe_sent.html")
 

@@ -13,6 +13,7 @@ from digest.config import Settings
 from digest.store import Store, open_store
 from digest.transports import Transport
 from digest.web.abuse import ConfirmationLimits
+from digest.web.captcha import Captcha
 from digest.web.mail import Mailer
 from digest.web.ratelimit import RateLimiter
 from digest.web.readers import SiteCategories
@@ -33,6 +34,7 @@ class WebState:
     client_limits: RateLimiter  # subscribe requests per client (IPv4, IPv6 /64)
     form_nonces: RateLimiter  # the sign-up forms' nonces already used
     categories: SiteCategories
+    captcha: Captcha | None  # web.captcha: Turnstile or hCaptcha, checked on sign-up
 
 
 def web_state() -> WebState:
