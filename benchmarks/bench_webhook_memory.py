@@ -49,12 +49,13 @@ def write_site(root: Path, public_key: str) -> Path:
 
 def start(server: str, config: Path) -> tuple[subprocess.Popen[str], int, int]:
     """The server process, the port it listens on, and the pid that serves requests."""
-    env = {**os.environ, "DIGEST_SECRET_KEY": SECRET, "DIGEST_CONFIG": str(config)}
+    env = {**os.environ, "DIGEST_SECRET_KEY": SECRET, "DIGEST_CONFIG": str(config),
+           "HOME": str(config.parent)}  # gunicorn's control socket goes under $HOME
     if server == "gunicorn":
         port = free_port()
         command = [str(Path(sys.executable).with_name("gunicorn")), "-c",
-                   str(REPO / "digest" / "web" / "gunicorn_conf.py"), "-w", "1",
-                   "--threads", "8", "-b", f"127.0.0.1:{port}", "digest.web.wsgi:app"]
+                   "python:digest.web.gunicorn_conf", "-w", "1", "--threads", "8",
+                   "-b", f"127.0.0.1:{port}", "digest.web.wsgi:app"]  # as the README says
     else:
         command = [sys.executable, "-m", "digest", "--config", str(config), "web",
                    "--port", "0"]

@@ -10,7 +10,8 @@ A request must carry SendGrid's ECDSA signature over timestamp + raw body
 MAX_SKEW of now. Missing, malformed or stale headers are refused (403) before a byte
 of the body is read; the body is then read in CHUNKs, hashed as it comes, up to
 `sendgrid.webhook_max_mb` (5 MB; SendGrid's batches are far smaller: 413 past it), and
-the signature checked over that hash. Anything else gets 403 and changes nothing;
+the signature checked over that hash (until then no more than 256 KB of it is held in
+memory: the rest waits in a temporary file). Anything else gets 403 and changes nothing;
 without a usable public key every request gets 503 (SendGrid retries for a day) and
 an error is logged. An accepted batch is applied by `feedback.apply_events` and answered
 with its counts as JSON (no address in them).
@@ -23,9 +24,10 @@ import contextlib
 import functools
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
@@ -46,6 +48,7 @@ blueprint = Blueprint("hooks", __name__)
 MAX_SKEW_S = 600  # ten minutes, either way
 MAX_TIMESTAMP_DIGITS = 12
 CHUNK = 64 * 1024
+SPOOL_BYTES = 256 * 1024  # an unverified body past this waits in a temporary file
 # A DER ECDSA P-256 signature is 8 to 72 bytes (base64: at most 96 characters).
 MIN_SIGNATURE_BYTES, MAX_SIGNATURE_BYTES, MAX_SIGNATURE_CHARS = 8, 72, 96
 SIGNATURE = EventWebhookHeader.SIGNATURE
@@ -65,18 +68,20 @@ def sendgrid_events() -> Response | tuple[Response | str, int]:
     problem = header_problem(signature, stamp, clock())  # before a byte of the body
     if problem is None:
         assert signature is not None and stamp is not None
-        read = read_signed(stamp, settings["sendgrid.webhook_max_mb"] * 1024 * 1024)
-        if read is None:
-            return "request too large", 413
-        raw, digest = read
-        problem = None if verified(key, signature, digest) else "invalid signature"
-    if problem is not None:
-        log.warning("SendGrid event webhook refused: %s", problem)
-        return problem, 403
-    return apply(settings, raw)
+        with tempfile.SpooledTemporaryFile(SPOOL_BYTES) as spool:
+            digest = read_signed(stamp, settings["sendgrid.webhook_max_mb"] * 1024 * 1024,
+                                 spool)
+            if digest is None:
+                return "request too large", 413
+            if verified(key, signature, digest):
+                spool.seek(0)
+                return apply(settings, spool.read())
+        problem = "invalid signature"
+    log.warning("SendGrid event webhook refused: %s", problem)
+    return problem, 403
 
 
-def apply(settings: Settings, raw: bytearray) -> Response | tuple[str, int]:
+def apply(settings: Settings, raw: bytes) -> Response | tuple[str, int]:
     events = parse(raw)
     if events is None:
         return "the body is not a JSON array of events", 400
@@ -111,23 +116,26 @@ def der_signature(signature: str) -> bytes | None:
     return der if MIN_SIGNATURE_BYTES <= len(der) <= MAX_SIGNATURE_BYTES else None
 
 
-def read_signed(stamp: str, limit: int) -> tuple[bytearray, bytes] | None:
-    """The body, read CHUNK bytes at a time, and the SHA-256 of timestamp + body that
-    SendGrid signed; None as soon as it is over `limit` bytes (at once if its
-    Content-Length says so), so a large body is never held whole."""
+def read_signed(stamp: str, limit: int, spool: IO[bytes]) -> bytes | None:
+    """Copy the body into `spool`, CHUNK bytes at a time, and return the SHA-256 of
+    timestamp + body that SendGrid signed; None as soon as it is over `limit` bytes (at
+    once if its Content-Length says so). The spool keeps at most SPOOL_BYTES in memory
+    (the rest goes to a temporary file), so a body is held whole only once its
+    signature is good."""
     if (request.content_length or 0) > limit:
         return None
     with contextlib.suppress(AttributeError):  # Flask 3.1: this request's own limit
         request.max_content_length = limit
     sha = hashes.Hash(hashes.SHA256())
     sha.update(stamp.encode())
-    body = bytearray()
+    size = 0
     while chunk := request.stream.read(CHUNK):
-        if len(body) + len(chunk) > limit:
+        size += len(chunk)
+        if size > limit:
             return None
-        body += chunk
+        spool.write(chunk)
         sha.update(chunk)
-    return body, sha.finalize()
+    return sha.finalize()
 
 
 def verified(key: EllipticCurvePublicKey, signature: str, digest: bytes) -> bool:
@@ -153,7 +161,7 @@ def public_key(text: str) -> EllipticCurvePublicKey | None:
     return key if isinstance(key, EllipticCurvePublicKey) else None
 
 
-def parse(raw: bytes | bytearray) -> list[Any] | None:
+def parse(raw: bytes) -> list[Any] | None:
     try:
         events = json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: nested thousands deep
