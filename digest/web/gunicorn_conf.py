@@ -17,7 +17,7 @@ from gunicorn.glogging import Logger
 from digest.web.logs import redact_logger
 
 
-class RedactingLogger(Logger):
+class RedactingLogger(Logger):  # type: ignore[misc]  # gunicorn has no type hints
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
         redact_logger(self.error_log)
