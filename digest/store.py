@@ -612,7 +612,8 @@ class Store:
                 return None
             self.conn.execute(
                 "INSERT INTO confirmation_emails (subscriber_id, sent) VALUES (?, 1) "
-                "ON CONFLICT (subscriber_id) DO UPDATE SET sent = sent + 1", (subscriber.id,))
+                "ON CONFLICT (subscriber_id) DO UPDATE SET sent = confirmation_emails.sent + 1",
+                (subscriber.id,))
         return sent + 1
 
     def use_confirmations(self, subscriber: Subscriber) -> None:

@@ -64,7 +64,7 @@ def claimed(store: Store, claim: ConfirmClaim) -> Subscriber | None:
     current = claim_for(store, subscriber, claim.number)
     sent, used = store.confirmations(subscriber)
     if current.events != claim.events or not hmac.compare_digest(
-            current.salt_print, claim.salt_print) or not used < claim.number <= sent:
+            current.salt_print, claim.salt_print) or not (used < claim.number <= sent):
         return None
     return subscriber
 
