@@ -139,3 +139,25 @@ def test_the_configured_cap_is_bounded(tmp_path):
         '[site]\nbase_url = "https://x.example.org"\n[sendgrid]\nwebhook_max_mb = 100\n')
     with pytest.raises(ConfigError, match=r"sendgrid\.webhook_max_mb must be at most 64, not 100"):
         load_settings(tmp_path / "digest.toml", environ={})
+
+
+def test_digest_web_discards_an_unread_body_64_kb_at_a_time():
+    """Werkzeug drains what the app left unread with read(10_000_000): 160 MB at once for
+    sixteen refused uploads. digest web's handler hands out 64 KB per read instead."""
+    from digest.web import DISCARD_CHUNK, SmallReads
+
+    asked = []
+
+    class Connection:
+        def read(self, size):
+            asked.append(size)
+            return b"x" * size
+
+        def readline(self, size):
+            return b"GET / HTTP/1.1\r\n"
+
+    reads = SmallReads(Connection())
+    assert len(reads.read(10_000_000)) == DISCARD_CHUNK == 64 * 1024
+    assert reads.read(100) == b"x" * 100
+    assert asked == [65536, 100]
+    assert reads.readline(65537) == b"GET / HTTP/1.1\r\n"  # everything else passes through
