@@ -1,6 +1,7 @@
 """Screenshots in real headless Chromium; remote resources are blocked, never fetched."""
 
 import os
+import re
 import struct
 import sys
 import threading
@@ -135,6 +136,10 @@ def test_without_playwright_the_error_says_what_to_install(monkeypatch, tmp_path
         "pip install '.[screenshots]' in digest's folder (or pip install playwright)")
 
 
-def test_the_hint_installs_what_the_readme_says():
+def test_the_hint_installs_what_the_readme_says(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "playwright.sync_api", None)
+    with pytest.raises(DigestError) as caught:
+        take_screenshots([tmp_path / "x.html"], chromium="/usr/bin/chromium")
+    command = re.search(r"pip install '[^']+'", str(caught.value)).group()
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert "`pip install '.[screenshots]'`" in readme
+    assert f"`{command}`" in readme
