@@ -813,8 +813,8 @@ def subscribers_export(app: App, fmt: str) -> None:
 def subscribers_prune(app: App, days: int) -> None:
     """Forget sign-ups nobody confirmed: their addresses were never given consent.
 
-    The confirmation link lasts 7 days, so after 30 nobody can confirm them any more;
-    run it from cron beside the weekly job.
+    Counted from the first sign-up (asking again does not renew it); a confirmation
+    link lasts 7 days. Run it from cron beside the weekly job.
     """
     with store_of(app) as store:
         forgotten = store.forget_unconfirmed(store.now() - timedelta(days=days))
