@@ -123,9 +123,10 @@ def test_check_runs_the_quality_checks_on_the_preview_too(tmp_path):
 def test_preview_runs_the_quality_checks_on_what_it_writes(tmp_path):
     config = site_with_a_relative_link(tmp_path)
     result = run("--config", config, "preview", "--out", str(tmp_path / "out"))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     assert result.stderr == (
-        f"Error: {tmp_path / 'out' / '2026-11-22..2026-11-28.html'}: {RELATIVE_LINK}\n")
+        f"Error: {tmp_path / 'out' / '2026-11-22..2026-11-28.html'}: {RELATIVE_LINK}\n"
+        "Error: 1 problem found in the previews (see above)\n")
     index = (tmp_path / "out" / "index.html").read_text()
     assert '<li class="error">error: The URL &#34;/relative&#34; is not' in index
 
