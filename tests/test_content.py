@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from digest import content
+from digest import content, text
 from digest.content import (
     Article,
     ArticleInvalid,
@@ -209,6 +209,7 @@ def test_toml_front_matter():
         category="Projects",
         tags=("glass", "reuse"),
         author="Mara Lindqvist",
+        authors=("Mara Lindqvist",),
         path=str(path),
     )
 
@@ -242,6 +243,7 @@ def test_relative_cover_image_made_absolute_and_other_fields():
         tags=(),
         cover_image="https://example.org/images/x.jpg",
         author="Tomasz Nowicki",
+        authors=("Tomasz Nowicki",),
         source="https://example.net/one-bed",
         path=str(path),
     )
@@ -711,6 +713,7 @@ def test_control_characters_in_fields_are_removed():
         tags=("soil", "compost"),
         cover_image="https://example.org/images/x.jpg",
         author="Ann Lee",
+        authors=("Ann Lee",),
         source="https://example.net/x",
         path=str(path),
     )
@@ -749,21 +752,22 @@ def test_no_loaded_text_holds_a_character_the_email_cannot():
 
 
 def test_excerpt_reads_a_bounded_start_of_a_long_paragraph(monkeypatch):
-    """150 KB of `*a ` (no closing `*`) kept the emphasis pattern busy for over a minute."""
+    """150 KB of `*a ` (no closing `*`) kept the old emphasis pattern busy for over a minute."""
     seen = []
-    plain_text = content.plain_text
-    monkeypatch.setattr(content, "plain_text", lambda text: seen.append(len(text)) or
-                        plain_text(text))
+    without_templates = text.without_templates
+    monkeypatch.setattr(text, "without_templates", lambda source: seen.append(len(source)) or
+                        without_templates(source))
     assert fixture("excerpt_long_paragraph_of_asterisks.md").stat().st_size > 150_000
     assert load("excerpt_long_paragraph_of_asterisks.md").excerpt == " ".join(["*a"] * 99) + "…"
-    assert seen == [content.EXCERPT_SOURCE_LIMIT] == [2000]
+    assert seen == [text.EXCERPT_SOURCE_LIMIT] == [2000]
 
 
-def test_excerpt_of_a_long_paragraph_with_markup_is_the_whole_paragraphs():
+def test_excerpt_of_a_long_paragraph_with_markup_is_read_to_the_limit():
     sentence = "Read [the *seed* guide](https://example.org/guides/seeds) and `sow` <em>thin</em>. "
     paragraph = sentence * 100
-    assert len(paragraph) > 4 * content.EXCERPT_SOURCE_LIMIT
-    assert content.excerpt_of(paragraph) == content.shorten(content.plain_text(paragraph))
+    assert len(paragraph) > 4 * text.EXCERPT_SOURCE_LIMIT
+    assert text.excerpt_from_markdown(paragraph) == text.shorten(
+        "Read the seed guide and sow thin. " * 10)
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
