@@ -11,6 +11,7 @@ import re
 import stat
 import string
 import tomllib
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -169,6 +170,7 @@ class LoadResult:
     problems: list[Problem]  # each skipped a file
     drafts: int = 0
     warnings: list[Problem] = field(default_factory=list)  # a field left out, file loaded
+    folder_files: dict[str, int] = field(default_factory=dict)  # article files per folder
 
     @property
     def skipped_files(self) -> int:
@@ -215,7 +217,13 @@ def load_articles(
         store.put(file, outcome)
         known[file] = outcome
     store.save()
-    return collect((known[file] for file in files), strict)
+    loaded = collect((known[file] for file in files), strict)
+    return replace(loaded, folder_files=folder_counts(files))
+
+
+def folder_counts(files: Iterable[str]) -> dict[str, int]:
+    """Article files per folder (not counting subfolders)."""
+    return dict(Counter(os.path.dirname(file) for file in files))
 
 
 def article_files(directory: Path) -> list[str]:

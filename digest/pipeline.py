@@ -16,6 +16,7 @@ from digest.cache import cache_path
 from digest.config import Settings, sender_problems
 from digest.content import Article, LoadOptions, LoadResult, load_articles
 from digest.errors import DigestError, TemplateError, WindowError
+from digest.problem_summary import problem_lines
 from digest.quality import Finding, check_email
 from digest.render import Email, Renderer, Site
 from digest.segments import Segment, plan_segments
@@ -218,8 +219,9 @@ class CheckReport:
 def check_site(settings: Settings) -> CheckReport:
     """Every problem in the content, then a test render of all articles."""
     loaded = load(settings)
-    report = CheckReport(len(loaded.articles), [str(p) for p in loaded.problems],
-                         duplicate_slugs(loaded.articles))
+    report = CheckReport(len(loaded.articles),
+                         problem_lines(loaded.problems, loaded.folder_files),
+                         [*map(str, loaded.warnings), *duplicate_slugs(loaded.articles)])
     report.warnings.extend(f"{problem}; sends refuse to start without it"
                            for problem in sender_problems(settings))
     if not loaded.articles:
