@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator
 from html.entities import html5
 from typing import Any
 
+from lxml import html as lxml_html
+from lxml.etree import ParserError
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
@@ -89,10 +91,12 @@ BLOCKS = markdown_parser()
 BLOCKS.core.ruler.disable("inline")  # paragraphs are parsed inline only when chosen
 INLINE = markdown_parser()
 
-HUGO_PAIRED = re.compile(r"\{\{[<%]\s*(highlight|code)\b.*?[>%]\}\}.*?\{\{[<%]\s*/\1\s*[>%]\}\}",
-                         re.DOTALL)
-LIQUID_PAIRED = re.compile(r"\{%-?\s*(comment|highlight|raw)\b.*?%\}.*?\{%-?\s*end\1\s*-?%\}",
-                           re.DOTALL)
+# Code between paired tags goes with them, and the line break after (not to split the
+# paragraph around them in two).
+HUGO_PAIRED = re.compile(
+    r"\{\{[<%]\s*(highlight|code)\b.*?[>%]\}\}.*?\{\{[<%]\s*/\1\s*[>%]\}\}\n?", re.DOTALL)
+LIQUID_PAIRED = re.compile(
+    r"\{%-?\s*(comment|highlight|raw)\b.*?%\}.*?\{%-?\s*end\1\s*-?%\}\n?", re.DOTALL)
 TEMPLATE_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)  # Hugo shortcodes, Liquid
 MDX_ESM = re.compile(r"^(?:import|export)\s.*$", re.MULTILINE)
 JSX_START = re.compile(r"</?(?:[A-Z][\w.]*|>)")
@@ -144,7 +148,10 @@ def remove_jsx(source: str) -> str:
             continue
         end = jsx_tag_end(source, found.end())
         if end is not None:
-            kept.append(source[position:found.start()])
+            before = source[position:found.start()]
+            self_closing = source[end - 2:end] == "/>"
+            glued = self_closing and source[end:end + 1] in tuple(",.;:!?")
+            kept.append(before.rstrip(" ") if glued else before)
             position = end
     return "".join(kept) + source[position:]
 
@@ -156,7 +163,7 @@ def jsx_tag_end(source: str, start: int) -> int | None:
         char = source[index]
         if quote:
             quote = "" if char == quote else quote
-        elif char in "\"'`" and depth:
+        elif char in "\"'`":
             quote = char
         elif char in "{}":
             depth += 1 if char == "{" else -1
@@ -192,12 +199,19 @@ def inline_text(source: str, env: dict[str, Any]) -> str:
 
 
 def token_texts(tokens: Iterable[Token]) -> Iterator[str]:
-    """Text, code and line breaks; markup (tags, images, link and emphasis marks) dropped."""
+    """Text, code and line breaks; markup (tags, images, link and emphasis marks) dropped,
+    but a tag that breaks a line (`<br>`, `</p>`) still separates words."""
     for token in tokens:
         if token.type in ("text", "code_inline"):
             yield token.content
-        elif token.type in ("softbreak", "hardbreak"):
+        elif token.type in ("softbreak", "hardbreak") or (
+                token.type == "html_inline" and tag_name(token.content) in BLOCK_ELEMENTS):
             yield " "
+
+
+def tag_name(tag: str) -> str:
+    """`<br/>` → `br`, `</P>` → `p`."""
+    return re.split(r"[\s/>]", tag.lstrip("</"), maxsplit=1)[0].lower()
 
 
 def shorten(text: str, limit: int = EXCERPT_LIMIT) -> str:
@@ -205,3 +219,30 @@ def shorten(text: str, limit: int = EXCERPT_LIMIT) -> str:
         return text
     cut = text[: limit - 1].rsplit(" ", 1)[0]
     return cut.rstrip(" ,;:.-") + "…"
+
+
+HTML_SOURCE_LIMIT = 5 * EXCERPT_SOURCE_LIMIT  # HTML is wordier than markdown
+DROPPED_ELEMENTS = "//script|//style|//figure|//img|//picture|//iframe|//svg|//noscript|//template"
+BLOCK_ELEMENTS = frozenset({"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5",
+                            "h6", "tr", "td", "th", "blockquote", "pre", "section", "article",
+                            "header", "footer", "dd", "dt", "hr", "table"})
+
+
+def excerpt_from_html(markup: str, limit: int = EXCERPT_LIMIT) -> str:
+    """The plain text of an HTML fragment (a feed's summary or content), cut at a word to
+    `limit`: tags removed, references decoded once, images, figures, scripts, styles and
+    embeds dropped, blocks separated by a space."""
+    source = remove_controls(markup[:HTML_SOURCE_LIMIT])
+    if "<" not in source:
+        return shorten(one_line(decode_references(source)), limit)
+    try:
+        fragment = lxml_html.fragment_fromstring(source, create_parent="div")
+    except (ParserError, ValueError):  # nothing but white space or comments
+        return ""
+    for element in fragment.xpath(DROPPED_ELEMENTS):
+        element.drop_tree()
+    for element in fragment.iter():
+        if isinstance(element.tag, str) and element.tag.lower() in BLOCK_ELEMENTS:
+            element.tail = " " + (element.tail or "")
+            element.text = " " + (element.text or "")
+    return shorten(one_line(remove_controls(fragment.text_content())), limit)
