@@ -545,6 +545,9 @@ LOADS = {
     "control_characters_toml.md",
     "control_characters_toml_literal.md",
     "excerpt_long_paragraph_of_asterisks.md",
+    "bidi_and_c1_controls_in_fields.md",
+    "cover_image_javascript.md",
+    "cover_image_data.md",
 }
 DRAFTS = {"draft.md", "published_false.md"}
 
@@ -717,6 +720,34 @@ def test_control_characters_in_fields_are_removed():
         source="https://example.net/x",
         path=str(path),
     )
+
+
+def test_bidi_and_c1_controls_in_fields_are_removed():
+    """U+202E shows `Invoice exe.pdf`: reordered text has no place in a title or a name."""
+    article = load("bidi_and_c1_controls_in_fields.md")
+    assert (article.title, article.excerpt, article.author, article.category, article.tags) == (
+        "Invoice fdp.exe for the allotment fees", "Next line and a hidden embedding.",
+        "Ann Lee", "LocalNews", ("soil", "compost"))
+
+
+@pytest.mark.parametrize(("name", "field", "scheme"), [
+    ("cover_image_javascript.md", "coverImage", "javascript"),
+    ("cover_image_data.md", "image", "data"),
+])
+def test_a_cover_image_that_is_not_http_is_dropped_with_a_warning(tmp_path, name, field, scheme):
+    copy_fixtures(tmp_path, name)
+    result = load_articles(tmp_path, OPTIONS)
+    assert [article.cover_image for article in result.articles] == [None]
+    assert [str(warning) for warning in result.warnings] == [
+        f"{tmp_path / name}: {field}: a {scheme}: address, not http or https: "
+        "the cover image is left out"]
+    assert result.problems == []
+
+
+def test_a_dropped_cover_image_fails_a_strict_load(tmp_path):
+    copy_fixtures(tmp_path, "cover_image_javascript.md")
+    with pytest.raises(ContentError, match="coverImage: a javascript: address"):
+        load_articles(tmp_path, OPTIONS, strict=True)
 
 
 def test_control_characters_in_the_body_are_removed_from_the_excerpt():
