@@ -51,9 +51,7 @@ ARTICLE = """---
 title: >-
   {title}
 date: '{date}'
-excerpt: >-
-  {excerpt}
-{cover}author: {author}
+{excerpt}{cover}author: {author}
 tags:
   - {tag1}
   - {tag2}
@@ -69,7 +67,17 @@ def sentence(rng: random.Random, words: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(words)).capitalize() + "."
 
 
-def article_text(rng: random.Random, index: int, when: datetime) -> tuple[str, str]:
+def body_paragraph(rng: random.Random) -> str:
+    """Prose with the markdown of a real post: a link, emphasis, a code span, an escape."""
+    words = sentence(rng, 40).split()
+    words[3] = f"[{words[3]}](https://source.example.net/{words[3]})"
+    words[9], words[15] = f"*{words[9]}*", f"`{words[15]}`"
+    words[21] = words[21] + r"\_x"
+    return " ".join(words)
+
+
+def article_text(rng: random.Random, index: int, when: datetime,
+                 body_excerpts: bool = False) -> tuple[str, str]:
     title = sentence(rng, 10)[:-1]
     slug = f"{when:%Y-%m-%d}-{index:05d}-" + "-".join(title.lower().split()[:6])
     cover = (
@@ -78,7 +86,7 @@ def article_text(rng: random.Random, index: int, when: datetime) -> tuple[str, s
     text = ARTICLE.format(
         title=title,
         date=when.strftime("%Y-%m-%d"),
-        excerpt=sentence(rng, 30),
+        excerpt="" if body_excerpts else f"excerpt: >-\n  {sentence(rng, 30)}\n",
         cover=cover,
         author=rng.choice(["Desk", "A. Writer", "B. Editor"]),
         tag1=rng.choice(WORDS).title(),
@@ -86,16 +94,19 @@ def article_text(rng: random.Random, index: int, when: datetime) -> tuple[str, s
         category=rng.choice(CATEGORIES),
         year=when.year,
         slug=slug,
-        body="\n\n".join(sentence(rng, 40) for _ in range(6)),
+        body="\n\n".join([f"# {title}", *(body_paragraph(rng) for _ in range(6))]
+                           if body_excerpts else [sentence(rng, 40) for _ in range(6)]),
     )
     return slug, text
 
 
-def generate(directory: Path, count: int, per_week: int = 200, seed: int = 1) -> None:
-    """Write `count` articles: the newest at `per_week` a week, ending at END."""
+def generate(directory: Path, count: int, per_week: int = 200, seed: int = 1,
+             body_excerpts: bool = False) -> None:
+    """Write `count` articles: the newest at `per_week` a week, ending at END; with
+    `body_excerpts`, without an excerpt field, so excerpts come from the markdown."""
     rng = random.Random(seed)
     directory.mkdir(parents=True, exist_ok=True)
     step = timedelta(days=7) / per_week
     for index in range(count):
-        slug, text = article_text(rng, index, END - step * index)
+        slug, text = article_text(rng, index, END - step * index, body_excerpts)
         (directory / f"{slug}.md").write_text(text, encoding="utf-8")
