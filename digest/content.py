@@ -20,7 +20,7 @@ from email.utils import parsedate_to_datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urljoin
 from zoneinfo import ZoneInfo
 
 import frontmatter
@@ -372,13 +372,13 @@ def yaml_reason(exc: yaml.YAMLError, first_line: int) -> str:
     return f"{problem} (line {mark.line + first_line})" if mark is not None else problem
 
 
-def build_article(meta: dict[str, Any], body: str, path: Path, options: LoadOptions,
+def build_article(meta: Mapping[str, Any], body: str, path: Path, options: LoadOptions,
                   warnings: list[Problem] | None = None) -> Article:
     """Run every field parser, collect every problem, then build the Article. What is
     dropped from an article that still loads is added to `warnings`."""
     if meta.get("draft") is True or meta.get("published") is False:
         raise Draft
-    meta = dict(zola.with_taxonomies(meta))
+    meta = zola.with_taxonomies(meta)
     stem_date, name_slug = split_file_name(path)
     problems: list[Problem] = []
 
@@ -450,7 +450,7 @@ def parse_authors(meta: Mapping[str, Any]) -> tuple[str, ...]:
     names = value if isinstance(value, list) else [value]
     if not all(isinstance(name, str | int | float) for name in names):
         raise ValueError(f"must be a name or a list of names, not {value!r}")
-    return tuple(dict.fromkeys(name for name in map(plain_field, map(str, names)) if name))
+    return tuple(dict.fromkeys(filter(None, map(plain_field, map(str, names)))))
 
 
 def without_controls(value: Any) -> Any:
@@ -541,7 +541,7 @@ def parse_tags(value: Any) -> tuple[str, ...]:
         value = value.split(",")
     if not isinstance(value, list) or not all(isinstance(t, str | int | float) for t in value):
         raise ValueError(f"must be a list or a comma-separated string, not {value!r}")
-    return tuple(dict.fromkeys(tag for tag in map(plain_field, map(str, value)) if tag))
+    return tuple(dict.fromkeys(filter(None, map(plain_field, map(str, value)))))
 
 
 def parse_category(meta: Mapping[str, Any]) -> str:
@@ -571,7 +571,7 @@ def text_or_none(value: Any) -> str | None:
 def web_image(url: str | None, where: Problem, warnings: list[Problem] | None) -> str | None:
     """`url` if it is an http(s) address; otherwise None, with a warning saying why
     (`javascript:`, `data:`… would run or embed whatever the front matter holds)."""
-    scheme = urlsplit(url).scheme.lower() if url else "https"
+    scheme = url.partition(":")[0].lower() if url else "https"  # absolute: urljoin made it
     if scheme in IMAGE_SCHEMES:
         return url
     if warnings is not None:
