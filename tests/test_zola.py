@@ -102,17 +102,18 @@ def test_path_date(path, day):
     assert zola.path_date(path) == day
 
 
+def problems_of(folder: Path, front_matter: str) -> list[str]:
+    (folder / "page.md").write_text(f"+++\ntitle = \"T\"\n{front_matter}+++\nText.\n")
+    return [str(problem) for problem in load_articles(folder, OPTIONS).problems]
+
+
 def test_path_date_falls_back_from_an_impossible_date_to_the_missing_date_problem(tmp_path):
-    page = tmp_path / "page.md"
-    page.write_text('+++\ntitle = "T"\npath = "2024/02/30/x"\n+++\nText.\n')
-    loaded = load_articles(tmp_path, OPTIONS)
-    assert [str(problem) for problem in loaded.problems] == [
-        f"{page}: date: missing (and the file name does not start with YYYY-MM-DD-)"]
+    assert problems_of(tmp_path, 'path = "2024/02/30/x"\n') == [
+        f"{tmp_path / 'page.md'}: date: missing (and the file name does not start with "
+        "YYYY-MM-DD-)"]
 
 
 def test_an_empty_path_is_a_problem(tmp_path):
-    page = tmp_path / "page.md"
-    page.write_text('+++\ntitle = "T"\ndate = 2026-11-02\npath = "/"\n+++\nText.\n')
-    loaded = load_articles(tmp_path, OPTIONS)
-    assert [str(problem) for problem in loaded.problems] == [
-        f"{page}: path: must be a non-empty path such as \"2024/11/28/title\", not '/'"]
+    assert problems_of(tmp_path, 'date = 2026-11-02\npath = "/"\n') == [
+        f"{tmp_path / 'page.md'}: path: must be a non-empty path such as \"2024/11/28/title\", "
+        "not '/'"]
