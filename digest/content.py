@@ -262,7 +262,10 @@ def outcome_of(file: str, options: LoadOptions) -> Outcome:
 
 
 def collect(outcomes: Iterable[Outcome], strict: bool) -> LoadResult:
-    articles, problems, drafts, warnings = [], [], 0, []
+    articles: list[Article] = []
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    drafts = 0
     for outcome in outcomes:
         if isinstance(outcome, Loaded) and strict:
             raise ContentError("; ".join(map(str, outcome.warnings)))
