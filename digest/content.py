@@ -222,8 +222,16 @@ def load_articles(
 
 
 def folder_counts(files: Iterable[str]) -> dict[str, int]:
-    """Article files per folder (not counting subfolders)."""
-    return dict(Counter(os.path.dirname(file) for file in files))
+    """Article files per folder (not counting subfolders) as `folder_of` counts them."""
+    return dict(Counter(map(folder_of, files)))
+
+
+def folder_of(file: str) -> str:
+    """The folder a file is one of: its own, but for the `index.md` of a page bundle
+    (`posts/my-post/index.md`), the folder of the bundles (`posts`)."""
+    folder = os.path.dirname(file)
+    bundle = os.path.basename(file).startswith("index.")
+    return os.path.dirname(folder) if bundle and os.path.dirname(folder) else folder
 
 
 def article_files(directory: Path) -> list[str]:

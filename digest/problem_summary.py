@@ -4,12 +4,11 @@ it, instead of hundreds of identical lines above the summary."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from digest.content import Problem
+from digest.content import Problem, folder_of
 
 PATTERN_FROM = 5  # files failing the same way before they are one line
 QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|0x[0-9a-f]+|\d+")  # what differs from file to file
@@ -80,7 +79,7 @@ def summarize(problems: Sequence[Problem], folder_files: Mapping[str, int]
 
 
 def key_of(problem: Problem) -> tuple[str, str | None, str]:
-    return (os.path.dirname(str(problem.path)), problem.field,
+    return (folder_of(str(problem.path)), problem.field,
             QUOTED.sub("…", problem.message))
 
 

@@ -66,6 +66,18 @@ def problems(folder: str, count: int, field: str | None, message: str) -> list[P
     return [Problem(Path(folder, f"f{n}.md"), field, message) for n in range(count)]
 
 
+def test_page_bundles_count_as_files_of_the_folder_holding_them(tmp_path):
+    config = site(tmp_path, undated=0)
+    posts = tmp_path / "content" / "posts"
+    for n in range(6):
+        (posts / f"bundle-{n}").mkdir()
+        (posts / f"bundle-{n}" / "index.md").write_text(UNDATED.format(n=n))
+    result = run("--config", str(config), "check")
+    assert result.stderr.splitlines()[0] == (
+        f"Error: {posts}: 6 of 7 files have no date and were skipped, such as "
+        f"{posts / 'bundle-0' / 'index.md'}: date: {NO_DATE}; {HINT}")
+
+
 def test_values_in_the_message_do_not_split_a_pattern():
     found = [Problem(Path("c", f"f{n}.md"), "date", f"cannot read '{n}x' as a date (use "
                      "YYYY-MM-DD or an ISO 8601 date-time)") for n in range(6)]
