@@ -408,7 +408,7 @@ def build_article(meta: Mapping[str, Any], body: str, path: Path, options: LoadO
     category = field("category", parse_category, meta)
     slug = field("slug", parse_slug, meta.get("slug"),
                  zola.path_slug(page_path) if page_path else name_slug)
-    authors = field("authors", parse_authors, meta)
+    authors = parse_authors(meta)
     aliases = field("aliases", zola.alias_urls, options.base_url, meta.get("aliases"))
     image = "coverImage" if meta.get("coverImage") else "image"
     cover_image = field(image, absolute, options.base_url, meta.get(image))
@@ -454,14 +454,17 @@ def parse_title(value: Any) -> str:
 
 
 def parse_authors(meta: Mapping[str, Any]) -> tuple[str, ...]:
-    """`author: Name`, or `authors` (Zola, Hugo): a list of names or one name."""
+    """`author: Name`, or `authors` (Zola, Hugo): a list of names or one name; a name
+    may be a mapping with a `name` (Jekyll themes). What holds no name is left out."""
     value = meta.get("author") if meta.get("author") is not None else meta.get("authors")
-    if value is None:
-        return ()
     names = value if isinstance(value, list) else [value]
-    if not all(isinstance(name, str | int | float) for name in names):
-        raise ValueError(f"must be a name or a list of names, not {value!r}")
-    return tuple(dict.fromkeys(filter(None, map(plain_field, map(str, names)))))
+    return tuple(dict.fromkeys(filter(None, map(author_name, names))))
+
+
+def author_name(value: Any) -> str:
+    if isinstance(value, Mapping):
+        value = value.get("name")
+    return plain_field(str(value)) if isinstance(value, str | int | float) else ""
 
 
 def without_controls(value: Any) -> Any:

@@ -57,6 +57,19 @@ def test_authors_are_the_author_list(by_slug):
     assert by_slug["Trowel-2.4.0"].author == "The Trowel Release Team"
 
 
+@pytest.mark.parametrize(("front_matter", "authors"), [
+    ('author = "Ana"\nauthors = ["Kofi"]\n', ("Ana",)),
+    ('authors = "Kofi"\n', ("Kofi",)),
+    ('authors = ["Ana", "Ana", "", 3]\n', ("Ana", "3")),
+    ('[author]\nname = "Ana"\nurl = "https://ana.example"\n', ("Ana",)),
+    ('[[authors]]\nname = "Ana"\n[[authors]]\nhandle = "kofi"\n', ("Ana",)),
+])
+def test_author_forms(tmp_path, front_matter, authors):
+    page = tmp_path / "page.md"
+    page.write_text(f'+++\ntitle = "T"\ndate = 2026-11-02\n{front_matter}+++\nText.\n')
+    assert read_article(page, OPTIONS).authors == authors
+
+
 def test_taxonomies_give_tags_and_category(by_slug):
     release = by_slug["Trowel-2.4.0"]
     assert release.tags == ("release", "tooling")
