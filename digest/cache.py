@@ -22,7 +22,8 @@ from digest.fileio import write_atomically
 
 # 2: unquoted dates read by parse_date (its messages differ); 3: no control characters in
 # loaded text, years 1900 to 9000 only, excerpts from the first 2,000 characters
-CACHE_FORMAT = 4  # 4: TOML noncharacters written as is are removed too
+# 4: TOML noncharacters written as is are removed too
+CACHE_FORMAT = 5  # 5: references decoded, excerpts by markdown-it, authors, aliases, warnings
 Stamp = tuple[int, int]
 
 

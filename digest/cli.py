@@ -20,6 +20,7 @@ from digest.content import LoadResult
 from digest.errors import DigestError
 from digest.ledger import BATCH_SIZE, IssueRow, Ledger
 from digest.preview import write_eml_files, write_index, write_preview, write_segment_previews
+from digest.problem_summary import summarize
 from digest.quality import Finding
 from digest.screenshots import take_screenshots
 from digest.select import Window, dates_window, issue_key, manual_key
@@ -567,8 +568,13 @@ def with_content_dir(settings: Settings, content_dir: Path | None) -> Settings:
 
 def load_and_warn(settings: Settings, strict: bool) -> LoadResult:
     loaded = pipeline.load(settings, strict=strict)
-    for problem in loaded.problems:
+    patterns, rest = summarize(loaded.problems, loaded.folder_files)
+    for pattern in patterns:
+        click.echo(f"Warning: {pattern}", err=True)
+    for problem in rest:
         click.echo(f"Warning: {problem} (skipped)", err=True)
+    for warning in loaded.warnings:
+        click.echo(f"Warning: {warning}", err=True)
     return loaded
 
 

@@ -250,3 +250,19 @@ def test_check_warns_about_articles_sharing_a_slug(tmp_path):
         f"Warning: slug 'same' is used by 2 files ({content / '2026-11-01-same.md'}, "
         f"{content / '2026-11-02-same.md'}): an issue keeps only the newest\n")
     assert result.stdout == "OK: 2 articles, configuration and templates are valid\n"
+
+
+SCRIPTED_COVER = ("---\ntitle: Scripted\ndate: '2026-11-20'\ncoverImage: 'javascript:alert(1)'\n"
+                  "---\nBody text.\n")
+
+
+def test_a_cover_image_that_is_not_http_is_a_warning_in_preview_and_check(tmp_path):
+    config = write_site(tmp_path, {"good.md": GOOD, "scripted.md": SCRIPTED_COVER})
+    warning = (f"{tmp_path / 'content' / 'scripted.md'}: coverImage: a javascript: address, "
+               "not http or https: the cover image is left out")
+    preview = run("--config", str(config), "preview", "--out", str(tmp_path / "out"))
+    assert preview.exit_code == 0, preview.output
+    assert f"Warning: {warning}\n" in preview.stderr
+    assert "Selected 2 of 2 articles" in preview.stdout
+    check = run("--config", str(config), "check")
+    assert f"Warning: {warning}\n" in check.stderr
