@@ -77,9 +77,7 @@ ARTICLE = """---
 title: >-
   {title}
 date: '{date}'
-excerpt: >-
-  {excerpt}
-{cover}author: {author}
+{excerpt}{cover}author: {author}
 tags:
 {tags}
 category: {category}
@@ -94,7 +92,17 @@ def sentence(rng: random.Random, words: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(words)).capitalize() + "."
 
 
-def article_text(rng: random.Random, index: int, when: datetime) -> tuple[str, str]:
+def body_paragraph(rng: random.Random) -> str:
+    """Prose with the markdown of a real post: a link, emphasis, a code span, an escape."""
+    words = sentence(rng, 40).split()
+    words[3] = f"[{words[3]}](https://source.example.net/{words[3]})"
+    words[9], words[15] = f"*{words[9]}*", f"`{words[15]}`"
+    words[21] = words[21] + r"\_x"
+    return " ".join(words)
+
+
+def article_text(rng: random.Random, index: int, when: datetime,
+                 body_excerpts: bool = False) -> tuple[str, str]:
     title = sentence(rng, rng.randint(6, 16))[:-1]
     slug = f"{when:%Y-%m-%d}-{index:05d}-" + "-".join(title.lower().split()[:6])
     cover = (
@@ -106,14 +114,18 @@ def article_text(rng: random.Random, index: int, when: datetime) -> tuple[str, s
     text = ARTICLE.format(
         title=title,
         date=when.strftime("%Y-%m-%dT%H:%M:%S") if index % 2 else when.strftime("%Y-%m-%d"),
-        excerpt=sentence(rng, rng.randint(25, 55))[:300],
+        excerpt=("" if body_excerpts
+                 else f"excerpt: >-\n  {sentence(rng, rng.randint(25, 55))[:300]}\n"),
         cover=cover,
         author=rng.choice(AUTHORS),
         tags=tags,
         category=rng.choices(CATEGORIES, POPULARITY)[0],
         year=when.year,
         slug=slug,
-        body="\n\n".join(sentence(rng, rng.randint(20, 60)) for _ in range(rng.randint(3, 9))),
+        body="\n\n".join([f"# {title}", *(body_paragraph(rng) for _ in range(6))]
+                         if body_excerpts
+                         else [sentence(rng, rng.randint(20, 60))
+                               for _ in range(rng.randint(3, 9))]),
     )
     return slug, text
 
@@ -128,12 +140,14 @@ def dates(rng: random.Random, count: int, per_week: int) -> list[datetime]:
     return recent + older
 
 
-def generate(directory: Path, count: int, per_week: int = 200, seed: int = 1) -> None:
-    """Write `count` articles, `per_week` of them in the week ending at END."""
+def generate(directory: Path, count: int, per_week: int = 200, seed: int = 1,
+             body_excerpts: bool = False) -> None:
+    """Write `count` articles, `per_week` of them in the week ending at END; with
+    `body_excerpts`, without an excerpt field, so excerpts come from the markdown."""
     rng = random.Random(seed)
     directory.mkdir(parents=True, exist_ok=True)
     for index, when in enumerate(dates(rng, count, per_week)):
-        slug, text = article_text(rng, index, when)
+        slug, text = article_text(rng, index, when, body_excerpts)
         (directory / f"{slug}.md").write_text(text, encoding="utf-8")
 
 

@@ -22,7 +22,9 @@ from digest.fileio import write_atomically
 
 # 2: unquoted dates read by parse_date (its messages differ); 3: no control characters in
 # loaded text, years 1900 to 9000 only, excerpts from the first 2,000 characters
-CACHE_FORMAT = 5  # 4: TOML noncharacters written as is are removed too; 5: generator rules
+# 4: TOML noncharacters written as is are removed too
+# 5: references decoded, excerpts by markdown-it, authors, aliases, warnings
+CACHE_FORMAT = 6  # 6: the generators' URL rules; publish and expiry dates
 Stamp = tuple[int, int]
 
 

@@ -20,6 +20,7 @@ from digest.content import LoadResult
 from digest.errors import DigestError
 from digest.ledger import BATCH_SIZE, IssueRow, Ledger
 from digest.preview import write_eml_files, write_index, write_preview, write_segment_previews
+from digest.problem_summary import summarize
 from digest.quality import Finding
 from digest.screenshots import take_screenshots
 from digest.select import Window, dates_window, in_window, issue_key, manual_key
@@ -172,6 +173,10 @@ def preview(app: App, content_dir: Path | None, out: Path | None, since: datetim
     if loaded.problems:
         click.echo(f"Skipped {loaded.skipped_files} {plural(loaded.skipped_files, 'file')} "
                    "with problems (see the warnings above).")
+    errors = sum(f.level == "error" for findings in checks.values() for f in findings)
+    if errors:  # the previews are written, to look at; a script must still see it failed
+        raise click.ClickException(f"{errors} {plural(errors, 'problem')} found in the "
+                                   "previews (see above)")
 
 
 def previews_dir(settings: Settings) -> Path:
@@ -209,7 +214,7 @@ def print_findings(variants: Iterable[tuple[Path, tuple[pipeline.Built, Sequence
 
 def print_segments(segments: Sequence[pipeline.SegmentBuild],
                    written: Sequence[tuple[Path, Path]]) -> None:
-    html_paths = iter(html for html, _ in written)
+    paths = iter(written)
     for item in segments:
         count = len(item.segment.recipients)
         who = f"{count} {plural(count, 'subscriber')}"
@@ -218,8 +223,10 @@ def print_segments(segments: Sequence[pipeline.SegmentBuild],
                        f"{item.segment.label} this time; it would be skipped")
             continue
         size, articles = item.built.email.size / 1024, len(item.built.issue.articles)
-        click.echo(f"Wrote {next(html_paths)} ({size:.1f} KB): segment {item.segment.slug}, "
+        html_path, text_path = next(paths)
+        click.echo(f"Wrote {html_path} ({size:.1f} KB): segment {item.segment.slug}, "
                    f"{who}, {articles} {plural(articles, 'article')}")
+        click.echo(f"Wrote {text_path}")
 
 
 @cli.command()
@@ -572,8 +579,13 @@ def with_content_dir(settings: Settings, content_dir: Path | None) -> Settings:
 
 def load_and_warn(settings: Settings, strict: bool) -> LoadResult:
     loaded = pipeline.load(settings, strict=strict)
-    for problem in loaded.problems:
+    patterns, rest = summarize(loaded.problems, loaded.folder_files)
+    for pattern in patterns:
+        click.echo(f"Warning: {pattern}", err=True)
+    for problem in rest:
         click.echo(f"Warning: {problem} (skipped)", err=True)
+    for warning in loaded.warnings:
+        click.echo(f"Warning: {warning}", err=True)
     return loaded
 
 
@@ -924,8 +936,8 @@ def subscribers_export(app: App, fmt: str) -> None:
 def subscribers_prune(app: App, days: int) -> None:
     """Forget sign-ups nobody confirmed: their addresses were never given consent.
 
-    The confirmation link lasts 7 days, so after 30 nobody can confirm them any more;
-    run it from cron beside the weekly job.
+    Counted from the first sign-up (asking again does not renew it); a confirmation
+    link lasts 7 days. Run it from cron beside the weekly job.
     """
     with store_of(app) as store:
         forgotten = store.forget_unconfirmed(store.now() - timedelta(days=days))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import string
@@ -55,6 +56,7 @@ SPEC: dict[str, tuple[type, Any]] = {
     "sendgrid.timeout": (int, 30),
     "sendgrid.concurrency": (int, 4),
     "sendgrid.webhook_public_key": (str, ""),
+    "sendgrid.webhook_max_mb": (int, 5),
     "store.path": (str, "digest.db"),
     "web.secret_key": (str, ""),
     "web.base_url": (str, ""),
@@ -64,11 +66,18 @@ SPEC: dict[str, tuple[type, Any]] = {
     "archive.url": (str, ""),
     "archive.signup_url": (str, ""),
     "archive.manage_url": (str, ""),
+    "web.trusted_proxies": (list, ["127.0.0.1", "::1"]),
+    "web.max_confirmations_per_hour": (int, 100),
+    "web.captcha": (str, ""),
+    "web.captcha_site_key": (str, ""),
+    "web.captcha_secret": (str, ""),
+    "web.captcha_verify_url": (str, ""),
 }
 ENV_OVERRIDES = {
     "SENDGRID_API_URL": "sendgrid.api_url",
     "DIGEST_DB": "store.path",
     "DIGEST_SECRET_KEY": "web.secret_key",
+    "DIGEST_CAPTCHA_SECRET": "web.captcha_secret",
 }
 FORBIDDEN = {
     "sendgrid.api_key": "sendgrid.api_key is never read from a file: "
@@ -78,9 +87,11 @@ TRANSPORTS = ("sendgrid", "files")
 # Upper bounds: past these a value is a typo, and some would hang or overflow.
 MAXIMUMS = {"selection.per_category": 1000, "selection.total": 1000,
             "email.size_budget_kb": 1024, "sendgrid.timeout": 600,
-            "sendgrid.concurrency": 16}
+            "sendgrid.concurrency": 16, "sendgrid.webhook_max_mb": 64,
+            "web.max_confirmations_per_hour": 100_000}
 URL_KEYS = ("site.base_url", "web.base_url", "sendgrid.api_url", "archive.url",
-            "archive.signup_url", "archive.manage_url")
+            "archive.signup_url", "archive.manage_url", "web.captcha_verify_url")
+CAPTCHAS = ("turnstile", "hcaptcha")
 UNSUBSCRIBE_FIELDS = ("base_url", "web_url", "token")
 CATEGORY_URL_FIELDS = ("base_url", "category")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # no one-line value (address, name) may hold one
@@ -297,11 +308,26 @@ def value_problems(values: Mapping[str, Any]) -> list[str]:
     problems += archive_problems(values)
     if values["web.proxies"] < 0:
         problems.append(f"web.proxies must be 0 or more, not {values['web.proxies']}")
+    problems += proxy_problems(values["web.trusted_proxies"])
+    if values["web.captcha"] and values["web.captcha"] not in CAPTCHAS:
+        problems.append(f"web.captcha must be one of {', '.join(CAPTCHAS)} (or empty), "
+                        f"not {values['web.captcha']!r}")
     if values["delivery.transport"] not in TRANSPORTS:
         problems.append(
             f"delivery.transport must be one of {', '.join(TRANSPORTS)}, "
             f"not {values['delivery.transport']!r}"
         )
+    return problems
+
+
+def proxy_problems(trusted: list[str]) -> list[str]:
+    """Each of web.trusted_proxies must be an IP address or network."""
+    problems = []
+    for entry in trusted:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            problems.append(f"web.trusted_proxies: {entry!r} is not an IP address or network")
     return problems
 
 

@@ -11,9 +11,10 @@ import re
 import stat
 import string
 import tomllib
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from email.utils import parsedate_to_datetime
 from functools import partial
@@ -25,13 +26,18 @@ from zoneinfo import ZoneInfo
 import frontmatter
 import yaml
 
-from digest import sites
+from digest import sites, zola
 from digest.cache import ArticleCache
 from digest.errors import ConfigError, ContentError, not_utf8
+from digest.text import (
+    CONTROL_CHARACTERS,
+    excerpt_from_markdown,
+    excerpt_from_text,
+    plain_field,
+    remove_controls,
+)
 
 DEFAULT_CATEGORY = "Uncategorized"
-EXCERPT_LIMIT = 300
-EXCERPT_SOURCE_LIMIT = 2000  # markdown read for an excerpt: its patterns are quadratic at worst
 FIRST_YEAR, LAST_YEAR = 1900, 9000
 ARTICLE_SUFFIXES = (".md", ".markdown")
 NOT_ARTICLES = frozenset({"readme.md", "readme.markdown"})
@@ -40,9 +46,7 @@ MAX_WORKERS = 4
 JEKYLL_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(.+)$")
 NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # not on Windows, which has no FIFOs to open
 URL_FIELDS = frozenset(sites.URL_FIELDS)
-# C0 controls but tab, newline and CR; DEL; and what XML also forbids (lone surrogates,
-# U+FFFE, U+FFFF): one in a title made the MJML parser reject the whole email.
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+IMAGE_SCHEMES = frozenset({"http", "https"})
 
 
 BOOL, TIMESTAMP = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp"
@@ -138,6 +142,8 @@ class Article:
     author: str | None = None
     source: str | None = None
     path: str | None = None  # a string: 15,000 Path objects cost 0.4 s to unpickle
+    authors: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()  # other addresses of the same article (Zola, Hugo)
     publish_date: datetime | None = None  # Hugo's publishDate: not in an issue before it
     expiry_date: datetime | None = None  # Hugo's expiryDate: in no issue ending after it
 
@@ -166,8 +172,10 @@ class LoadOptions:
 @dataclass(frozen=True)
 class LoadResult:
     articles: list[Article]
-    problems: list[Problem]
+    problems: list[Problem]  # each skipped a file
     drafts: int = 0
+    warnings: list[Problem] = field(default_factory=list)  # a field left out, file loaded
+    folder_files: dict[str, int] = field(default_factory=dict)  # article files per folder
 
     @property
     def skipped_files(self) -> int:
@@ -184,7 +192,15 @@ class Draft(Exception):
     """The file is a draft: skipped quietly."""
 
 
-Outcome = Article | tuple[Problem, ...] | None  # None: a draft
+@dataclass(frozen=True)
+class Loaded:
+    """An article that loaded with something left out."""
+
+    article: Article
+    warnings: tuple[Problem, ...]
+
+
+Outcome = Article | Loaded | tuple[Problem, ...] | None  # None: a draft
 
 
 def load_articles(
@@ -208,7 +224,21 @@ def load_articles(
         store.put(file, outcome)
         known[file] = outcome
     store.save()
-    return collect((known[file] for file in files), strict)
+    loaded = collect((known[file] for file in files), strict)
+    return replace(loaded, folder_files=folder_counts(files))
+
+
+def folder_counts(files: Iterable[str]) -> dict[str, int]:
+    """Article files per folder (not counting subfolders) as `folder_of` counts them."""
+    return dict(Counter(map(folder_of, files)))
+
+
+def folder_of(file: str) -> str:
+    """The folder a file is one of: its own, but for the `index.md` of a page bundle
+    (`posts/my-post/index.md`), the folder of the bundles (`posts`)."""
+    folder = os.path.dirname(file)
+    bundle = os.path.basename(file).startswith("index.")
+    return os.path.dirname(folder) if bundle and os.path.dirname(folder) else folder
 
 
 def article_files(directory: Path) -> list[str]:
@@ -236,8 +266,10 @@ def parse_many(files: list[str], options: LoadOptions) -> list[Outcome]:
 
 
 def outcome_of(file: str, options: LoadOptions) -> Outcome:
+    warnings: list[Problem] = []
     try:
-        return read_article(Path(file), options)
+        article = read_article(Path(file), options, warnings)
+        return Loaded(article, tuple(warnings)) if warnings else article
     except Draft:
         return None
     except ArticleInvalid as exc:
@@ -245,9 +277,17 @@ def outcome_of(file: str, options: LoadOptions) -> Outcome:
 
 
 def collect(outcomes: Iterable[Outcome], strict: bool) -> LoadResult:
-    articles, problems, drafts = [], [], 0
+    articles: list[Article] = []
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    drafts = 0
     for outcome in outcomes:
-        if isinstance(outcome, Article):
+        if isinstance(outcome, Loaded) and strict:
+            raise ContentError("; ".join(map(str, outcome.warnings)))
+        if isinstance(outcome, Loaded):
+            articles.append(outcome.article)
+            warnings.extend(outcome.warnings)
+        elif isinstance(outcome, Article):
             articles.append(outcome)
         elif outcome is None:
             drafts += 1
@@ -255,7 +295,7 @@ def collect(outcomes: Iterable[Outcome], strict: bool) -> LoadResult:
             raise ContentError("; ".join(map(str, outcome)))
         else:
             problems.extend(outcome)
-    return LoadResult(articles, problems, drafts)
+    return LoadResult(articles, problems, drafts, warnings)
 
 
 def check_url_pattern(pattern: str) -> None:
@@ -273,7 +313,8 @@ def check_url_pattern(pattern: str) -> None:
         )
 
 
-def read_article(path: Path, options: LoadOptions) -> Article:
+def read_article(path: Path, options: LoadOptions,
+                 warnings: list[Problem] | None = None) -> Article:
     try:
         text = read_regular_file(path).decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -281,7 +322,7 @@ def read_article(path: Path, options: LoadOptions) -> Article:
     except OSError as exc:
         raise invalid(path, None, f"cannot read: {exc.strerror}") from None
     meta, body = split_front_matter(text.removeprefix("\ufeff"), path)
-    return build_article(meta, body, path, options)
+    return build_article(meta, body, path, options, warnings)
 
 
 def read_regular_file(path: Path) -> bytes:
@@ -349,10 +390,13 @@ def yaml_reason(exc: yaml.YAMLError, first_line: int) -> str:
     return f"{problem} (line {mark.line + first_line})" if mark is not None else problem
 
 
-def build_article(meta: dict[str, Any], body: str, path: Path, options: LoadOptions) -> Article:
-    """Run every field parser, collect every problem, then build the Article."""
+def build_article(meta: Mapping[str, Any], body: str, path: Path, options: LoadOptions,
+                  warnings: list[Problem] | None = None) -> Article:
+    """Run every field parser, collect every problem, then build the Article. What is
+    dropped from an article that still loads is added to `warnings`."""
     if meta.get("draft") is True or meta.get("published") is False:
         raise Draft
+    meta = zola.with_taxonomies(meta)
     place = sites.place_of(path, options.root)
     stem_date, name_slug = split_file_name(place.name)
     problems: list[Problem] = []
@@ -367,13 +411,19 @@ def build_article(meta: dict[str, Any], body: str, path: Path, options: LoadOpti
         return None
 
     title = field("title", parse_title, meta.get("title"))
-    when = field("date", parse_date, sites.date_of(meta), stem_date, options.timezone)
+    page_path = field("path", zola.page_path, meta.get("path"))
+    when = field("date", parse_date, sites.date_of(meta), stem_date or zola.path_date(page_path),
+                 options.timezone)
     tags = field("tags", parse_tags, meta.get("tags"))
     category = field("category", parse_category, sites.categories_of(meta, place))
-    slug = field("slug", parse_slug, meta.get("slug"), name_slug)
+    slug = field("slug", parse_slug, meta.get("slug"),
+                 zola.path_slug(page_path) if page_path else name_slug)
+    authors = parse_authors(meta)
+    aliases = field("aliases", zola.alias_urls, options.base_url, meta.get("aliases"))
     publish, expiry = (field(key, optional_date, meta.get(key), options.timezone)
                        for key in ("publishDate", "expiryDate"))
-    url = None if problems else field("url", article_url, options, meta, place, title, slug, when)
+    url = None if problems else zola.path_url(options.base_url, page_path) if page_path \
+        else field("url", article_url, options, meta, place, title, slug, when)
     image, value = sites.cover_of(meta)
     cover_image = field(image, cover_address, options.base_url, url, place, value)
     if problems:
@@ -383,14 +433,16 @@ def build_article(meta: dict[str, Any], body: str, path: Path, options: LoadOpti
         slug=slug,
         title=title,
         date=when,
-        excerpt=parse_excerpt(meta, body),
+        excerpt=parse_excerpt(meta, body, title),
         url=url,
         category=category,
         tags=tags,
-        cover_image=cover_image,
-        author=text_or_none(meta.get("author")),
+        cover_image=web_image(cover_image, Problem(path, image, ""), warnings),
+        author=", ".join(authors) or None,
         source=text_or_none(meta.get("source")),
         path=str(path),
+        authors=authors,
+        aliases=aliases,
         publish_date=publish,
         expiry_date=expiry,
     )
@@ -408,11 +460,27 @@ def split_file_name(stem: str) -> tuple[date | None, str]:
 
 
 def parse_title(value: Any) -> str:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise ValueError("missing (every article needs a title)")
-    if not isinstance(value, str | int | float):
+    """One line of text, character references decoded (`&quot;` is a quote mark)."""
+    if not isinstance(value, str | int | float | None):
         raise ValueError(f"must be text, not a {type(value).__name__}")
-    return " ".join(str(value).split())
+    title = plain_field(str(value)) if value is not None else ""
+    if not title:
+        raise ValueError("missing (every article needs a title)")
+    return title
+
+
+def parse_authors(meta: Mapping[str, Any]) -> tuple[str, ...]:
+    """`author: Name`, or `authors` (Zola, Hugo): a list of names or one name; a name
+    may be a mapping with a `name` (Jekyll themes). What holds no name is left out."""
+    value = meta.get("author") if meta.get("author") is not None else meta.get("authors")
+    names = value if isinstance(value, list) else [value]
+    return tuple(dict.fromkeys(filter(None, map(author_name, names))))
+
+
+def author_name(value: Any) -> str:
+    if isinstance(value, Mapping):
+        value = value.get("name")
+    return plain_field(str(value)) if isinstance(value, str | int | float) else ""
 
 
 def without_controls(value: Any) -> Any:
@@ -422,11 +490,6 @@ def without_controls(value: Any) -> Any:
     if isinstance(value, list):
         return [remove_controls(item) if isinstance(item, str) else item for item in value]
     return value
-
-
-def remove_controls(text: str) -> str:
-    """Those that separate words (form feed, vertical tab…) become spaces, the others go."""
-    return CONTROL_CHARACTERS.sub(lambda found: " " if found[0].isspace() else "", text)
 
 
 def parse_slug(value: Any, from_name: str) -> str:
@@ -509,7 +572,7 @@ def parse_tags(value: Any) -> tuple[str, ...]:
         value = value.split(",")
     if not isinstance(value, list) or not all(isinstance(t, str | int | float) for t in value):
         raise ValueError(f"must be a list or a comma-separated string, not {value!r}")
-    return tuple(dict.fromkeys(str(tag).strip() for tag in value if str(tag).strip()))
+    return tuple(dict.fromkeys(filter(None, map(plain_field, map(str, value)))))
 
 
 def parse_category(value: Any) -> str:
@@ -519,62 +582,32 @@ def parse_category(value: Any) -> str:
         return DEFAULT_CATEGORY
     if not isinstance(value, str | int | float) or not str(value).strip():
         raise ValueError(f"must be a name or a list of names, not {value!r}")
-    return " ".join(str(value).split())
+    return plain_field(str(value)) or DEFAULT_CATEGORY
 
 
-def parse_excerpt(meta: Mapping[str, Any], body: str) -> str:
+def parse_excerpt(meta: Mapping[str, Any], body: str, title: str) -> str:
+    """The excerpt, description or summary field, else the body's first paragraph."""
     for key in ("excerpt", "description", "summary"):
         value = meta.get(key)
         if isinstance(value, str) and value.strip():
-            return excerpt_of(value)
-    return excerpt_of(first_paragraph(body))
-
-
-def excerpt_of(markdown: str) -> str:
-    """Only the start of `markdown` is read: plain_text's patterns take quadratic time on
-    some texts (`*a *a *a …` has no closing `*`: 50,000 of them took over a minute), and
-    the first EXCERPT_SOURCE_LIMIT characters give the EXCERPT_LIMIT kept unless the
-    text is over 85% markup."""
-    text = markdown[:EXCERPT_SOURCE_LIMIT]
-    return shorten(plain_text(remove_controls(text)))
-
-
-def first_paragraph(body: str) -> str:
-    """The first block of prose, skipping headings, images, code, tables and rules."""
-    for block in re.split(r"\n\s*\n", body):
-        lines = [line for line in block.strip().splitlines() if not line.startswith("#")]
-        stripped = "\n".join(lines).strip()
-        if stripped and not stripped.startswith(("!", "<!--", "```", "|", "---")):
-            return stripped
-    return ""
-
-
-MARKDOWN_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
-HTML_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
-EMPHASIS = re.compile(r"(\*\*|\*|`)(\S(?:.*?\S)?)\1|(?<!\w)(__|_)(\S(?:.*?\S)?)\3(?!\w)")
-
-
-def plain_text(text: str) -> str:
-    """Markdown links, emphasis and inline HTML tags reduced to their text (each pattern
-    only where its characters occur: most excerpts have none, and this runs on every file)."""
-    if "](" in text:
-        text = MARKDOWN_LINK.sub(r"\1", text)
-    if "<" in text:
-        text = HTML_TAG.sub("", text)
-    if "*" in text or "_" in text or "`" in text:
-        text = EMPHASIS.sub(lambda m: m.group(2) or m.group(4), text)
-    return " ".join(text.split())
-
-
-def shorten(text: str, limit: int = EXCERPT_LIMIT) -> str:
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1].rsplit(" ", 1)[0]
-    return cut.rstrip(" ,;:.-") + "…"
+            return excerpt_from_text(value)
+    return excerpt_from_markdown(body, title=title)
 
 
 def text_or_none(value: Any) -> str | None:
     return str(value).strip() or None if isinstance(value, str | int | float) else None
+
+
+def web_image(url: str | None, where: Problem, warnings: list[Problem] | None) -> str | None:
+    """`url` if it is an http(s) address; otherwise None, with a warning saying why
+    (`javascript:`, `data:`… would run or embed whatever the front matter holds)."""
+    scheme = url.partition(":")[0].lower() if url else "https"  # absolute: urljoin made it
+    if scheme in IMAGE_SCHEMES:
+        return url
+    if warnings is not None:
+        warnings.append(replace(where, message=f"a {scheme}: address, not http or https: "
+                                "the cover image is left out"))
+    return None
 
 
 def absolute(base_url: str, value: Any) -> str | None:

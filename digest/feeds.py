@@ -36,17 +36,15 @@ from zoneinfo import ZoneInfo
 from digest import __version__
 from digest.content import (
     DEFAULT_CATEGORY,
-    EXCERPT_LIMIT,
     FIRST_YEAR,
     LAST_YEAR,
     Article,
     LoadResult,
     Problem,
-    remove_controls,
-    shorten,
 )
 from digest.errors import ConfigError, ContentError
 from digest.fileio import write_atomically
+from digest.text import EXCERPT_LIMIT, remove_controls, shorten
 
 USER_AGENT = f"digest/{__version__} (newsletter digest builder; feed reader)"
 ACCEPT = ("application/rss+xml, application/atom+xml, application/feed+json, "

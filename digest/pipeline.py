@@ -18,6 +18,7 @@ from digest.content import Article, LoadOptions, LoadResult, load_articles
 from digest.errors import DigestError, TemplateError, WindowError
 from digest.feeds import FeedLoad, combine, feed_cache_path, feed_sources, load_feeds
 from digest.i18n import Language, html_lang, language_findings
+from digest.problem_summary import problem_lines
 from digest.quality import Finding, check_email
 from digest.render import Email, Renderer, Site
 from digest.segments import Segment, plan_segments
@@ -252,8 +253,9 @@ def check_site(settings: Settings) -> CheckReport:
     be read now, or have failed on several runs, are warnings: the issue still goes out."""
     local, fed = load_sources(settings)
     loaded = combine(local, fed)
-    report = CheckReport(len(loaded.articles), [str(p) for p in local.problems],
-                         duplicate_slugs(loaded.articles))
+    report = CheckReport(len(loaded.articles),
+                         problem_lines(local.problems, local.folder_files),
+                         [*map(str, local.warnings), *duplicate_slugs(loaded.articles)])
     report.warnings.extend([*map(str, fed.problems), *fed.broken])
     report.warnings.extend(f"{problem}; sends refuse to start without it"
                            for problem in sender_problems(settings))

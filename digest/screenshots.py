@@ -67,7 +67,7 @@ def launched(executable: str) -> Iterator[Any]:
     except ImportError:
         raise DigestError(
             "--screenshots needs the Python package playwright: "
-            "pip install 'digest[screenshots]' (or pip install playwright)"
+            "pip install '.[screenshots]' in digest's folder (or pip install playwright)"
         ) from None
     with sync_playwright() as playwright:
         try:

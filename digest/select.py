@@ -122,10 +122,15 @@ def in_window(article: Article, window: Window) -> bool:
 
 
 def dedupe(articles: Iterable[Article]) -> list[Article]:
-    """Newest first; an article whose slug or source URL was already seen is dropped."""
+    """Newest first; an article whose slug or source URL was already seen is dropped, and
+    so is one published at an address another article lists among its `aliases`."""
+    articles = list(articles)
+    moved = {url_key(alias): article.url for article in articles for alias in article.aliases}
     seen: set[str] = set()
     kept = []
     for article in sorted(articles, key=newest_first):
+        if moved.get(url_key(article.url), article.url) != article.url:
+            continue
         keys = {f"slug:{article.slug}"}
         if article.source:
             keys.add(f"source:{article.source}")
@@ -133,6 +138,11 @@ def dedupe(articles: Iterable[Article]) -> list[Article]:
             kept.append(article)
         seen |= keys
     return kept
+
+
+def url_key(url: str) -> str:
+    """An address compared without its trailing slash: Zola serves `x/` for `x`."""
+    return url.rstrip("/")
 
 
 def newest_first(article: Article) -> tuple[float, str]:

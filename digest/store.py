@@ -207,6 +207,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             text TEXT NOT NULL
         ) WITHOUT ROWID""",
     ),
+    (  # 7: confirmation emails the web app sent each subscriber, and the latest one used
+        """CREATE TABLE confirmation_emails (
+            subscriber_id INTEGER PRIMARY KEY REFERENCES subscribers (id) ON DELETE CASCADE,
+            sent INTEGER NOT NULL,
+            used INTEGER NOT NULL DEFAULT 0
+        )""",
+    ),
 )
 
 to_json = json.JSONEncoder(ensure_ascii=False).encode
@@ -597,3 +604,30 @@ class Store:
             (token_hash(token.strip()),),
         ).fetchone()
         return to_subscriber(row) if row else None
+
+    # Confirmation emails (the web app's sign-up; see web/signup.py)
+
+    def confirmations(self, subscriber: Subscriber) -> tuple[int, int]:
+        """(sent, used): how many confirmation emails went to the subscriber, and the
+        number of the latest one whose link was used (0: none)."""
+        row = self.conn.execute("SELECT sent, used FROM confirmation_emails WHERE "
+                                "subscriber_id = ?", (subscriber.id,)).fetchone()
+        return (row[0], row[1]) if row else (0, 0)
+
+    def count_confirmation(self, subscriber: Subscriber, most: int) -> int | None:
+        """Count one more confirmation email, unless `most` went out since the address
+        last confirmed; its number (1, 2, …), or None."""
+        with self.transaction():
+            sent, used = self.confirmations(subscriber)
+            if sent - used >= most:
+                return None
+            self.conn.execute(
+                "INSERT INTO confirmation_emails (subscriber_id, sent) VALUES (?, 1) "
+                "ON CONFLICT (subscriber_id) DO UPDATE SET sent = confirmation_emails.sent + 1",
+                (subscriber.id,))
+        return sent + 1
+
+    def use_confirmations(self, subscriber: Subscriber) -> None:
+        """A link was used: every confirmation email sent so far is used up."""
+        self.conn.execute("UPDATE confirmation_emails SET used = sent WHERE subscriber_id = ?",
+                          (subscriber.id,))

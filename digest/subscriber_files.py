@@ -27,6 +27,7 @@ from email_validator import EmailNotValidError, validate_email
 from digest.config import CONTROL
 from digest.errors import DigestError
 from digest.store import CADENCES, STATUSES, Subscriber, email_key
+from digest.text import remove_invisible
 
 CSV_COLUMNS = ("email", "name", "categories", "cadence", "status", "created")
 CATEGORY_SEPARATORS = re.compile(r"[;|]")
@@ -215,8 +216,9 @@ def parse_name(value: Any) -> str | None:
 
 def checked_text(text: str, what: str) -> str:
     """`text` on one line (line breaks and tabs become spaces: a name goes into mail
-    headers), unless it holds another control character or is not valid Unicode."""
-    text = " ".join(text.split())
+    headers), without bidi or C1 controls (invisible, they only reorder or hide what a
+    reader sees), unless it holds another control character or is not valid Unicode."""
+    text = " ".join(remove_invisible(text).split())
     if bad := CONTROL.search(text):
         raise ValueError(f"{what} contains a control character ({bad.group()!r}): {text!r}")
     try:

@@ -123,9 +123,10 @@ def test_check_runs_the_quality_checks_on_the_preview_too(tmp_path):
 def test_preview_runs_the_quality_checks_on_what_it_writes(tmp_path):
     config = site_with_a_relative_link(tmp_path)
     result = run("--config", config, "preview", "--out", str(tmp_path / "out"))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     assert result.stderr == (
-        f"Error: {tmp_path / 'out' / '2026-11-22..2026-11-28.html'}: {RELATIVE_LINK}\n")
+        f"Error: {tmp_path / 'out' / '2026-11-22..2026-11-28.html'}: {RELATIVE_LINK}\n"
+        "Error: 1 problem found in the previews (see above)\n")
     index = (tmp_path / "out" / "index.html").read_text()
     assert '<li class="error">error: The URL &#34;/relative&#34; is not' in index
 
@@ -249,3 +250,19 @@ def test_check_warns_about_articles_sharing_a_slug(tmp_path):
         f"Warning: slug 'same' is used by 2 files ({content / '2026-11-01-same.md'}, "
         f"{content / '2026-11-02-same.md'}): an issue keeps only the newest\n")
     assert result.stdout == "OK: 2 articles, configuration and templates are valid\n"
+
+
+SCRIPTED_COVER = ("---\ntitle: Scripted\ndate: '2026-11-20'\ncoverImage: 'javascript:alert(1)'\n"
+                  "---\nBody text.\n")
+
+
+def test_a_cover_image_that_is_not_http_is_a_warning_in_preview_and_check(tmp_path):
+    config = write_site(tmp_path, {"good.md": GOOD, "scripted.md": SCRIPTED_COVER})
+    warning = (f"{tmp_path / 'content' / 'scripted.md'}: coverImage: a javascript: address, "
+               "not http or https: the cover image is left out")
+    preview = run("--config", str(config), "preview", "--out", str(tmp_path / "out"))
+    assert preview.exit_code == 0, preview.output
+    assert f"Warning: {warning}\n" in preview.stderr
+    assert "Selected 2 of 2 articles" in preview.stdout
+    check = run("--config", str(config), "check")
+    assert f"Warning: {warning}\n" in check.stderr

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from digest import content
+from digest import content, text
 from digest.content import (
     Article,
     ArticleInvalid,
@@ -210,6 +210,7 @@ def test_toml_front_matter():
         category="Projects",
         tags=("glass", "reuse"),
         author="Mara Lindqvist",
+        authors=("Mara Lindqvist",),
         path=str(path),
     )
 
@@ -243,6 +244,7 @@ def test_relative_cover_image_made_absolute_and_other_fields():
         tags=(),
         cover_image="https://example.org/images/x.jpg",
         author="Tomasz Nowicki",
+        authors=("Tomasz Nowicki",),
         source="https://example.net/one-bed",
         path=str(path),
     )
@@ -544,6 +546,9 @@ LOADS = {
     "control_characters_toml.md",
     "control_characters_toml_literal.md",
     "excerpt_long_paragraph_of_asterisks.md",
+    "bidi_and_c1_controls_in_fields.md",
+    "cover_image_javascript.md",
+    "cover_image_data.md",
 }
 DRAFTS = {"draft.md", "published_false.md"}
 
@@ -712,9 +717,38 @@ def test_control_characters_in_fields_are_removed():
         tags=("soil", "compost"),
         cover_image="https://example.org/images/x.jpg",
         author="Ann Lee",
+        authors=("Ann Lee",),
         source="https://example.net/x",
         path=str(path),
     )
+
+
+def test_bidi_and_c1_controls_in_fields_are_removed():
+    """U+202E shows `Invoice exe.pdf`: reordered text has no place in a title or a name."""
+    article = load("bidi_and_c1_controls_in_fields.md")
+    assert (article.title, article.excerpt, article.author, article.category, article.tags) == (
+        "Invoice fdp.exe for the allotment fees", "Next line and a hidden embedding.",
+        "Ann Lee", "LocalNews", ("soil", "compost"))
+
+
+@pytest.mark.parametrize(("name", "field", "scheme"), [
+    ("cover_image_javascript.md", "coverImage", "javascript"),
+    ("cover_image_data.md", "image", "data"),
+])
+def test_a_cover_image_that_is_not_http_is_dropped_with_a_warning(tmp_path, name, field, scheme):
+    copy_fixtures(tmp_path, name)
+    result = load_articles(tmp_path, OPTIONS)
+    assert [article.cover_image for article in result.articles] == [None]
+    assert [str(warning) for warning in result.warnings] == [
+        f"{tmp_path / name}: {field}: a {scheme}: address, not http or https: "
+        "the cover image is left out"]
+    assert result.problems == []
+
+
+def test_a_dropped_cover_image_fails_a_strict_load(tmp_path):
+    copy_fixtures(tmp_path, "cover_image_javascript.md")
+    with pytest.raises(ContentError, match="coverImage: a javascript: address"):
+        load_articles(tmp_path, OPTIONS, strict=True)
 
 
 def test_control_characters_in_the_body_are_removed_from_the_excerpt():
@@ -750,21 +784,22 @@ def test_no_loaded_text_holds_a_character_the_email_cannot():
 
 
 def test_excerpt_reads_a_bounded_start_of_a_long_paragraph(monkeypatch):
-    """150 KB of `*a ` (no closing `*`) kept the emphasis pattern busy for over a minute."""
+    """150 KB of `*a ` (no closing `*`) kept the old emphasis pattern busy for over a minute."""
     seen = []
-    plain_text = content.plain_text
-    monkeypatch.setattr(content, "plain_text", lambda text: seen.append(len(text)) or
-                        plain_text(text))
+    without_templates = text.without_templates
+    monkeypatch.setattr(text, "without_templates", lambda source: seen.append(len(source)) or
+                        without_templates(source))
     assert fixture("excerpt_long_paragraph_of_asterisks.md").stat().st_size > 150_000
     assert load("excerpt_long_paragraph_of_asterisks.md").excerpt == " ".join(["*a"] * 99) + "…"
-    assert seen == [content.EXCERPT_SOURCE_LIMIT] == [2000]
+    assert seen == [text.EXCERPT_SOURCE_LIMIT] == [2000]
 
 
-def test_excerpt_of_a_long_paragraph_with_markup_is_the_whole_paragraphs():
+def test_excerpt_of_a_long_paragraph_with_markup_is_read_to_the_limit():
     sentence = "Read [the *seed* guide](https://example.org/guides/seeds) and `sow` <em>thin</em>. "
     paragraph = sentence * 100
-    assert len(paragraph) > 4 * content.EXCERPT_SOURCE_LIMIT
-    assert content.excerpt_of(paragraph) == content.shorten(content.plain_text(paragraph))
+    assert len(paragraph) > 4 * text.EXCERPT_SOURCE_LIMIT
+    assert text.excerpt_from_markdown(paragraph) == text.shorten(
+        "Read the seed guide and sow thin. " * 10)
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")

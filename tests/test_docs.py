@@ -39,3 +39,14 @@ def test_every_command_has_help_and_is_in_the_readme():
     for name, command in commands(cli):
         assert command.help, f"digest {name} has no help text"
         assert f"digest {name}" in README, f"digest {name} is not in README.md"
+
+
+def test_benchmark_lines_run_in_the_development_venv():
+    lines = [line for line in README.splitlines() if "benchmarks/bench_" in line]
+    assert lines and all(".venv/bin/python benchmarks/" in line for line in lines)
+    assert ".venv/bin/pip install\n-e '.[test]'" in README
+
+
+def test_the_webhook_section_mentions_503_and_403():
+    section = README[README.index("**The event webhook.**"):README.index("**`digest sync`**")]
+    assert "every request gets 503" in section and "refused with 403" in section

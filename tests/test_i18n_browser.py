@@ -47,6 +47,7 @@ def test_the_readers_pages_in_german_at_375_px(browser, german):
         assert page.get_by_role("heading").inner_text() == "Web Test abonnieren"
         assert page.evaluate(OVERFLOW_JS) <= 0
         page.get_by_label("E-Mail-Adresse").fill("ada@example.com")
+        german.clock.advance(seconds=5)  # a person takes a moment
         with page.expect_navigation():
             page.get_by_role("button", name="Abonnieren").click()
         assert page.get_by_role("heading").inner_text() == "Sehen Sie in Ihr Postfach"

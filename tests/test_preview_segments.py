@@ -50,11 +50,13 @@ def test_one_preview_per_segment_and_an_index(tmp_path):
     result = preview(config, out)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[-4].startswith(f"Wrote {out}/2026-11-22..2026-11-28--all.html (")
-    assert lines[-4].endswith("): segment all, 1 subscriber, 7 articles")
-    assert lines[-3] == ("Segment gardening (1 subscriber): no articles in Gardening this time; "
+    assert lines[-6].startswith(f"Wrote {out}/2026-11-22..2026-11-28--all.html (")
+    assert lines[-6].endswith("): segment all, 1 subscriber, 7 articles")
+    assert lines[-5] == f"Wrote {out}/2026-11-22..2026-11-28--all.txt"
+    assert lines[-4] == ("Segment gardening (1 subscriber): no articles in Gardening this time; "
                          "it would be skipped")
-    assert lines[-2].endswith("): segment work, 2 subscribers, 1 article")
+    assert lines[-3].endswith("): segment work, 2 subscribers, 1 article")
+    assert lines[-2] == f"Wrote {out}/2026-11-22..2026-11-28--work.txt"
     assert lines[-1] == f"Wrote {out}/index.html"
     work = (out / "2026-11-22..2026-11-28--work.txt").read_text()
     assert "== Work ==" in work and "== General AI ==" not in work

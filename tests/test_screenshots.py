@@ -1,6 +1,7 @@
 """Screenshots in real headless Chromium; remote resources are blocked, never fetched."""
 
 import os
+import re
 import struct
 import sys
 import threading
@@ -132,4 +133,13 @@ def test_without_playwright_the_error_says_what_to_install(monkeypatch, tmp_path
         take_screenshots([tmp_path / "x.html"], chromium="/usr/bin/chromium")
     assert str(caught.value) == (
         "--screenshots needs the Python package playwright: "
-        "pip install 'digest[screenshots]' (or pip install playwright)")
+        "pip install '.[screenshots]' in digest's folder (or pip install playwright)")
+
+
+def test_the_hint_installs_what_the_readme_says(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "playwright.sync_api", None)
+    with pytest.raises(DigestError) as caught:
+        take_screenshots([tmp_path / "x.html"], chromium="/usr/bin/chromium")
+    command = re.search(r"pip install '[^']+'", str(caught.value)).group()
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert f"`{command}`" in readme

@@ -107,6 +107,14 @@ def test_names_and_categories_are_one_line_of_text():
         "row 6: a category contains a control character ('\\x1b'): 'Too\\x1bls'"]
 
 
+def test_bidi_and_c1_controls_are_removed_from_names_and_categories():
+    parsed = parse_subscribers(
+        'email,name,categories\nada@example.com,"Ada\u202e Lovelace\u202c\u0085Jr",'
+        '"A\u2066I\u2069;\u009bTools"\n')
+    assert parsed.bad == ()
+    assert parsed.rows == (Row(2, "ada@example.com", "Ada Lovelace Jr", ("AI", "Tools")),)
+
+
 def test_a_sign_up_date_out_of_range_and_deep_json_are_problems_not_crashes():
     parsed = parse_subscribers(
         'email,created\nada@example.com,0001-01-01T00:00:00+14:00\n')

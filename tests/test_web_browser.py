@@ -95,3 +95,20 @@ def test_unsubscribe_from_the_preferences_page_in_the_browser(browser, served):
     assert subscriber.status == "unsubscribed"
     assert (events[-1].old, events[-1].new, events[-1].source) == ("active", "unsubscribed",
                                                                     "web")
+
+
+@pytest.mark.browser
+def test_sign_up_in_the_browser_passes_the_cross_site_and_bot_checks(browser, served):
+    context, page, blocked = phone_page(browser, served)
+    try:
+        page.goto(f"{served.url}/")
+        page.get_by_label("Email address").fill("cy@example.com")
+        served.clock.advance(seconds=5)  # a person takes a moment
+        with page.expect_navigation():
+            page.get_by_role("button", name="Subscribe").click()
+        assert page.get_by_role("heading").inner_text() == "Check your inbox"
+    finally:
+        context.close()
+    served.drain()
+    assert reader(served.root, "cy@example.com")[0].status == "pending"
+    assert blocked == []

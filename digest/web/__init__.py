@@ -8,14 +8,15 @@ local use, and `digest.web.wsgi:app` is the entry for gunicorn. The pages are in
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import logging
-import re
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from html import escape
-from urllib.parse import unquote
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import jinja2
 from flask import Flask, Response, render_template, request
@@ -23,18 +24,25 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
 from digest.config import Settings
 from digest.errors import ConfigError, DigestError
 from digest.i18n import N_, load_language
 from digest.store import MIN_SECRET_LENGTH, utc_now
 from digest.transports import Transport, transport_for
 from digest.web import language, pages
+from digest.web.abuse import ConfirmationLimits
+from digest.web.captcha import captcha_for
 from digest.web.language import _
+from digest.web.logs import redact, redact_logger
 from digest.web.mail import Mailer
 from digest.web.ratelimit import RateLimiter
 from digest.web.readers import SiteCategories
 from digest.web.state import EXTENSION, WebState, close_store
-from digest.web.tokens import Tokens
+from digest.web.state import web_state as web_state_of
+from digest.web.tokens import FORM_MAX_AGE, Tokens
 
 log = logging.getLogger("digest.web")
 
@@ -47,16 +55,20 @@ NO_SENDER = ("email.from is not set in the configuration: the web app sends conf
 DEV_SECRET = ("no web.secret_key / DIGEST_SECRET_KEY: --dev uses a random secret for this "
               "process, so its confirmation links and forms stop working when it stops")
 
-# Confirmations per address: one per 10 minutes, three a day. Subscribe requests per
-# client IP: 20 per 10 minutes. See ratelimit.py for what "in-process" implies.
-ADDRESS_LIMITS = ((1, 600.0), (3, 86_400.0))
+# Subscribe requests per client (an IPv4 address or an IPv6 /64): 20 per 10 minutes.
+# The confirmation emails' limits are in abuse.py; ratelimit.py says what "in-process"
+# implies.
 CLIENT_LIMITS = ((20, 600.0),)
+MAX_NONCES = 100_000  # sign-up forms used in the last FORM_MAX_AGE that are remembered
 MAX_FORM_BYTES = 64 * 1024
 
 # Blueprints other parts of digest add, registered when their module exists.
 # digest.web.hooks (SendGrid's event webhook, issue 7) exposes `blueprint`.
 OPTIONAL_BLUEPRINTS = ("digest.web.hooks", "digest.web.archive")
 
+CAPTCHA_CSP = ("default-src 'none'; style-src 'self' {sources}; img-src 'self'; "
+               "script-src {sources}; frame-src {sources}; connect-src {sources}; "
+               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 SECURITY_HEADERS = {
     "Content-Security-Policy": ("default-src 'none'; style-src 'self'; img-src 'self'; "
                                 "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
@@ -67,6 +79,7 @@ SECURITY_HEADERS = {
 ERROR_TEXT = {  # translated when shown (digest.web.language)
     400: (N_("Bad request"), N_("The form has expired or did not come from this site: "
                                 "go back, reload the page and try again.")),
+    403: (N_("Forbidden"), N_("This form can only be sent from this site's own pages.")),
     404: (N_("Not found"), N_("There is nothing here. A link from one of our emails may have "
                               "expired, been used already or been cut short; nothing was "
                               "changed.")),
@@ -87,6 +100,7 @@ def create_app(settings: Settings, *, dev: bool = False,
     if transport is None:
         transport = transport_for(settings)
     app = Flask(__name__)
+    redact_logger(app.logger)  # Flask logs a 500 as "Exception on /preferences/TOKEN"
     # Every body is capped at 64 KB (urlencoded and chunked ones too); the webhook, which
     # takes large batches, raises its own request's limit.
     app.config.update(SECRET_KEY=secret, MAX_CONTENT_LENGTH=MAX_FORM_BYTES,
@@ -95,7 +109,8 @@ def create_app(settings: Settings, *, dev: bool = False,
     app.jinja_env.undefined = jinja2.StrictUndefined
     app.extensions[EXTENSION] = web_state(settings, secret, clock, transport)
     if settings["web.proxies"]:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings["web.proxies"])  # type: ignore[method-assign]
+        app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
+            app.wsgi_app, settings["web.proxies"], settings["web.trusted_proxies"])
     app.teardown_appcontext(close_store)
     app.after_request(security_headers)
     app.register_error_handler(HTTPException, error_page)
@@ -126,9 +141,12 @@ def web_state(settings: Settings, secret: str, clock: Callable[[], datetime],
     return WebState(
         settings=settings, secret=secret, clock=clock, transport=transport,
         tokens=Tokens(secret, clock), mailer=Mailer(transport),
-        address_limits=RateLimiter(ADDRESS_LIMITS, clock=seconds),
+        confirmations=ConfirmationLimits(settings["web.max_confirmations_per_hour"],
+                                         clock=seconds),
         client_limits=RateLimiter(CLIENT_LIMITS, clock=seconds),
-        categories=SiteCategories(settings))
+        form_nonces=RateLimiter(((1, FORM_MAX_AGE.total_seconds()),), max_keys=MAX_NONCES,
+                                clock=seconds),
+        categories=SiteCategories(settings), captcha=captcha_for(settings))
 
 
 # ---- Other engineers: register further blueprints here (OPTIONAL_BLUEPRINTS above). ----
@@ -145,9 +163,49 @@ def register_optional_blueprints(app: Flask) -> None:
         app.register_blueprint(module.blueprint)
 
 
+class TrustedProxies:
+    """Werkzeug's ProxyFix (the client is the `hops`-th address from the right of
+    X-Forwarded-For) for requests from a trusted proxy only: from anyone else the
+    header is ignored, or rotating it would make every request a new client."""
+
+    def __init__(self, app: WSGIApplication, hops: int, trusted: Iterable[str]) -> None:
+        self.app, self.fixed = app, ProxyFix(app, x_for=hops)
+        self.trusted = [ipaddress.ip_network(net, strict=False) for net in trusted]
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse
+                 ) -> Iterable[bytes]:
+        if self.is_trusted(environ.get("REMOTE_ADDR", "")):
+            return self.fixed(environ, start_response)
+        return self.app(environ, start_response)
+
+    def is_trusted(self, peer: str) -> bool:
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(address in net for net in self.trusted)
+
+
+def relative_location(response: Response) -> None:
+    """Every redirect as a path on this site: never built from the Host header a client
+    sent (Werkzeug's own redirects are), never `//host…` (a link to another site)."""
+    location = response.headers.get("Location")
+    if location is None:
+        return
+    parts = urlsplit(location)
+    path = "/" + parts.path.lstrip("/")
+    response.headers["Location"] = path + (f"?{parts.query}" if parts.query else "")
+
+
 def security_headers(response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():  # a page may set its own CSP (/archive/)
         response.headers.setdefault(name, value)
+    captcha = web_state_of().captcha
+    if captcha is not None and response.headers["Content-Security-Policy"] == \
+            SECURITY_HEADERS["Content-Security-Policy"]:  # the widget's script and frame
+        response.headers["Content-Security-Policy"] = CAPTCHA_CSP.format(
+            sources=captcha.provider.sources)
+    relative_location(response)
     if request.endpoint != "static":
         response.headers["Cache-Control"] = "no-store"
     return response
@@ -174,19 +232,35 @@ def error_page(error: HTTPException) -> Response | HTTPException:
 
 # ---------------------------------------------------------------- `digest web`
 
-TOKEN_IN_PATH = re.compile(r"(?i)(/(?:confirm|preferences|unsubscribe)/+)[^\s?]+")
-TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{40,}")  # a token in any other path
+DISCARD_CHUNK = 64 * 1024
 
 
-def redact(text: str) -> str:
-    """`text` with anything like a token replaced by …, read as Werkzeug logs it (with
-    %-escapes decoded, so `/pr%65ferences/TOKEN` is caught too)."""
-    text = TOKEN_IN_PATH.sub(r"\1…", unquote(text, errors="replace"))
-    return TOKEN_LIKE.sub("…", text)
+class SmallReads:
+    """A connection's input that hands out at most DISCARD_CHUNK bytes per read."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def read(self, size: int | None = -1) -> bytes:
+        wanted = DISCARD_CHUNK if size is None or size < 0 else min(size, DISCARD_CHUNK)
+        return bytes(self._raw.read(wanted))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
 
 
 class RedactingHandler(WSGIRequestHandler):
-    """Werkzeug's request log, without the tokens in the paths (they are credentials)."""
+    """Werkzeug's request log, without the tokens in the paths (they are credentials).
+
+    After the answer Werkzeug discards whatever body the app did not read, 10 MB per
+    read: sixteen refused 31 MB uploads would cost 160 MB at once. Once the answer is
+    under way the discarding reads a chunk at a time (the app reads its body through its
+    own handle on the stream, which this does not touch)."""
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        super().send_response(code, message)
+        if not isinstance(self.rfile, SmallReads):
+            self.rfile = SmallReads(self.rfile)  # type: ignore[assignment]
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         path, line = getattr(self, "path", None), self.requestline
@@ -204,6 +278,7 @@ class RedactingHandler(WSGIRequestHandler):
 def make_dev_server(app: Flask, host: str, port: int) -> BaseWSGIServer:
     """Werkzeug's threaded server for `digest web` (production: gunicorn)."""
     check_can_listen(host, port)  # Werkzeug prints its own message and exits otherwise
+    redact_logger(logging.getLogger("werkzeug"))
     try:
         return make_server(host, port, app, threaded=True, request_handler=RedactingHandler)
     except SystemExit:

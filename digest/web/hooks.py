@@ -6,39 +6,53 @@ verification key SendGrid shows for the signed event webhook: base64 DER, PEM ar
 allowed), `sendgrid.asm_group_id` and the store path from it.
 
 A request must carry SendGrid's ECDSA signature over timestamp + raw body
-(`X-Twilio-Email-Event-Webhook-Signature` and `-Timestamp`), checked with the
-`sendgrid` package's `EventWebhook`, and a timestamp within MAX_SKEW of now, which
-`EventWebhook` does not check. Anything else gets 403 and changes nothing; without a
-usable public key every request gets 503 (SendGrid retries for a day) and an error
-is logged. An accepted batch is applied by `feedback.apply_events` and answered
+(`X-Twilio-Email-Event-Webhook-Signature` and `-Timestamp`) and a timestamp within
+MAX_SKEW of now. Missing, malformed or stale headers are refused (403) before a byte
+of the body is read; the body is then read in CHUNKs, hashed as it comes, up to
+`sendgrid.webhook_max_mb` (5 MB; SendGrid's batches are far smaller: 413 past it), and
+the signature checked over that hash (until then no more than 256 KB of it is held in
+memory: the rest waits in a temporary file). Anything else gets 403 and changes nothing;
+without a usable public key every request gets 503 (SendGrid retries for a day) and
+an error is logged. An accepted batch is applied by `feedback.apply_events` and answered
 with its counts as JSON (no address in them).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from flask import Blueprint, Response, current_app, jsonify, request
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
 
 from digest import feedback
+from digest.config import Settings
 from digest.store import open_store
 
 log = logging.getLogger("digest.web.hooks")
 blueprint = Blueprint("hooks", __name__)
 
 MAX_SKEW_S = 600  # ten minutes, either way
-MAX_BODY_BYTES = 32 * 1024 * 1024  # 10,000 events are about 4 MB
 MAX_TIMESTAMP_DIGITS = 12
+CHUNK = 64 * 1024
+SPOOL_BYTES = 256 * 1024  # an unverified body past this waits in a temporary file
+# A DER ECDSA P-256 signature is 8 to 72 bytes (base64: at most 96 characters).
+MIN_SIGNATURE_BYTES, MAX_SIGNATURE_BYTES, MAX_SIGNATURE_CHARS = 8, 72, 96
+SIGNATURE = EventWebhookHeader.SIGNATURE
+TIMESTAMP = EventWebhookHeader.TIMESTAMP
 clock: Callable[[], float] = time.time  # tests may replace it
 
 
@@ -50,14 +64,24 @@ def sendgrid_events() -> Response | tuple[Response | str, int]:
         log.error("SendGrid event webhook refused: sendgrid.webhook_public_key is not set "
                   "or is not an ECDSA public key")
         return "the event webhook is not configured", 503
-    raw = request_body()
-    if raw is None:
-        return "request too large", 413
-    problem = signature_problem(raw, request.headers.get(EventWebhookHeader.SIGNATURE),
-                                request.headers.get(EventWebhookHeader.TIMESTAMP), key, clock())
-    if problem is not None:
-        log.warning("SendGrid event webhook refused: %s", problem)
-        return problem, 403
+    signature, stamp = request.headers.get(SIGNATURE), request.headers.get(TIMESTAMP)
+    problem = header_problem(signature, stamp, clock())  # before a byte of the body
+    if problem is None:
+        assert signature is not None and stamp is not None
+        with tempfile.SpooledTemporaryFile(SPOOL_BYTES) as spool:
+            digest = read_signed(stamp, settings["sendgrid.webhook_max_mb"] * 1024 * 1024,
+                                 spool)
+            if digest is None:
+                return "request too large", 413
+            if verified(key, signature, digest):
+                spool.seek(0)
+                return apply(settings, spool.read())
+        problem = "invalid signature"
+    log.warning("SendGrid event webhook refused: %s", problem)
+    return problem, 403
+
+
+def apply(settings: Settings, raw: bytes) -> Response | tuple[str, int]:
     events = parse(raw)
     if events is None:
         return "the body is not a JSON array of events", 400
@@ -68,15 +92,59 @@ def sendgrid_events() -> Response | tuple[Response | str, int]:
     return jsonify(applied.as_dict())
 
 
-def request_body() -> bytes | None:
-    """The raw body, up to MAX_BODY_BYTES whatever the app's MAX_CONTENT_LENGTH (Flask
-    3.1 lets a view set its own); None if it is larger."""
-    with contextlib.suppress(AttributeError):  # Flask 3.0: the app's limit applies
-        request.max_content_length = MAX_BODY_BYTES
-    if (request.content_length or 0) > MAX_BODY_BYTES:
+def header_problem(signature: str | None, stamp: str | None, now: float) -> str | None:
+    """Why the headers alone show the request is not SendGrid's, fresh; None if they may."""
+    if not signature or not stamp:
+        return "missing signature"
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= MAX_TIMESTAMP_DIGITS):
+        return "bad timestamp"
+    if abs(now - int(stamp)) > MAX_SKEW_S:
+        return "stale timestamp"
+    if der_signature(signature) is None:
+        return "malformed signature"
+    return None
+
+
+def der_signature(signature: str) -> bytes | None:
+    """The base64 DER signature's bytes, if it is shaped like an ECDSA P-256 one."""
+    if len(signature) > MAX_SIGNATURE_CHARS:
         return None
-    raw = request.get_data(cache=False)
-    return raw if len(raw) <= MAX_BODY_BYTES else None
+    try:
+        der = base64.b64decode(signature, validate=True)
+    except ValueError:
+        return None
+    return der if MIN_SIGNATURE_BYTES <= len(der) <= MAX_SIGNATURE_BYTES else None
+
+
+def read_signed(stamp: str, limit: int, spool: IO[bytes]) -> bytes | None:
+    """Copy the body into `spool`, CHUNK bytes at a time, and return the SHA-256 of
+    timestamp + body that SendGrid signed; None as soon as it is over `limit` bytes (at
+    once if its Content-Length says so). The spool keeps at most SPOOL_BYTES in memory
+    (the rest goes to a temporary file), so a body is held whole only once its
+    signature is good."""
+    if (request.content_length or 0) > limit:
+        return None
+    with contextlib.suppress(AttributeError):  # Flask 3.1: this request's own limit
+        request.max_content_length = limit
+    sha = hashes.Hash(hashes.SHA256())
+    sha.update(stamp.encode())
+    size = 0
+    while chunk := request.stream.read(CHUNK):
+        size += len(chunk)
+        if size > limit:
+            return None
+        spool.write(chunk)
+        sha.update(chunk)
+    return sha.finalize()
+
+
+def verified(key: EllipticCurvePublicKey, signature: str, digest: bytes) -> bool:
+    der = der_signature(signature)
+    try:
+        key.verify(der or b"", digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=4)
@@ -91,23 +159,6 @@ def public_key(text: str) -> EllipticCurvePublicKey | None:
     except (ValueError, TypeError, UnsupportedAlgorithm):
         return None
     return key if isinstance(key, EllipticCurvePublicKey) else None
-
-
-def signature_problem(raw: bytes, signature: str | None, stamp: str | None,
-                      key: EllipticCurvePublicKey, now: float) -> str | None:
-    """Why the request is not SendGrid's, fresh; None if it is."""
-    if not signature or not stamp:
-        return "missing signature"
-    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= MAX_TIMESTAMP_DIGITS):
-        return "bad timestamp"
-    if abs(now - int(stamp)) > MAX_SKEW_S:
-        return "stale timestamp"
-    try:
-        payload = raw.decode("utf-8")
-        valid = EventWebhook().verify_signature(payload, signature, stamp, key)
-    except ValueError:  # not UTF-8, not base64, not a DER signature
-        valid = False
-    return None if valid else "invalid signature"
 
 
 def parse(raw: bytes) -> list[Any] | None:

@@ -1,9 +1,10 @@
-"""Confirmation emails: composed in the request, sent on one background thread.
+"""Confirmation emails, and the work of a sign-up, done on one background thread.
 
-Sending in the background means a subscribe request is answered in the same time
-whether or not an email goes out (known, bounced or rate-limited addresses cannot be
-told apart by timing), and a slow SendGrid never holds a request. At most MAX_QUEUED
-emails wait; past that they are dropped with a warning (the rate limits make that rare).
+A sign-up request only queues a job (see signup.py): the store's reads and writes and
+the email happen after the answer went out, so a subscribe request is answered in the
+same time whatever the address (new, pending, active, stopped, rate-limited), and a
+slow SendGrid never holds a request. At most MAX_QUEUED jobs wait; past that they are
+dropped with a warning (the per-client limit makes that rare).
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from digest.config import Settings
 from digest.transports import Message, Recipient, Transport
 
 log = logging.getLogger("digest.web")
-MAX_QUEUED = 100
+MAX_QUEUED = 1000
 
 
 def confirmation_message(settings: Settings, to: str, *, html: str, text: str,
@@ -45,15 +47,25 @@ class Mailer:
 
     def submit(self, message: Message) -> bool:
         """Queue `message`; False (and a warning) if too many are already waiting."""
+        return self.run(lambda: self.send(message))
+
+    def run(self, job: Callable[[], None]) -> bool:
+        """Queue `job`; False (and a warning) if too many are already waiting."""
         with self._idle:
             if self._queued >= self.max_queued:
-                log.warning("confirmation email dropped: %d already waiting to be sent",
-                            self._queued)
+                log.warning("sign-up dropped: %d already waiting", self._queued)
                 return False
             self._queued += 1
-            future = self._executor().submit(self._send, message)
+            future = self._executor().submit(self._guarded, job)
         future.add_done_callback(self._done)
         return True
+
+    @staticmethod
+    def _guarded(job: Callable[[], None]) -> None:
+        try:
+            job()
+        except Exception:
+            log.exception("a sign-up failed")
 
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until every queued message was handed to the transport (tests, shutdown)."""
@@ -66,7 +78,8 @@ class Mailer:
             self._pid = os.getpid()
         return self._pool
 
-    def _send(self, message: Message) -> None:
+    def send(self, message: Message) -> None:
+        """Hand `message` to the transport now (on the calling thread)."""
         try:
             outcome = self.transport.send(message)
         except Exception:

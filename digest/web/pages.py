@@ -4,23 +4,32 @@ that looks the same whatever was wrong with it."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from digest.i18n import N_
-from digest.store import STOPPED, Subscriber, email_key
+from digest.store import STOPPED, Subscriber
 from digest.subscriber_files import checked_email
 from digest.web import readers
+from digest.web.abuse import client_key
 from digest.web.language import _
-from digest.web.mail import confirmation_message
+from digest.web.signup import sign_up
 from digest.web.state import request_store, web_state
-from digest.web.tokens import SUBSCRIBE_FORM, ConfirmClaim, binding_of
+from digest.web.tokens import ConfirmClaim, binding_of
 
 blueprint = Blueprint("pages", __name__)
 ONE_CLICK = ("List-Unsubscribe", "One-Click")  # RFC 8058's body
+SAME_SITE_FETCHES = frozenset({"same-origin", "none"})  # none: typed or bookmarked
+HONEYPOT = "website"  # a field hidden from people; bots fill in anything named so
+MIN_FILL_S = 3  # nobody types an address and presses the button faster
+NOT_AN_ADDRESS = N_("That is not an email address: check it and try again.")
+TOO_FAST = N_("That was quick: please check the address and send the form again.")
+NOT_VERIFIED = N_("Please complete the check that you are a person, then send the form again.")
 
 
 def not_found() -> NoReturn:
@@ -41,7 +50,37 @@ def confirm_binding(token: str) -> str:
 
 
 def client_address() -> str:
-    return request.remote_addr or "unknown"
+    return client_key(request.remote_addr or "unknown")
+
+
+@blueprint.before_request
+def refuse_cross_site_posts() -> None:
+    """A POST from another site's page is refused (403) whatever it carries, by the
+    browser's Origin or Sec-Fetch-Site header; RFC 8058's one-click POST, which mailbox
+    providers send from their own servers, is exempt."""
+    if request.method != "POST" or one_click():
+        return
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    origin = request.headers.get("Origin")
+    if fetch_site is not None:  # the browser says where the form was; it is the judge
+        if fetch_site not in SAME_SITE_FETCHES:
+            abort(403)
+    # Without it, a named Origin must be ours. "null" says nothing: our pages send no
+    # referrer, so a browser posting our own form may send Origin: null.
+    elif origin is not None and origin != "null" and origin not in own_origins():
+        abort(403)
+
+
+def one_click() -> bool:
+    return (request.endpoint == "pages.unsubscribe"
+            and request.form.get(ONE_CLICK[0]) == ONE_CLICK[1])
+
+
+def own_origins() -> set[str]:
+    """The origin readers reach the pages at (web.base_url), and the one this request
+    was sent to (a browser sends the Host it shows in its address bar)."""
+    web = urlsplit(web_state().settings.web_url)
+    return {f"{web.scheme}://{web.netloc}", f"{request.scheme}://{request.host}"}
 
 
 # ---------------------------------------------------------------- subscribe
@@ -49,40 +88,41 @@ def client_address() -> str:
 
 @blueprint.get("/")
 def index() -> str:
-    return render_template("subscribe.html", csrf=csrf(SUBSCRIBE_FORM), email="", error=None)
+    return subscribe_form()
+
+
+def subscribe_form(email: str = "", error: str | None = None) -> str:
+    state = web_state()
+    return render_template("subscribe.html", csrf=state.tokens.form_token(),
+                           email=email, error=_(error) if error else None, honeypot=HONEYPOT,
+                           captcha=state.captcha)
 
 
 @blueprint.post("/subscribe")
 def subscribe() -> tuple[str, int] | str:
-    """Double opt-in. The answer is the same for a new, known, stopped or rate-limited
-    address; only the client's own request rate can get a different one (429)."""
-    require_csrf(SUBSCRIBE_FORM)
+    """Double opt-in. The answer is the same, and takes the same time, for a new, known,
+    stopped or rate-limited address: the work is queued (signup.py). Only the client's
+    own request rate can get a different one (429)."""
+    state = web_state()
+    issued = state.tokens.form_issued(request.form.get("csrf"), state.form_nonces)
+    if issued is None:
+        abort(400)
+    if request.form.get(HONEYPOT):  # only a bot fills a field nobody can see
+        return render_template("subscribe_sent.html")
     typed = request.form.get("email", "")
+    if (state.clock() - issued).total_seconds() < MIN_FILL_S:
+        return subscribe_form(typed, TOO_FAST), 400
     try:
         email = checked_email(typed)
     except ValueError:
-        error = _("That is not an email address: check it and try again.")
-        return render_template("subscribe.html", csrf=csrf(SUBSCRIBE_FORM), email=typed,
-                               error=error), 400
-    state = web_state()
+        return subscribe_form(typed, NOT_AN_ADDRESS), 400
     if not state.client_limits.allow(client_address()):
         abort(429)
-    subscriber = readers.request_subscription(request_store(), email)
-    if readers.may_confirm(subscriber) and state.address_limits.allow(email_key(email)):
-        send_confirmation(subscriber)
+    if state.captcha is not None and not state.captcha.verify(
+            request.form.get(state.captcha.provider.field), request.remote_addr):
+        return subscribe_form(typed, NOT_VERIFIED), 400
+    state.mailer.run(functools.partial(sign_up, current_app._get_current_object(), email))  # type: ignore[attr-defined]
     return render_template("subscribe_sent.html")
-
-
-def send_confirmation(subscriber: Subscriber) -> None:
-    state = web_state()
-    token = state.tokens.confirm_token(readers.claim_for(request_store(), subscriber))
-    url = f"{state.settings.web_url}/confirm/{token}"
-    html = render_template("confirm_email.html", url=url)
-    text = render_template("confirm_email.txt", url=url).strip() + "\n"
-    subject = _("Confirm your subscription to %(site_name)s",
-                site_name=state.settings.site_name)
-    state.mailer.submit(confirmation_message(state.settings, subscriber.email,
-                                             html=html, text=text, subject=subject))
 
 
 # ---------------------------------------------------------------- confirm

@@ -53,6 +53,13 @@ class RateLimiter:
                 self._hits.popitem(last=False)
             return True
 
+    def would_allow(self, key: str) -> bool:
+        """Whether `allow(key)` would allow one more event now (nothing is counted)."""
+        with self._lock:
+            now = self._clock()
+            stamps = self._hits.get(key)
+            return stamps is None or not self._over(stamps, now)
+
     def _over(self, stamps: deque[float], now: float) -> bool:
         return any(sum(1 for t in stamps if now - t < seconds) >= count
                    for count, seconds in self.limits)

@@ -2,9 +2,10 @@
 
 Every change is written with source `web`, inside one write transaction that reads the
 subscriber again first, so a concurrent send, import or webhook is never overwritten.
-Confirming is the one web action that may move an unsubscribed or complained address
+Confirming is the one web action that may move a stopped (unsubscribed) address
 back to `active` (store.refusal allows source `web` to): the reader asked again and
-proved they read the mailbox. A bounced address is never sent a confirmation.
+proved they read the mailbox. A bounced or complained address is never sent a
+confirmation (the page says the same).
 """
 
 from __future__ import annotations
@@ -34,50 +35,51 @@ CATEGORIES_TTL_S = 300.0
 
 def request_subscription(store: Store, email: str) -> Subscriber:
     """The subscriber for `email`, added as `pending` if new. A known address keeps its
-    status (only confirming changes it); a pending one counts as signed up now, so
-    `subscribers prune` does not forget it while its new link is still good."""
+    status (only confirming changes it), and a pending one its date: `subscribers prune`
+    forgets it 30 days after the first sign-up, however often it is asked for again."""
     with store.transaction():
-        current = store.get(email)
-        if current is None:
+        if store.get(email) is None:
             store.insert([NewSubscriber(email, status="pending")], "web")
-        elif current.status == "pending":
-            store.renew_pending(current)
         current = store.get(email)
     assert current is not None
     return current
 
 
 def may_confirm(subscriber: Subscriber) -> bool:
-    """Whether to send a confirmation: not to a bounced address (it would bounce again)."""
-    return subscriber.status != "bounced"
+    """Whether to send a confirmation: not to a bounced address (it would bounce again),
+    nor to one that reported our mail as spam."""
+    return subscriber.status not in ("bounced", "complained")
 
 
-def claim_for(store: Store, subscriber: Subscriber) -> ConfirmClaim:
+def claim_for(store: Store, subscriber: Subscriber, number: int) -> ConfirmClaim:
     salt = store.salts([subscriber.id])[subscriber.id]
-    return ConfirmClaim(subscriber.id, len(store.events(subscriber)), salt_print(salt))
+    return ConfirmClaim(subscriber.id, len(store.events(subscriber)), salt_print(salt), number)
 
 
 def claimed(store: Store, claim: ConfirmClaim) -> Subscriber | None:
-    """The subscriber a claim was made for, if nothing about them changed since."""
+    """The subscriber a claim was made for, if nothing about them changed since and no
+    link of theirs was used since that email was sent."""
     subscriber = store.by_id(claim.subscriber_id)
     if subscriber is None or subscriber.status == "bounced":
         return None
-    current = claim_for(store, subscriber)
+    current = claim_for(store, subscriber, claim.number)
+    sent, used = store.confirmations(subscriber)
     if current.events != claim.events or not hmac.compare_digest(
-            current.salt_print, claim.salt_print):
+            current.salt_print, claim.salt_print) or not (used < claim.number <= sent):
         return None
     return subscriber
 
 
 def confirm(store: Store, claim: ConfirmClaim, secret: str) -> str | None:
-    """Activate the claimed subscriber (source `web`); their link token for the
-    preferences page, or None if the claim no longer holds."""
+    """Activate the claimed subscriber (source `web`) and use up their links; their link
+    token for the preferences page, or None if the claim no longer holds."""
     with store.transaction():
         subscriber = claimed(store, claim)
         if subscriber is None:
             return None
         if subscriber.status != "active":
             store.update([Change(subscriber, replace(subscriber, status="active"))], "web")
+        store.use_confirmations(subscriber)
         return store.tokens([subscriber], secret)[subscriber.id]
 
 

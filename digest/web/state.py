@@ -12,6 +12,8 @@ from flask import current_app, g
 from digest.config import Settings
 from digest.store import Store, open_store
 from digest.transports import Transport
+from digest.web.abuse import ConfirmationLimits
+from digest.web.captcha import Captcha
 from digest.web.mail import Mailer
 from digest.web.ratelimit import RateLimiter
 from digest.web.readers import SiteCategories
@@ -28,9 +30,11 @@ class WebState:
     transport: Transport
     tokens: Tokens
     mailer: Mailer
-    address_limits: RateLimiter  # confirmations sent per address
-    client_limits: RateLimiter  # subscribe requests per client IP
+    confirmations: ConfirmationLimits  # per mailbox, per domain, per hour
+    client_limits: RateLimiter  # subscribe requests per client (IPv4, IPv6 /64)
+    form_nonces: RateLimiter  # the sign-up forms' nonces already used
     categories: SiteCategories
+    captcha: Captcha | None  # web.captcha: Turnstile or hCaptcha, checked on sign-up
 
 
 def web_state() -> WebState:
