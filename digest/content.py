@@ -61,7 +61,7 @@ def yaml_1_2_loader(base: type[Any]) -> type[Any]:
         for first, found in base.yaml_implicit_resolvers.items()
     }
 
-    class YamlLoader(base):  # type: ignore[valid-type,misc]
+    class YamlLoader(base):  # type: ignore[misc]
         yaml_implicit_resolvers = resolvers
 
         def construct_document(self, node: yaml.Node) -> Any:
@@ -121,7 +121,7 @@ class TomlHandler(frontmatter.default_handlers.BaseHandler):
         return tomllib.loads(fm)
 
 
-HANDLERS = (frontmatter.YAMLHandler(), TomlHandler())
+HANDLERS = (frontmatter.YAMLHandler(), TomlHandler())  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -237,7 +237,9 @@ def outcome_of(file: str, options: LoadOptions) -> Outcome:
 
 
 def collect(outcomes: Iterable[Outcome], strict: bool) -> LoadResult:
-    articles, problems, drafts = [], [], 0
+    articles: list[Article] = []
+    problems: list[Problem] = []
+    drafts = 0
     for outcome in outcomes:
         if isinstance(outcome, Article):
             articles.append(outcome)
@@ -332,7 +334,8 @@ def parse_front_matter(raw: str, handler: Any, path: Path, first_line: int) -> d
         raise invalid(path, "front matter", f"is not a mapping of fields (found a {kind})")
     if "\\" in raw or CONTROL_CHARACTERS.search(raw):  # escaped ("\a") or, in TOML, as is
         meta = {key: without_controls(value) for key, value in meta.items()}
-    return meta
+    fields: dict[str, Any] = meta
+    return fields
 
 
 def yaml_reason(exc: yaml.YAMLError, first_line: int) -> str:

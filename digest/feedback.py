@@ -26,12 +26,12 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from digest.errors import DigestError
 from digest.ledger import IssueRow, Ledger
 from digest.store import (
     COLUMNS,
     STOPPED,
     Change,
+    Status,
     Store,
     Subscriber,
     email_key,
@@ -44,7 +44,7 @@ LEDGER_KEYS = ("planned", "accepted", "failed", "unknown", "pending", "skipped")
 STATS_KEYS = ("key", "cadence", "status", *LEDGER_KEYS, *KINDS)
 COUNTED = {"delivered": "delivered", "open": "opened", "click": "clicked"}
 # SendGrid's reasons for dropping a message to an address on one of its lists
-DROPPED = {"invalid": "bounced", "bounced address": "bounced",
+DROPPED: dict[str, Status] = {"invalid": "bounced", "bounced address": "bounced",
            "spam reporting address": "complained", "unsubscribed address": "unsubscribed"}
 KEEP_EVENT_IDS = timedelta(days=7)  # SendGrid retries a batch for up to 24 hours
 MAX_EVENT_ID = 255  # SendGrid's are at most 100 characters
@@ -55,7 +55,7 @@ CHUNK = 500  # parameters per IN (...) query
 class Effect:
     """What one event does: the reader's new status, what it counts as for its issue."""
 
-    status: str | None = None
+    status: Status | None = None
     kind: str | None = None
     soft_bounce: bool = False
 
@@ -113,7 +113,7 @@ def group_matches(event: Mapping[str, Any], group_id: int | None, *, unknown: bo
     return str(theirs) == str(group_id)
 
 
-def next_status(current: str, wanted: str) -> str | None:
+def next_status(current: Status, wanted: Status) -> Status | None:
     """The status a reader moves to, or None to leave it. A stopping event stops an
     active or pending reader (a stopped one keeps the first reason); a resubscribe
     only undoes an unsubscribe."""
@@ -299,13 +299,7 @@ def activity_counts(conn: sqlite3.Connection, key: str) -> dict[str, int] | None
 def issue_stats(store: Store, key: str | None = None) -> list[dict[str, Any]]:
     """One row per issue (or only `key`), with STATS_KEYS in that order."""
     ledger = Ledger(store)
-    if key is None:
-        issues = ledger.issues()
-    else:
-        found = ledger.issue(key)
-        if found is None:
-            raise DigestError(f"no issue {key} in the ledger (see: digest issues)")
-        issues = [found]
+    issues = ledger.issues() if key is None else [ledger.require(key)]
     return [stats_row(store.conn, ledger, issue) for issue in issues]
 
 

@@ -17,7 +17,9 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from digest.errors import DigestError
 from digest.render import Email
 from digest.select import Window
 from digest.store import Store, timestamp
@@ -32,6 +34,11 @@ class PlannedSegment:
     articles: tuple[str, ...]  # slugs, in the order sent
     email: Email | None  # None: nothing for these categories this time (skipped)
     recipients: tuple[int, ...]  # subscriber ids
+
+    @property
+    def batches(self) -> int:
+        """How many requests the segment takes (none when it is skipped)."""
+        return -(-len(self.recipients) // BATCH_SIZE) if self.email else 0
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,20 @@ class Ledger:
             "SELECT key, cadence, window_start, window_end, status, created_at, finished_at "
             "FROM issues WHERE key = ?", (key,)).fetchone()
         return issue_row(row) if row else None
+
+    def require(self, key: str) -> IssueRow:
+        """The issue `key`; a DigestError naming it when the ledger has no such issue."""
+        issue = self.issue(key)
+        if issue is None:
+            raise DigestError(f"no issue {key} in the ledger (see: digest issues)")
+        return issue
+
+    def summary(self, issue: IssueRow) -> dict[str, Any]:
+        """An issue and its counts, as `digest issues --json` prints it."""
+        return {"key": issue.key, "cadence": issue.cadence, "status": issue.status,
+                "window_start": issue.window.start.isoformat(),
+                "window_end": issue.window.end.isoformat(), "created_at": issue.created_at,
+                "finished_at": issue.finished_at, **self.counts(issue.key)}
 
     def issues(self) -> list[IssueRow]:
         rows = self.conn.execute(
@@ -123,8 +144,9 @@ class Ledger:
         rows = self.conn.execute(
             "SELECT id, segment, number, status, message_id, reason FROM batches "
             "WHERE issue_key = ? ORDER BY segment, number", (key,))
-        return [Batch(*row, recipients=tuple(members.get(row[0], ())),
-                      removed=removed.get(row[0], 0)) for row in rows]
+        return [Batch(id_, segment, number, status, message_id, reason,
+                      recipients=tuple(members.get(id_, ())), removed=removed.get(id_, 0))
+                for id_, segment, number, status, message_id, reason in rows]
 
     def members(self, key: str) -> tuple[dict[int, list[int]], dict[int, int]]:
         """Each batch's subscriber ids, and how many of its readers were removed since."""
@@ -176,7 +198,7 @@ class Ledger:
         return removed + gone
 
     def finish_if_complete(self, key: str) -> bool:
-        left = self.conn.execute(
+        left: int = self.conn.execute(
             "SELECT count(*) FROM batches WHERE issue_key = ? AND status != 'accepted'",
             (key,)).fetchone()[0]
         if left == 0:

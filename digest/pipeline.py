@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import Any
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from digest.cache import cache_path
@@ -45,7 +47,7 @@ def load_options(settings: Settings) -> LoadOptions:
     return LoadOptions(
         base_url=settings.base_url,
         timezone=settings.timezone,
-        url_pattern=settings["content.url_pattern"],
+        url_pattern=settings.text("content.url_pattern"),
     )
 
 
@@ -60,8 +62,8 @@ def site_of(settings: Settings) -> Site:
         base_url=settings.base_url,
         language=settings.language,
         timezone=settings.timezone,
-        postal_address=settings["email.postal_address"],
-        category_url_pattern=settings["content.category_url_pattern"],
+        postal_address=settings.text("email.postal_address"),
+        category_url_pattern=settings.text("content.category_url_pattern"),
     )
 
 
@@ -96,9 +98,11 @@ def build_preview(
     key, window = preview_window(settings, articles, since=since, until=until, now=now)
     renderer, links = renderer_for(settings), preview_links(settings)
     whole = build_issue(articles, key=key, window=window, settings=settings,
-                        renderer=renderer, categories=categories, **links)
+                        renderer=renderer, categories=categories,
+                        unsubscribe_url=links.unsubscribe_url,
+                        preferences_url=links.preferences_url)
     return Preview(whole, store_segments(settings, articles, whole, renderer, cadence),
-                   tuple(quality_of(whole, links["unsubscribe_url"])))
+                   tuple(quality_of(whole, links.unsubscribe_url)))
 
 
 def preview_window(
@@ -136,10 +140,17 @@ def newest(articles: Sequence[Article]) -> datetime:
     return max(article.date for article in articles)
 
 
-def preview_links(settings: Settings) -> dict[str, str]:
+@dataclass(frozen=True)
+class Links:
+    """A reader's two links in an email: unsubscribe and preferences."""
+
+    unsubscribe_url: str
+    preferences_url: str | None = None
+
+
+def preview_links(settings: Settings) -> Links:
     """Previews show what a reader's links look like, with a placeholder token."""
-    return {"unsubscribe_url": settings.unsubscribe_url("preview"),
-            "preferences_url": settings.preferences_url("preview")}
+    return Links(settings.unsubscribe_url("preview"), settings.preferences_url("preview"))
 
 
 def store_segments(settings: Settings, articles: Sequence[Article], whole: Built,
@@ -150,13 +161,15 @@ def store_segments(settings: Settings, articles: Sequence[Article], whole: Built
         return []
     with open_store(settings.store_path) as store:
         readers = store.subscribers(status="active", cadence=cadence)
+    links = preview_links(settings)
     return build_segments(readers, articles, cadence=cadence, key=whole.issue.key,
                           window=whole.issue.window, settings=settings, renderer=renderer,
-                          check=True, **preview_links(settings))
+                          check=True, unsubscribe_url=links.unsubscribe_url,
+                          preferences_url=links.preferences_url)
 
 
 def caps_of(settings: Settings) -> Caps:
-    return Caps(settings["selection.per_category"], settings["selection.total"])
+    return Caps(settings.integer("selection.per_category"), settings.integer("selection.total"))
 
 
 def build_issue(
@@ -175,21 +188,22 @@ def build_issue(
     Lowering the total keeps the round-robin fair: every category loses its
     lowest-ranked articles first, and the email links to "N more in …".
     """
-    budget = settings["email.size_budget_kb"] * 1024
+    budget = settings.integer("email.size_budget_kb") * 1024
     caps = caps_of(settings)
-    order = settings["selection.category_order"]
+    order = settings.names("selection.category_order")
     issue = select(articles, key=key, window=window, caps=caps, categories=categories,
                    category_order=order)
     wanted = len(issue.articles)
-    links = {"unsubscribe_url": unsubscribe_url, "preferences_url": preferences_url}
-    email = renderer.render(issue, **links)
+    email = renderer.render(issue, unsubscribe_url=unsubscribe_url,
+                            preferences_url=preferences_url)
     for _ in range(MAX_TRIM_ROUNDS):
         if email.size <= budget or len(issue.articles) <= 1:
             break
         caps = replace(caps, total=smaller_total(len(issue.articles), email.size, budget))
         issue = select(articles, key=key, window=window, caps=caps, categories=categories,
                        category_order=order)
-        email = renderer.render(issue, **links)
+        email = renderer.render(issue, unsubscribe_url=unsubscribe_url,
+                                preferences_url=preferences_url)
     return Built(issue, email, wanted - len(issue.articles))
 
 
@@ -293,7 +307,28 @@ class SegmentBuild:
 
 
 PARALLEL_RENDER_FROM = 24  # segments before rendering moves to a process per core
-_job: dict[str, Any] = {}  # what forked render workers inherit
+WATCH_PARENT_S = 0.2  # how often a render worker checks that its parent is alive
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """What every segment's render shares. Render workers are spawned, not forked: each
+    gets this job (pickled once) and builds its own renderer, and inherits no lock file
+    and no database connection from the run."""
+
+    articles: Sequence[Article]
+    key: str
+    window: Window
+    settings: Settings
+    site: Site
+    templates_dir: Path | None
+    unsubscribe_url: str
+    preferences_url: str | None = None
+    samples: Mapping[str, str] | None = None
+    check: bool = False
+
+    def renderer(self) -> Renderer:
+        return Renderer(self.site, self.templates_dir)
 
 
 def build_segments(
@@ -314,37 +349,59 @@ def build_segments(
     with `check`, each email's quality findings too. Many segments render on every core."""
     plan = plan_segments(subscribers, articles, cadence=cadence, key=key, window=window,
                          caps=caps_of(settings),
-                         category_order=settings["selection.category_order"])
+                         category_order=settings.names("selection.category_order"))
     todo = [segment.categories for segment in plan.segments if not segment.empty]
-    job = {"articles": articles, "key": key, "window": window, "settings": settings,
-           "renderer": renderer, "unsubscribe_url": unsubscribe_url,
-           "preferences_url": preferences_url, "samples": samples, "check": check}
-    results = iter(render_many(todo, job))
+    job = RenderJob(articles, key, window, settings, renderer.site, renderer.templates_dir,
+                    unsubscribe_url, preferences_url, samples, check)
+    results = iter(render_many(todo, job, renderer))
     return [SegmentBuild(segment, None) if segment.empty else SegmentBuild(segment, *next(results))
             for segment in plan.segments]
 
 
-def render_many(category_sets: Sequence[tuple[str, ...]], job: dict[str, Any]
-                ) -> list[tuple[Built, tuple[Finding, ...]]]:
+def render_many(category_sets: Sequence[tuple[str, ...]], job: RenderJob,
+                renderer: Renderer) -> list[tuple[Built, tuple[Finding, ...]]]:
     workers = min(os.cpu_count() or 1, 4)
     if len(category_sets) < PARALLEL_RENDER_FROM or workers < 2:
-        return [render_one(categories, job) for categories in category_sets]
-    _job.update(job)  # inherited by the forked workers, never pickled
-    try:
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            return list(pool.map(render_one, category_sets, chunksize=4))
-    finally:
-        _job.clear()
+        return [render_one(categories, job, renderer) for categories in category_sets]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker,
+                             initargs=(job, os.getpid())) as pool:
+        return list(pool.map(render_in_worker, category_sets, chunksize=4))
 
 
-def render_one(categories: tuple[str, ...], job: dict[str, Any] | None = None
+@dataclass
+class Worker:
+    """A render worker's own job and renderer, set once by `start_worker`."""
+
+    job: RenderJob
+    renderer: Renderer
+
+
+_worker: list[Worker] = []  # in a render worker process only
+
+
+def start_worker(job: RenderJob, parent: int) -> None:
+    """In a new render worker: keep the job, and exit as soon as the run that started
+    it is gone (a killed run must leave no process behind)."""
+    _worker.append(Worker(job, job.renderer()))
+    threading.Thread(target=watch_parent, args=(parent,), daemon=True).start()
+
+
+def watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(WATCH_PARENT_S)
+    os._exit(1)
+
+
+def render_in_worker(categories: tuple[str, ...]) -> tuple[Built, tuple[Finding, ...]]:
+    worker = _worker[0]
+    return render_one(categories, worker.job, worker.renderer)
+
+
+def render_one(categories: tuple[str, ...], job: RenderJob, renderer: Renderer
                ) -> tuple[Built, tuple[Finding, ...]]:
-    job = job or _job
-    built = build_issue(job["articles"], key=job["key"], window=job["window"],
-                        settings=job["settings"], renderer=job["renderer"],
-                        unsubscribe_url=job["unsubscribe_url"], categories=categories,
-                        preferences_url=job.get("preferences_url"))
-    findings = quality_of(built, job["unsubscribe_url"], job.get("samples")) \
-        if job["check"] else []
+    built = build_issue(job.articles, key=job.key, window=job.window, settings=job.settings,
+                        renderer=renderer, unsubscribe_url=job.unsubscribe_url,
+                        categories=categories, preferences_url=job.preferences_url)
+    findings = quality_of(built, job.unsubscribe_url, job.samples) if job.check else []
     return built, tuple(findings)

@@ -76,7 +76,7 @@ class Renderer:
     """Holds the two Jinja2 environments; `render` is pure given its arguments."""
 
     def __init__(self, site: Site, templates_dir: Path | None = None) -> None:
-        self.site = site
+        self.site, self.templates_dir = site, templates_dir
         dirs = [d for d in (templates_dir, default_templates_dir()) if d and d.is_dir()]
         self.html_env = make_env(dirs, autoescape=True, site=site)
         self.text_env = make_env(dirs, autoescape=False, site=site)
@@ -233,7 +233,7 @@ def mjml_to_html(source: str) -> str:
     return inline_css(html)
 
 
-class CachingPremailer(Premailer):
+class CachingPremailer(Premailer):  # type: ignore[misc]
     """Premailer that parses each stylesheet once per process, not once per email.
 
     Every segment's email carries the same <style> blocks, and parsing them with
@@ -260,7 +260,7 @@ class CachingPremailer(Premailer):
 
 
 def inline_css(html: str) -> str:
-    inlined = CachingPremailer(
+    inlined: str = CachingPremailer(
         html,
         allow_network=False,
         keep_style_tags=False,

@@ -46,11 +46,13 @@ class Plan:
 
 @dataclass
 class Summary:
+    key: str = ""
     accepted: int = 0  # recipients accepted in this run
     already: int = 0  # recipients accepted by an earlier run
     failed: int = 0
     unknown: int = 0
     dropped: int = 0  # readers who stopped or were removed between the plan and their batch
+    skipped: int = 0  # planned readers in segments with nothing for them (never sent)
     reasons: list[str] = field(default_factory=list)
 
     @property
@@ -125,7 +127,7 @@ class Sender:
         self.tokens: dict[int, str] = {}
 
     def run(self, key: str, *, resend_unknown: bool = False) -> Summary:
-        summary = Summary()
+        summary = Summary(key)
         batches = self.ledger.batches(key)
         todo = [b for b in batches if b.status in ("pending", "failed")
                 or (b.unknown and resend_unknown)]
@@ -225,17 +227,18 @@ def compose(settings: Settings, email: Email, readers: Sequence[Subscriber],
             tokens: dict[int, str], *, key: str, segment: str) -> Message:
     """One request: the segment's email with each reader's own unsubscribe link."""
     from_name, from_email = required_sender(settings)
-    group = settings["sendgrid.asm_group_id"]
+    group = settings.optional_integer("sendgrid.asm_group_id")
     recipients = []
     for reader in readers:
         url = settings.unsubscribe_url(tokens[reader.id])
-        headers = {} if group else list_unsubscribe_headers(url, settings["unsubscribe.mailto"])
+        headers = {} if group else list_unsubscribe_headers(
+            url, settings.text("unsubscribe.mailto"))
         links = {UNSUBSCRIBE_TAG: url,
                  PREFERENCES_TAG: settings.preferences_url(tokens[reader.id])}
         recipients.append(Recipient(reader.email, reader.name or None, links, headers))
     return Message(
         subject=email.subject, html=email.html, text=email.text, from_email=from_email,
-        from_name=from_name, reply_to=settings["email.reply_to"] or None,
+        from_name=from_name, reply_to=settings.text("email.reply_to") or None,
         recipients=tuple(recipients), categories=("digest", key),
         custom_args={"issue": key, "segment": segment}, asm_group_id=group)
 
@@ -248,6 +251,6 @@ def test_message(settings: Settings, built: pipeline.Built, key: str,
     return Message(
         subject=f"[TEST] {email.subject}", html=email.html, text=email.text,
         from_email=from_email, from_name=from_name,
-        reply_to=settings["email.reply_to"] or None,
+        reply_to=settings.text("email.reply_to") or None,
         recipients=tuple(Recipient(address) for address in to),
         categories=("digest-test", key), custom_args={"issue": key, "test": "yes"})

@@ -1,8 +1,10 @@
 """The SQLite store: subscribers, the history of their status, unsubscribe tokens.
 
-All of digest's SQL lives here. The rules for who may be added or imported live in
-`subscribers.py`; this module only enforces the one rule every caller must obey
-(`refusal`: nobody but the reader moves a stopped address back to `active`).
+The schema (every migration) and the subscribers' SQL live here; the send ledger's
+queries are in `ledger.py` and those of SendGrid's events in `feedback.py`. The rules
+for who may be added or imported live in `subscribers.py`; this module only enforces
+the one rule every caller must obey (`refusal`: nobody but the reader moves a stopped
+address back to `active`).
 
 Two processes may use one file: WAL journal, a busy timeout, and every write in a
 `BEGIN IMMEDIATE` transaction so a writer waits for the lock instead of failing.
@@ -28,13 +30,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, get_args
 
 from digest.errors import StoreError
 
-STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
-STOPPED = frozenset({"unsubscribed", "bounced", "complained"})
-CADENCES = ("weekly", "daily")
+Status = Literal["pending", "active", "unsubscribed", "bounced", "complained"]
+Cadence = Literal["weekly", "daily"]
+STATUSES: tuple[Status, ...] = get_args(Status)
+STOPPED: frozenset[str] = frozenset({"unsubscribed", "bounced", "complained"})
+CADENCES: tuple[Cadence, ...] = get_args(Cadence)
 SOURCES = ("cli", "import", "web", "webhook", "sync")
 RESUBSCRIBING_SOURCES = frozenset({"web"})  # only the reader, confirming again
 # (source, event) pairs that are the reader's own action elsewhere, and the only moves
@@ -207,8 +211,8 @@ class NewSubscriber:
     email: str  # already checked and normalized
     name: str = ""
     categories: tuple[str, ...] = ()  # empty: every category
-    cadence: str = "weekly"
-    status: str = "active"
+    cadence: Cadence = "weekly"
+    status: Status = "active"
     created: datetime | None = None  # None: now
 
 
@@ -218,8 +222,8 @@ class Subscriber:
     email: str
     name: str
     categories: tuple[str, ...]
-    cadence: str
-    status: str
+    cadence: Cadence
+    status: Status
     created: datetime
 
 
@@ -367,8 +371,23 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
 
 def to_subscriber(row: Any) -> Subscriber:
     id_, email, name, categories, cadence, status, created = row
-    return Subscriber(id_, email, name, tuple(json.loads(categories)), cadence, status,
-                      datetime.fromisoformat(created))
+    return Subscriber(id_, email, name, tuple(json.loads(categories)), as_cadence(cadence),
+                      as_status(status), datetime.fromisoformat(created))
+
+
+def as_cadence(value: str) -> Cadence:
+    """`value` as a Cadence (a database CHECK and click.Choice have already checked it)."""
+    for cadence in CADENCES:
+        if value == cadence:
+            return cadence
+    raise ValueError(f"unknown cadence {value!r}")
+
+
+def as_status(value: str) -> Status:
+    for status in STATUSES:
+        if value == status:
+            return status
+    raise ValueError(f"unknown status {value!r}")
 
 
 class Store:

@@ -26,7 +26,16 @@ from email_validator import EmailNotValidError, validate_email
 
 from digest.config import CONTROL
 from digest.errors import DigestError
-from digest.store import CADENCES, STATUSES, Subscriber, email_key
+from digest.store import (
+    CADENCES,
+    STATUSES,
+    Cadence,
+    Status,
+    Subscriber,
+    as_cadence,
+    as_status,
+    email_key,
+)
 
 CSV_COLUMNS = ("email", "name", "categories", "cadence", "status", "created")
 CATEGORY_SEPARATORS = re.compile(r"[;|]")
@@ -41,8 +50,8 @@ class Row:
     email: str
     name: str | None = None
     categories: tuple[str, ...] | None = None  # () means every category
-    cadence: str | None = None
-    status: str | None = None
+    cadence: Cadence | None = None
+    status: Status | None = None
     created: datetime | None = None
 
 
@@ -246,21 +255,21 @@ def clean_categories(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(kept.values())
 
 
-def parse_cadence(value: Any) -> str | None:
+def parse_cadence(value: Any) -> Cadence | None:
     if value is None:
         return None
     if not isinstance(value, str) or value.strip().lower() not in CADENCES:
         raise ValueError(f"unknown cadence {value!r} (expected weekly or daily)")
-    return value.strip().lower()
+    return as_cadence(value.strip().lower())
 
 
-def parse_status(value: Any) -> str | None:
+def parse_status(value: Any) -> Status | None:
     if value is None:
         return None
     if not isinstance(value, str) or value.strip().lower() not in STATUSES:
         raise ValueError(f"unknown status {value!r} (expected {', '.join(STATUSES[:-1])} "
                          f"or {STATUSES[-1]})")
-    return value.strip().lower()
+    return as_status(value.strip().lower())
 
 
 def parse_created(value: Any) -> datetime | None:

@@ -158,6 +158,15 @@ def test_no_articles_in_the_window_is_not_an_error(tmp_path, env):
         0, "No articles from 2027-02-22 08:00 to 2027-03-01 08:00: nothing to send.\n")
 
 
+def test_no_active_readers_is_not_an_error_and_freezes_nothing(tmp_path, env):
+    config = write_site(tmp_path)
+    result = digest(config, "weekly", "--now", NOW)
+    assert (result.exit_code, result.stdout) == (
+        0, "No active weekly subscribers: nothing to send\n")
+    with open_store(tmp_path / "digest.db") as store:
+        assert Ledger(store).issues() == []
+
+
 def test_a_second_run_while_one_is_sending_exits_at_once(tmp_path, env):
     config = write_site(tmp_path)
     add_readers(tmp_path, 2)

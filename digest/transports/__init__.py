@@ -85,6 +85,6 @@ def transport_for(settings: Settings) -> Transport:
     from digest.transports.files import FilesTransport  # they import this module
     from digest.transports.sendgrid import SendGridTransport
 
-    if settings["delivery.transport"] == "files":
+    if settings.text("delivery.transport") == "files":
         return FilesTransport(settings.files_dir)
     return SendGridTransport.from_environment(settings)

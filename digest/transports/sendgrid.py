@@ -100,7 +100,7 @@ def optional_fields(message: Message) -> dict[str, Any]:
 
 def backoff(attempt: int) -> float:
     """1, 2, 4, 8, 8, … seconds after the first, second, third … failed attempt."""
-    return min(BACKOFF_BASE * 2 ** (attempt - 1), BACKOFF_MAX)
+    return min(BACKOFF_BASE * 2.0 ** (attempt - 1), BACKOFF_MAX)
 
 
 def rate_limit_wait(headers: Mapping[str, str] | None, now: float, attempt: int) -> float:
@@ -167,7 +167,8 @@ class SendGridTransport:
         key = (os.environ if environ is None else environ).get("SENDGRID_API_KEY", "")
         if not key.strip():
             raise DeliveryError(MISSING_KEY)
-        return cls(key.strip(), settings["sendgrid.api_url"], timeout=settings["sendgrid.timeout"])
+        return cls(key.strip(), settings.text("sendgrid.api_url"),
+                   timeout=settings.integer("sendgrid.timeout"))
 
     def __repr__(self) -> str:
         return (

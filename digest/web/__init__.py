@@ -104,7 +104,7 @@ def create_app(settings: Settings, *, dev: bool = False,
 
 
 def app_secret(settings: Settings, dev: bool) -> str:
-    secret = settings["web.secret_key"]
+    secret = settings.text("web.secret_key")
     if not secret:
         if not dev:
             raise ConfigError(NO_SECRET)
