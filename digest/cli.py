@@ -298,12 +298,19 @@ def send_command(app: App, issue_key_: str | None, since: datetime | None,
     finish(runs.send_window(app.settings, *days, as_cadence(cadence), options, talk()))
 
 
-@cli.command("issues")
+@cli.group("issues", invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@pass_app
-def issues_command(app: App, as_json: bool) -> None:
-    """List the issues in the ledger with their recipient counts."""
-    rows = issues.summaries(app.settings)
+@click.pass_context
+def issues_group(ctx: click.Context, as_json: bool) -> None:
+    """List the issues in the ledger with their recipient counts.
+
+    `digest issues show KEY` lists an issue's batches; `digest issues mark KEY BATCH
+    --delivered|--not-delivered` records what SendGrid's activity feed says of a batch
+    whose outcome is unknown.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    rows = issues.summaries(ctx.ensure_object(App).settings)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -311,6 +318,45 @@ def issues_command(app: App, as_json: bool) -> None:
                        "UNKNOWN", "SKIPPED"]] + [
         [r["key"], r["cadence"], r["status"], *(str(r[k]) for k in (
             "planned", "accepted", "failed", "unknown", "skipped"))] for r in rows]))
+
+
+@issues_group.command("show")
+@click.argument("key")
+@pass_app
+def issues_show(app: App, key: str) -> None:
+    """List each batch of issue KEY: segment, recipients, state, attempts, last reason."""
+    issue, batches = issues.batches(app.settings, key)
+    click.echo(f"Issue {issue.key} ({issue.cadence}, {issue.status}): {len(batches)} "
+               f"{plural(len(batches), 'batch', 'batches')}")
+    if batches:
+        click.echo(table([["BATCH", "RECIPIENTS", "STATE", "ATTEMPTS", "REASON"]] + [
+            [b.label, str(b.size), b.state, str(b.attempts), b.evidence or b.reason or ""]
+            for b in batches]))
+
+
+@issues_group.command("mark")
+@click.argument("key")
+@click.argument("batch", metavar="BATCH")
+@click.option("--delivered/--not-delivered", default=None,
+              help="What SendGrid's activity feed shows for the batch's recipients.")
+@pass_app
+def issues_mark(app: App, key: str, batch: str, delivered: bool | None) -> None:
+    """Record whether the unknown batch BATCH (segment#number) of KEY was delivered.
+
+    A delivered batch counts as accepted; a batch not delivered is sent by the next run.
+    """
+    if delivered is None:
+        raise click.UsageError("give --delivered or --not-delivered")
+    marked, done = issues.mark(app.settings, key, batch, delivered=delivered,
+                               echo=click.echo)
+    if delivered:
+        click.echo(f"Marked batch {marked.label} of {key} delivered: counted as accepted "
+                   f"({marked.size} {plural(marked.size, 'recipient')}).")
+    else:
+        click.echo(f"Marked batch {marked.label} of {key} not delivered: the next run "
+                   f"sends it ({marked.size} {plural(marked.size, 'recipient')}).")
+    if done:
+        click.echo(f"Issue {key} is complete.")
 
 
 def table(rows: Sequence[Sequence[str]]) -> str:

@@ -47,6 +47,7 @@ SPEC: dict[str, tuple[type, Any]] = {
     "sendgrid.timeout": (int, 30),
     "sendgrid.concurrency": (int, 4),
     "sendgrid.webhook_public_key": (str, ""),
+    "sendgrid.webhook_grace": (int, 600),
     "store.path": (str, "digest.db"),
     "web.secret_key": (str, ""),
     "web.base_url": (str, ""),
@@ -65,7 +66,7 @@ TRANSPORTS = ("sendgrid", "files")
 # Upper bounds: past these a value is a typo, and some would hang or overflow.
 MAXIMUMS = {"selection.per_category": 1000, "selection.total": 1000,
             "email.size_budget_kb": 1024, "sendgrid.timeout": 600,
-            "sendgrid.concurrency": 16}
+            "sendgrid.concurrency": 16, "sendgrid.webhook_grace": 86_400}
 URL_KEYS = ("site.base_url", "web.base_url", "sendgrid.api_url")
 UNSUBSCRIBE_FIELDS = ("base_url", "web_url", "token")
 CATEGORY_URL_FIELDS = ("base_url", "category")

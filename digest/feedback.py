@@ -10,6 +10,10 @@ signature) and, in one write transaction:
 - counts, per issue (the `issue` custom arg every digest carries), the readers it was
   delivered to, who opened, clicked, bounced, complained or unsubscribed;
 - records soft bounces (`blocked`), leaving the status alone.
+- marks accepted, with the event as evidence, a batch whose outcome was unknown when
+  SendGrid reports `processed`, `delivered`, `deferred`, `bounce` or `dropped` for it
+  (found by its `segment` and `batch` custom args, else by the reader's place in the
+  issue): SendGrid's own word that the request reached it (`resolve_batches`).
 
 Only what the counts need is kept, never the event itself: the event id (no address)
 for KEEP_EVENT_IDS, and for known readers the issue, the kind and the time, tied to the
@@ -39,6 +43,8 @@ from digest.store import (
     to_subscriber,
 )
 
+# Events that say SendGrid accepted the request the message was in
+ACCEPTED_EVENTS = frozenset({"processed", "delivered", "deferred", "bounce", "dropped"})
 KINDS = ("delivered", "bounced", "complained", "unsubscribed", "opened", "clicked")
 LEDGER_KEYS = ("planned", "accepted", "failed", "unknown", "pending", "skipped")
 STATS_KEYS = ("key", "cadence", "status", *LEDGER_KEYS, *KINDS)
@@ -74,6 +80,7 @@ class Applied:
     status_changes: int = 0
     counted: int = 0
     soft_bounces: int = 0
+    batches_resolved: int = 0  # unknown batches SendGrid's events show it accepted
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -190,7 +197,47 @@ def apply_events(store: Store, events: Sequence[Any], *, group_id: int | None) -
         issues = known_issues(store.conn, {issue_of(e) for e, _ in known} - {None})
         applied.counted = count_activity(store.conn, known, readers, issues, now)
         applied.soft_bounces = record_soft_bounces(store.conn, known, readers, issues, now)
+        applied.batches_resolved = resolve_batches(Ledger(store), fresh, readers, now)
     return applied
+
+
+# ---------------------------------------------------------------- unknown batches
+
+
+def resolve_batches(ledger: Ledger, events: Sequence[dict[str, Any]],
+                    readers: Mapping[str, Subscriber], now: datetime) -> int:
+    """Batches SendGrid's events show it accepted (it processed, delivered, deferred,
+    bounced or dropped mail of theirs) are marked accepted with the evidence, whether
+    the event comes before or after the next run; returns how many changed."""
+    evidence: dict[int, dict[str, Any]] = {}
+    for event in events:
+        if event.get("event") in ACCEPTED_EVENTS and (
+                batch_id := batch_of(ledger, event, readers)) is not None:
+            evidence.setdefault(batch_id, event)
+    changed = [batch_id for batch_id, event in evidence.items()
+               if ledger.accept_on_evidence(batch_id, evidence_text(event, now))]
+    for key in {ledger.issue_of_batch(batch_id) for batch_id in changed}:
+        ledger.finish_if_complete(key)
+    return len(changed)
+
+
+def batch_of(ledger: Ledger, event: Mapping[str, Any],
+             readers: Mapping[str, Subscriber]) -> int | None:
+    """The batch an event is about: by its `segment` and `batch` custom args (exact),
+    else (mail sent before digest added `batch`) by the reader's place in the issue."""
+    issue = issue_of(event)
+    if issue is None:
+        return None
+    segment, number = event.get("segment"), event.get("batch")
+    if isinstance(segment, str) and isinstance(number, str) and number.isdigit():
+        return ledger.batch_id(issue, segment, int(number))
+    reader = readers.get(email_key(event["email"]))
+    return ledger.batch_of_reader(issue, reader.id) if reader else None
+
+
+def evidence_text(event: Mapping[str, Any], now: datetime) -> str:
+    return (f"SendGrid's event webhook reported {str(event['event'])!r} for a reader of it "
+            f"at {timestamp(event_time(event, now))}")
 
 
 def forget_old_ids(conn: sqlite3.Connection, now: datetime) -> None:

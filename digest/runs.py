@@ -16,16 +16,17 @@ them default to silence, so tests call the library directly.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Protocol
+from datetime import date, datetime, timedelta
 
 from digest import pipeline
 from digest.config import Settings, sender_problems
 from digest.errors import DeliveryError
 from digest.ledger import IssueRow, Ledger
+from digest.runlock import Echo, quiet, run_lock
 from digest.select import Window, dates_window, issue_key, manual_key
 from digest.send import (
     Plan,
@@ -33,21 +34,11 @@ from digest.send import (
     Summary,
     gate,
     plan_issue,
-    run_lock,
     test_message,
     window_for,
 )
 from digest.store import Cadence, Store, check_secret, open_store
 from digest.transports import Outcome, Transport, transport_for
-
-
-class Echo(Protocol):
-    def __call__(self, message: str, *, err: bool = False) -> None: ...
-
-
-def quiet(message: str, *, err: bool = False) -> None:
-    """Says nothing (the default `echo`)."""
-
 
 Progress = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
 
@@ -82,6 +73,7 @@ class Ready:
     secret: str
 
 
+WEBHOOK_POLL_S = 1.0  # how often a run waiting for the webhook looks at the ledger
 NO_SECRET = ("DIGEST_SECRET_KEY is not set: each reader's unsubscribe link is derived from "
              "it (or set web.secret_key outside the repository)")
 
@@ -101,7 +93,7 @@ def open_run(settings: Settings, lock: str, options: Options = Options(),
     """The run holding the lock `lock` (a cadence, or "manual") with its store open.
     A `store` given is used (and left open) instead of opening `store.path`."""
     path = settings.store_path
-    with run_lock(path.with_name(f"{path.name}.{lock}.lock")):
+    with run_lock(path.with_name(f"{path.name}.{lock}.lock"), talk.echo):
         if store is not None:
             yield SendRun(settings, store, options, talk)
             return
@@ -117,6 +109,7 @@ class SendRun:
         self.settings, self.store, self.ledger = settings, store, Ledger(store)
         self.options, self.talk = options, talk
         self.ready: Ready | None = None
+        self.sleep: Callable[[float], None] = time.sleep
 
     # The two flows
 
@@ -234,6 +227,7 @@ class SendRun:
         sender = Sender(self.store, self.ready.transport, self.settings,
                              self.ready.secret,
                              workers=self.settings.integer("sendgrid.concurrency"))
+        self.await_webhook(key)
         counts = self.ledger.counts(key)
         with self.talk.progress(f"Sending {key}", self.left_to_send(counts)) as update:
             sender.progress = update
@@ -242,6 +236,28 @@ class SendRun:
         if summary.ok:
             self.after_send(key, summary)
         return summary
+
+    def await_webhook(self, key: str) -> None:
+        """With SendGrid's event webhook configured, give it until each unknown batch is
+        `sendgrid.webhook_grace` seconds old to resolve it (its events mark the batch
+        accepted), so the run then reports only what is still unknown."""
+        if not self.settings.text("sendgrid.webhook_public_key") or \
+                self.options.resend_unknown:
+            return
+        grace = timedelta(seconds=self.settings.integer("sendgrid.webhook_grace"))
+        unknown = [b for b in self.ledger.batches(key) if b.unknown]
+        if not unknown:
+            return
+        until = max(datetime.fromisoformat(b.sent_at or "1970-01-01T00:00+00:00")
+                    for b in unknown) + grace
+        wait = (until - self.store.now()).total_seconds()
+        if wait <= 0:
+            return
+        self.talk.echo(f"Waiting up to {wait:.0f} s for SendGrid's events about "
+                       f"{len(unknown)} unknown {plural(len(unknown), 'batch', 'batches')} "
+                       "(sendgrid.webhook_grace)", err=True)
+        while self.store.now() < until and any(b.unknown for b in self.ledger.batches(key)):
+            self.sleep(max(0.0, min(WEBHOOK_POLL_S, (until - self.store.now()).total_seconds())))
 
     def after_send(self, key: str, summary: Summary) -> None:
         """The one place that runs after a successful send (every batch accepted): what

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, get_args
 
-from digest.errors import StoreError
+from digest.errors import DatabaseLocked, DiskFull, StoreError, StoreUnavailable
 
 Status = Literal["pending", "active", "unsubscribed", "bounced", "complained"]
 Cadence = Literal["weekly", "daily"]
@@ -48,6 +48,7 @@ READER_EVENTS: dict[tuple[str, str], frozenset[tuple[str, str]]] = {
     ("webhook", "group_resubscribe"): frozenset({("unsubscribed", "active")}),
 }
 BUSY_TIMEOUT_S = 10.0
+SQLITE_FULL = 13
 MIN_SECRET_LENGTH = 16
 TOKEN_CONTEXT = b"digest unsubscribe token v1\x00"
 
@@ -200,6 +201,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE issue_activity_new RENAME TO issue_activity",
         "CREATE INDEX issue_activity_subscriber ON issue_activity (subscriber_id)",
     ),
+    (  # 6: exact unknowns (see ledger.py): a batch's attempts, when its request last
+       # started (the webhook's grace period counts from it), and what resolved it
+        "ALTER TABLE batches ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE batches ADD COLUMN sent_at TEXT",
+        "ALTER TABLE batches ADD COLUMN evidence TEXT",
+    ),
 )
 
 to_json = json.JSONEncoder(ensure_ascii=False).encode
@@ -309,6 +316,9 @@ def open_store(path: Path, *, clock: Callable[[], datetime] = utc_now) -> Store:
         migrate(conn)
     except sqlite3.DatabaseError as exc:
         conn.close()
+        if isinstance(exc, sqlite3.OperationalError) and \
+                isinstance(problem := unavailable(exc), StoreUnavailable):
+            raise problem from None
         raise StoreError(f"{path}: cannot open the database: {exc}") from None
     except BaseException:
         conn.close()
@@ -356,17 +366,42 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Sequence[str]] = MIGR
 
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """A write transaction that takes the lock up front; nested ones join the outer one."""
+    """A write transaction that takes the lock up front; nested ones join the outer one.
+    A database locked past the busy time-out, or a full disk, is a StoreUnavailable,
+    with the transaction rolled back."""
     if conn.in_transaction:
         yield
         return
-    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        raise unavailable(exc) from None
     try:
         yield
+        conn.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        rollback(conn)
+        raise unavailable(exc) from None
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
-    conn.execute("COMMIT")
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def unavailable(exc: sqlite3.OperationalError) -> Exception:
+    """The StoreUnavailable an error of SQLite's means, or the error itself."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return DatabaseLocked(f"the database is locked by another process ({text} after "
+                              f"{BUSY_TIMEOUT_S:g} s); try again when it has finished")
+    if "full" in text or getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL:
+        return DiskFull(f"the database could not be written: no space left on the device "
+                        f"({text}); free some space, then run again")
+    return exc
 
 
 def to_subscriber(row: Any) -> Subscriber:

@@ -12,7 +12,7 @@ from digest import runs
 from digest.config import load_settings
 from digest.errors import DeliveryError, DigestError
 from digest.ledger import Ledger
-from digest.send import run_lock
+from digest.runlock import run_lock
 from digest.store import NewSubscriber, open_store
 
 SUNDAY = datetime.fromisoformat("2026-11-29T08:00+01:00")

@@ -24,7 +24,7 @@ from sendgrid_server import SendGridServer
 
 from digest.cli import cli
 from digest.ledger import Ledger
-from digest.send import run_lock
+from digest.runlock import run_lock
 from digest.store import NewSubscriber, open_store
 
 

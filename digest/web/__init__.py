@@ -19,12 +19,12 @@ from urllib.parse import unquote
 
 import jinja2
 from flask import Flask, Response, render_template, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from digest.config import Settings
-from digest.errors import ConfigError, DigestError
+from digest.errors import ConfigError, DigestError, StoreUnavailable
 from digest.store import MIN_SECRET_LENGTH, utc_now
 from digest.transports import Transport, transport_for
 from digest.web import pages
@@ -96,6 +96,7 @@ def create_app(settings: Settings, *, dev: bool = False,
     app.teardown_appcontext(close_store)
     app.after_request(security_headers)
     app.register_error_handler(HTTPException, error_page)
+    app.register_error_handler(StoreUnavailable, store_unavailable)
     app.context_processor(lambda: {"site_name": settings.site_name,
                                    "language": settings.language})
     app.register_blueprint(pages.blueprint)
@@ -163,6 +164,15 @@ def error_page(error: HTTPException) -> Response | HTTPException:
         response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
     if error.code == 429:
         response.headers["Retry-After"] = str(int(CLIENT_LIMITS[0][1]))
+    return response
+
+
+def store_unavailable(error: StoreUnavailable) -> Response | HTTPException:
+    """A locked database or a full disk: 503 and one log line, not a traceback."""
+    log.error("answered 503: %s", error)
+    response = error_page(ServiceUnavailable())
+    if isinstance(response, Response):
+        response.headers["Retry-After"] = "60"
     return response
 
 
