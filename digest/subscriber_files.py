@@ -25,7 +25,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from digest.config import CONTROL
-from digest.errors import DigestError
+from digest.errors import DigestError, not_utf8
 from digest.store import (
     CADENCES,
     STATUSES,
@@ -82,8 +82,7 @@ def read_subscribers(path: Path) -> Parsed:
     except OSError as exc:
         raise DigestError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
-        raise DigestError(f"{path}: not UTF-8 (byte 0x{exc.object[exc.start]:02x} at "
-                          f"position {exc.start})") from None
+        raise DigestError(f"{path}: {not_utf8(exc)}") from None
     try:
         return parse_subscribers(text)
     except ValueError as exc:

@@ -10,13 +10,11 @@ import signal
 import socket
 import subprocess
 import sys
-import types
 from datetime import timedelta
 from http.client import HTTPConnection
 
 import pytest
 from click.testing import CliRunner
-from flask import Blueprint
 from web_support import (
     CATEGORIES,
     SECRET,
@@ -39,7 +37,6 @@ from web_support import (
     token_of,
 )
 
-import digest.web
 from digest.cli import cli
 from digest.errors import ConfigError
 from digest.store import open_store
@@ -600,24 +597,9 @@ def test_the_wsgi_entry_reads_digest_config(tmp_path):
     assert (result.returncode, result.stdout) == (0, "200\n"), result.stderr
 
 
-def test_optional_blueprints_are_registered_when_their_module_exists(tmp_path, monkeypatch):
-    hooks = types.ModuleType("fake_hooks")
-    hooks.blueprint = Blueprint("fake_hooks", "fake_hooks")
-    hooks.blueprint.add_url_rule("/hooks/fake", "hook", lambda: "hooked", methods=["POST"])
-    monkeypatch.setitem(sys.modules, "fake_hooks", hooks)
-    monkeypatch.setattr(digest.web, "OPTIONAL_BLUEPRINTS", ("fake_hooks", "not_there_at_all"))
-    app = create_app(site_settings(tmp_path))
-    assert app.test_client().post("/hooks/fake").text == "hooked"
-
-
-def test_an_optional_blueprint_that_fails_to_import_is_an_error(tmp_path, monkeypatch):
-    broken = tmp_path / "broken_hooks.py"
-    broken.write_text("import no_such_dependency_xyz\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(digest.web, "OPTIONAL_BLUEPRINTS", ("broken_hooks",))
-    settings = site_settings(tmp_path)
-    with pytest.raises(ModuleNotFoundError, match="no_such_dependency_xyz"):
-        create_app(settings)
+def test_the_readers_app_serves_the_event_webhook(tmp_path):
+    app = create_app(site_settings(tmp_path))  # no webhook key: refused, but routed
+    assert app.test_client().post("/hooks/sendgrid", data=b"[]").status_code == 503
 
 
 # ---------------------------------------------------------------- the rate limiter itself

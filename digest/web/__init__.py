@@ -7,7 +7,6 @@ local use, and `digest.web.wsgi:app` is the entry for gunicorn. The pages are in
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 import secrets
@@ -27,7 +26,7 @@ from digest.config import Settings
 from digest.errors import ConfigError, DigestError, StoreUnavailable
 from digest.store import MIN_SECRET_LENGTH, utc_now
 from digest.transports import Transport, transport_for
-from digest.web import pages
+from digest.web import hooks, pages
 from digest.web.mail import Mailer
 from digest.web.ratelimit import RateLimiter
 from digest.web.readers import SiteCategories
@@ -50,10 +49,6 @@ DEV_SECRET = ("no web.secret_key / DIGEST_SECRET_KEY: --dev uses a random secret
 ADDRESS_LIMITS = ((1, 600.0), (3, 86_400.0))
 CLIENT_LIMITS = ((20, 600.0),)
 MAX_FORM_BYTES = 64 * 1024
-
-# Blueprints other parts of digest add, registered when their module exists.
-# digest.web.hooks (SendGrid's event webhook, issue 7) exposes `blueprint`.
-OPTIONAL_BLUEPRINTS = ("digest.web.hooks",)
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": ("default-src 'none'; style-src 'self'; img-src 'self'; "
@@ -100,7 +95,7 @@ def create_app(settings: Settings, *, dev: bool = False,
     app.context_processor(lambda: {"site_name": settings.site_name,
                                    "language": settings.language})
     app.register_blueprint(pages.blueprint)
-    register_optional_blueprints(app)
+    app.register_blueprint(hooks.blueprint)  # SendGrid's event webhook
     return app
 
 
@@ -127,20 +122,6 @@ def web_state(settings: Settings, secret: str, clock: Callable[[], datetime],
         address_limits=RateLimiter(ADDRESS_LIMITS, clock=seconds),
         client_limits=RateLimiter(CLIENT_LIMITS, clock=seconds),
         categories=SiteCategories(settings))
-
-
-# ---- Other engineers: register further blueprints here (OPTIONAL_BLUEPRINTS above). ----
-def register_optional_blueprints(app: Flask) -> None:
-    """Register `blueprint` of each module in OPTIONAL_BLUEPRINTS that exists. A module
-    that exists but fails to import (a missing dependency) is an error, not skipped."""
-    for name in OPTIONAL_BLUEPRINTS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        app.register_blueprint(module.blueprint)
 
 
 def security_headers(response: Response) -> Response:
