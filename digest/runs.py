@@ -37,7 +37,7 @@ from digest.send import (
     test_message,
     window_for,
 )
-from digest.store import Cadence, Store, check_secret, open_store
+from digest.store import Cadence, Store, open_store, secret_problem
 from digest.transports import Outcome, Transport, transport_for
 
 Progress = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
@@ -74,16 +74,11 @@ class Ready:
 
 
 WEBHOOK_POLL_S = 1.0  # how often a run waiting for the webhook looks at the ledger
-NO_SECRET = ("DIGEST_SECRET_KEY is not set: each reader's unsubscribe link is derived from "
-             "it (or set web.secret_key outside the repository)")
-
-
 def required_secret(settings: Settings) -> str:
     """The secret unsubscribe links are derived from; missing or too short is an error."""
     secret = settings.text("web.secret_key")
-    if not secret:
-        raise DeliveryError(NO_SECRET)
-    check_secret(secret)
+    if problem := secret_problem(secret):
+        raise DeliveryError(problem)
     return secret
 
 

@@ -289,12 +289,23 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+NO_SECRET = ("DIGEST_SECRET_KEY (or web.secret_key) is not set: readers' links and the "
+             "web app's forms are signed with it; keep it outside the repository")
+SHORT_SECRET = (f"DIGEST_SECRET_KEY (or web.secret_key) must be at least {MIN_SECRET_LENGTH} "
+                "characters")
+
+
+def secret_problem(secret: str) -> str | None:
+    """What is wrong with the secret readers' tokens and forms are signed with (the one
+    wording the send path, the web app and the store use), or None."""
+    if not secret:
+        return NO_SECRET
+    return SHORT_SECRET if len(secret) < MIN_SECRET_LENGTH else None
+
+
 def check_secret(secret: str) -> None:
-    if len(secret) < MIN_SECRET_LENGTH:
-        raise StoreError(
-            "unsubscribe links need a secret of at least "
-            f"{MIN_SECRET_LENGTH} characters: set web.secret_key or DIGEST_SECRET_KEY"
-        )
+    if problem := secret_problem(secret):
+        raise StoreError(problem)
 
 
 def utc_now() -> datetime:

@@ -413,8 +413,8 @@ def test_issues_json_is_stable(tmp_path, env):
         ("SENDGRID_API_KEY",
          'SENDGRID_API_KEY is not set: export it, or use delivery.transport = "files"'),
         ("DIGEST_SECRET_KEY",
-         "DIGEST_SECRET_KEY is not set: each reader's unsubscribe link is derived from it "
-         "(or set web.secret_key outside the repository)"),
+         "DIGEST_SECRET_KEY (or web.secret_key) is not set: readers' links and the web "
+         "app's forms are signed with it; keep it outside the repository"),
     ],
 )
 def test_a_missing_key_or_secret_stops_before_anything_is_planned(tmp_path, env, monkeypatch,
@@ -552,7 +552,7 @@ def test_a_short_secret_stops_before_anything_is_planned(tmp_path, env, monkeypa
     monkeypatch.setenv("DIGEST_SECRET_KEY", "short")
     result = digest(config, "weekly", "--now", NOW)
     assert (result.exit_code, result.stderr) == (
-        1, "Error: unsubscribe links need a secret of at least 16 characters: set "
-           "web.secret_key or DIGEST_SECRET_KEY\n")
+        1, "Error: DIGEST_SECRET_KEY (or web.secret_key) must be at least 16 "
+           "characters\n")
     with open_store(tmp_path / "digest.db") as store:
         assert Ledger(store).issues() == []

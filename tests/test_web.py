@@ -519,11 +519,13 @@ def test_create_app_refuses_to_start_without_a_secret(tmp_path):
     with pytest.raises(ConfigError) as refused:
         create_app(settings)
     assert str(refused.value) == (
-        "web.secret_key / DIGEST_SECRET_KEY is not set: the web app signs its links and "
-        "forms with it (for a local try-out, digest web --dev uses a random one)")
+        "DIGEST_SECRET_KEY (or web.secret_key) is not set: readers' links and the web app's "
+        "forms are signed with it; keep it outside the repository (for a local try-out, "
+        "digest web --dev uses a random one)")
     with pytest.raises(ConfigError) as short:
         create_app(settings.override("web.secret_key", "too-short"))
-    assert str(short.value) == "web.secret_key / DIGEST_SECRET_KEY must be at least 16 characters"
+    assert str(short.value) == (
+        "DIGEST_SECRET_KEY (or web.secret_key) must be at least 16 characters")
 
 
 def test_dev_mode_uses_a_random_secret_with_a_warning(tmp_path, caplog):
@@ -541,7 +543,7 @@ def test_digest_web_without_a_secret_is_an_error(tmp_path):
     result = CliRunner(env={"DIGEST_SECRET_KEY": ""}).invoke(
         cli, ["--config", str(config), "web"])
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: web.secret_key / DIGEST_SECRET_KEY is not set")
+    assert result.stderr.startswith("Error: DIGEST_SECRET_KEY (or web.secret_key) is not set")
     assert "gunicorn 'digest.web.wsgi:app'" in CliRunner().invoke(cli, ["web", "--help"]).output
 
 

@@ -24,7 +24,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from digest.config import Settings
 from digest.errors import ConfigError, DigestError, StoreUnavailable
-from digest.store import MIN_SECRET_LENGTH, utc_now
+from digest.store import secret_problem, utc_now
 from digest.transports import Transport, transport_for
 from digest.web import hooks, pages
 from digest.web.mail import Mailer
@@ -35,10 +35,7 @@ from digest.web.tokens import Tokens
 
 log = logging.getLogger("digest.web")
 
-NO_SECRET = ("web.secret_key / DIGEST_SECRET_KEY is not set: the web app signs its links "
-             "and forms with it (for a local try-out, digest web --dev uses a random one)")
-SHORT_SECRET = (f"web.secret_key / DIGEST_SECRET_KEY must be at least {MIN_SECRET_LENGTH} "
-                "characters")
+DEV_HINT = " (for a local try-out, digest web --dev uses a random one)"
 NO_SENDER = ("email.from is not set in the configuration: the web app sends confirmation "
              "emails from it")
 DEV_SECRET = ("no web.secret_key / DIGEST_SECRET_KEY: --dev uses a random secret for this "
@@ -101,13 +98,11 @@ def create_app(settings: Settings, *, dev: bool = False,
 
 def app_secret(settings: Settings, dev: bool) -> str:
     secret = settings.text("web.secret_key")
-    if not secret:
-        if not dev:
-            raise ConfigError(NO_SECRET)
+    if not secret and dev:
         log.warning(DEV_SECRET)
         return secrets.token_urlsafe(32)
-    if len(secret) < MIN_SECRET_LENGTH:
-        raise ConfigError(SHORT_SECRET)
+    if problem := secret_problem(secret):
+        raise ConfigError(problem + ("" if secret else DEV_HINT))
     return secret
 
 
