@@ -189,3 +189,78 @@ def test_a_dry_run_needs_no_key_and_records_nothing(tmp_path, env, monkeypatch):
                              heard.talk()) is None
     assert heard.plans == ["2026-W48"]
     assert heard.out[-1] == "Dry run: nothing sent, nothing recorded."
+
+
+# What a run sends (moved from test_send.py: the library, not the CLI)
+
+
+def test_asm_group_replaces_own_unsubscribe_headers(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        settings, _ = site(tmp_path, server.url, "asm_group_id = 4242\n")
+        assert runs.send_cadence(settings, "weekly", SUNDAY).ok
+        body = server.accepted[0].body
+    assert body["asm"] == {"group_id": 4242}
+    assert "headers" not in body["personalizations"][0]
+
+
+def test_under_30_percent_faults_everyone_gets_exactly_one(tmp_path, env):
+    with SendGridServer(api_key=API_KEY, fault_rate=0.3, seed=7) as server:
+        settings, emails = site(tmp_path, server.url, readers=60)
+        for _ in range(5):  # reruns complete what retries could not
+            summary = runs.send_cadence(settings, "weekly", SUNDAY)
+            if summary is None or summary.ok:
+                break
+        assert server.accepted_count_by_address() == dict.fromkeys(emails, 1)
+        assert any(status >= 429 for status in server.statuses)
+    assert ledger_counts(tmp_path)["accepted"] == 60
+
+
+def test_files_transport_writes_what_each_reader_gets(tmp_path, env):
+    settings, emails = site(tmp_path, extra='[delivery]\ntransport = "files"\n'
+                            'files_dir = "out"\n', readers=4, segments=2)
+    assert runs.send_cadence(settings, "weekly", SUNDAY).ok
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(written) == 4
+    assert all(any(e in name for e in emails) for name in written)
+    raw = (tmp_path / "out" / written[0]).read_bytes()
+    assert b"List-Unsubscribe: <https://send.example.org/unsubscribe/" in raw
+    assert b"-unsubscribe_url-" not in raw
+
+
+def test_daily_sends_the_day_to_daily_readers_only(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        settings, weekly = site(tmp_path, server.url, readers=2)
+        with open_store(tmp_path / "digest.db") as store:
+            store.insert([NewSubscriber("day@example.com", cadence="daily")], "cli")
+        friday = datetime.fromisoformat("2026-11-27T12:00+01:00")
+        assert runs.send_cadence(settings, "daily", friday).ok
+        assert server.accepted_count_by_address() == {"day@example.com": 1}
+        assert set(weekly).isdisjoint(server.accepted_count_by_address())
+        assert server.accepted[0].body["categories"] == ["digest", "2026-11-27"]
+        text = server.accepted[0].body["content"][0]["value"]
+        assert "A Culture story" in text  # the 27th, 10:00
+        assert "A Health story" not in text  # the 26th, 10:00: before the day's window
+        assert "1 article today." in text
+
+
+def test_a_manual_issue_for_daily_readers_is_not_the_weekly_one(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        settings, weekly = site(tmp_path, server.url, readers=2)
+        with open_store(tmp_path / "digest.db") as store:
+            store.insert([NewSubscriber("day@example.com", cadence="daily")], "cli")
+        days = (date(2026, 11, 22), date(2026, 11, 28))
+        assert runs.send_window(settings, *days, "weekly").ok
+        heard = Heard()
+        assert runs.send_window(settings, *days, "daily", talk=heard.talk()).ok
+        assert heard.plans == ["2026-11-22..2026-11-28-daily"]
+        assert server.accepted_count_by_address() == {**dict.fromkeys(weekly, 1),
+                                                      "day@example.com": 1}
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_sendgrid_concurrency_bounds_the_requests_in_flight(tmp_path, env, concurrency):
+    with SendGridServer(api_key=API_KEY) as server:
+        settings, _ = site(tmp_path, server.url, f"concurrency = {concurrency}\n")
+        server.set_delay(0.2)  # six segments: six requests
+        assert runs.send_cadence(settings, "weekly", SUNDAY).ok
+        assert server.peak_in_flight == concurrency
