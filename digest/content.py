@@ -12,7 +12,6 @@ import stat
 import string
 import tomllib
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from email.utils import parsedate_to_datetime
@@ -27,6 +26,7 @@ import yaml
 
 from digest.cache import ArticleCache
 from digest.errors import ConfigError, ContentError, not_utf8
+from digest.workers import process_pool
 
 DEFAULT_CATEGORY = "Uncategorized"
 EXCERPT_LIMIT = 300
@@ -222,7 +222,7 @@ def parse_many(files: list[str], options: LoadOptions) -> list[Outcome]:
     workers = min(os.cpu_count() or 1, MAX_WORKERS)
     if len(files) < PARALLEL_FROM or workers < 2:
         return [outcome_of(file, options) for file in files]
-    with ProcessPoolExecutor(workers) as pool:
+    with process_pool(workers) as pool:  # spawned: a send run's lock stays its own
         chunk = max(1, len(files) // (workers * 4))
         return list(pool.map(partial(outcome_of, options=options), files, chunksize=chunk))
 

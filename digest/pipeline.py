@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
-import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -32,6 +28,7 @@ from digest.select import (
     select,
 )
 from digest.store import Subscriber, open_store
+from digest.workers import process_pool
 
 MAX_TRIM_ROUNDS = 8
 
@@ -307,12 +304,11 @@ class SegmentBuild:
 
 
 PARALLEL_RENDER_FROM = 24  # segments before rendering moves to a process per core
-WATCH_PARENT_S = 0.2  # how often a render worker checks that its parent is alive
 
 
 @dataclass(frozen=True)
 class RenderJob:
-    """What every segment's render shares. Render workers are spawned, not forked: each
+    """What every segment's render shares. Render workers are spawned (workers.py): each
     gets this job (pickled once) and builds its own renderer, and inherits no lock file
     and no database connection from the run."""
 
@@ -363,9 +359,7 @@ def render_many(category_sets: Sequence[tuple[str, ...]], job: RenderJob,
     workers = min(os.cpu_count() or 1, 4)
     if len(category_sets) < PARALLEL_RENDER_FROM or workers < 2:
         return [render_one(categories, job, renderer) for categories in category_sets]
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker,
-                             initargs=(job, os.getpid())) as pool:
+    with process_pool(workers, start_renderer, (job,)) as pool:
         return list(pool.map(render_in_worker, category_sets, chunksize=4))
 
 
@@ -380,17 +374,9 @@ class Worker:
 _worker: list[Worker] = []  # in a render worker process only
 
 
-def start_worker(job: RenderJob, parent: int) -> None:
-    """In a new render worker: keep the job, and exit as soon as the run that started
-    it is gone (a killed run must leave no process behind)."""
+def start_renderer(job: RenderJob) -> None:
+    """In a new render worker (see workers.py): keep the job and its renderer."""
     _worker.append(Worker(job, job.renderer()))
-    threading.Thread(target=watch_parent, args=(parent,), daemon=True).start()
-
-
-def watch_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(WATCH_PARENT_S)
-    os._exit(1)
 
 
 def render_in_worker(categories: tuple[str, ...]) -> tuple[Built, tuple[Finding, ...]]:

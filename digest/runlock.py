@@ -1,9 +1,9 @@
 """The run lock: one send run per lock name (weekly, daily, manual) at a time.
 
 An OS file lock (`flock`) on `<db>.<name>.lock`, which the OS drops when the process
-that holds it dies. Nothing else may hold it: render workers are spawned, not forked,
-so they inherit no descriptor (see `pipeline.render_many`), and every file Python opens
-is closed on exec. The file says who holds it: `pid N` and the process's start time.
+that holds it dies. Nothing else may hold it: digest's process pools are spawned, not
+forked (`workers.py`), so they inherit no descriptor, and every file Python opens is
+closed on exec. The file says who holds it: `pid N` and the process's start time.
 
 A lock held although the process it names is gone (a leftover child of a run killed
 by an older digest), or names a live process that is not that run (its pid reused, or
