@@ -330,7 +330,7 @@ def issues_show(app: App, key: str) -> None:
                f"{plural(len(batches), 'batch', 'batches')}")
     if batches:
         click.echo(table([["BATCH", "RECIPIENTS", "STATE", "ATTEMPTS", "REASON"]] + [
-            [b.label, str(b.size), b.state, str(b.attempts), b.evidence or b.reason or ""]
+            [b.label, str(b.size), b.state, str(b.attempts), b.why]
             for b in batches]))
 
 
@@ -460,7 +460,7 @@ def print_preview(built: pipeline.Built, paths: Sequence[Path], settings: Settin
                f"{issue.more} left out by the caps.")
     if built.trimmed:
         click.echo(f"Trimmed {built.trimmed} {plural(built.trimmed, 'article')} to stay under "
-                   f"the {settings['email.size_budget_kb']} KB size budget.")
+                   f"the {settings.integer('email.size_budget_kb')} KB size budget.")
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:

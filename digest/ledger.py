@@ -82,6 +82,14 @@ class Batch:
         return self.status == "in-flight"
 
     @property
+    def why(self) -> str:
+        """What resolved it, else its last reason; for an unknown one without a reason,
+        that a run stopped while it was in flight."""
+        if self.evidence or self.reason:
+            return self.evidence or self.reason or ""
+        return "the run stopped while it was in flight" if self.unknown else ""
+
+    @property
     def label(self) -> str:
         """How commands name it: `segment#number`."""
         return f"{self.segment}#{self.number}"

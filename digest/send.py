@@ -126,7 +126,7 @@ class Sender:
             summary.unknown += batch.size
             summary.reasons.append(
                 f"batch {batch.segment}#{batch.number} ({batch.size} recipients): "
-                f"outcome unknown ({batch.reason or 'the run stopped while it was in flight'}); "
+                f"outcome unknown ({batch.why}); "
                 "left alone: check SendGrid's activity, then rerun with --resend-unknown "
                 "if it was not delivered")
 

@@ -71,7 +71,7 @@ def create_app(settings: Settings, *, dev: bool = False,
                transport: Transport | None = None) -> Flask:
     """The app for `settings`. Refuses (ConfigError) without a secret unless `dev`."""
     secret = app_secret(settings, dev)
-    if not settings["email.from"]:
+    if not settings.text("email.from"):
         raise ConfigError(NO_SENDER)
     if transport is None:
         transport = transport_for(settings)
@@ -83,8 +83,8 @@ def create_app(settings: Settings, *, dev: bool = False,
                       DIGEST_SETTINGS=settings)  # what digest.web.hooks reads
     app.jinja_env.undefined = jinja2.StrictUndefined
     app.extensions[EXTENSION] = web_state(settings, secret, clock, transport)
-    if settings["web.proxies"]:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings["web.proxies"])  # type: ignore[method-assign]
+    if settings.integer("web.proxies"):
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.integer("web.proxies"))  # type: ignore[method-assign]
     app.teardown_appcontext(close_store)
     app.after_request(security_headers)
     app.register_error_handler(HTTPException, error_page)

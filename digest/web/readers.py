@@ -192,7 +192,7 @@ class SiteCategories:
             log.warning("the site's categories could not be read: %s", exc)
             return []
         return ordered({article.category for article in loaded.articles},
-                       self.settings["selection.category_order"])
+                       self.settings.names("selection.category_order"))
 
 
 def ordered(names: Iterable[str], first: Sequence[str]) -> list[str]:
