@@ -308,3 +308,21 @@ def test_the_web_app_answers_503_when_the_database_is_locked(tmp_path, monkeypat
     assert reply.headers["Retry-After"] == "60"
     assert "answered 503: the database is locked by another process" in caplog.text
     assert "Traceback" not in caplog.text
+
+
+def test_a_full_disk_is_one_line_from_the_cli(tmp_path, env, monkeypatch):
+    config = write_site(tmp_path, extra='[delivery]\ntransport = "files"\n')
+    add_readers(tmp_path, 2, segments=1)
+    configure = store_module.configure
+
+    def no_room(conn):  # every connection digest opens: the file may not grow
+        configure(conn)
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+
+    monkeypatch.setattr(store_module, "configure", no_room)
+    result = digest(config, "weekly", "--now", NOW)
+    assert (result.exit_code, result.stderr) == (
+        1, "Error: the database could not be written: no space left on the device "
+           "(database or disk is full); free some space, then run again\n")
+    assert not (tmp_path / "outbox").exists()  # nothing sent
