@@ -385,7 +385,9 @@ def variants(ledger: Ledger, key: str, words: Language) -> tuple[Variant, ...]:
 
 
 class Articles:
-    """The content's articles, loaded the first time an issue must be rendered."""
+    """The content's articles, loaded the first time an issue must be rendered. Feeds are
+    read from their cache only: a page frozen during a send shows the items the plan read
+    moments before, and `digest archive` never fetches a feed (nor counts a failure)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -393,7 +395,7 @@ class Articles:
 
     def get(self) -> list[Article]:
         if self.loaded is None:
-            self.loaded = pipeline.load(self.settings).articles
+            self.loaded = pipeline.load(self.settings.override(pipeline.OFFLINE, True)).articles
         return self.loaded
 
 

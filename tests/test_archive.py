@@ -444,3 +444,31 @@ def test_digest_web_serves_the_archive_with_its_headers_and_404s_the_rest(tmp_pa
 def test_digest_web_without_an_archive_has_no_archive(tmp_path):
     with serving(site_settings(tmp_path), Clock()) as served:
         assert http("GET", f"{served.url}/archive/").status == 404
+
+
+# ---------------------------------------------------------------- with feeds
+
+
+PARTNER_FEED = (b'{"version": "https://jsonfeed.org/version/1.1", "title": "Partner", "items": ['
+                b'{"id": "p1", "url": "https://partner.example/p1", "title": "Partner news", '
+                b'"date_published": "2026-11-25T09:00:00+01:00", "summary": "From a feed."}]}')
+
+
+def test_the_archive_shows_the_feed_items_sent_without_fetching_the_feeds_again(tmp_path, env):
+    from feed_server import FeedServer, Route
+
+    with FeedServer() as feeds, SendGridServer(api_key=API_KEY) as server:
+        route = feeds.route("/feed.json", Route(PARTNER_FEED, "application/feed+json"))
+        config = archive_site(tmp_path, server.url, ARCHIVE + (
+            f'[content]\nfeeds = [{{url = "{feeds.url}/feed.json", category = "Work"}}]\n'))
+        result = digest(config, "weekly", "--now", NOW)
+        assert result.exit_code == 0, result.output
+        assert len(feeds.requests) == 1  # the plan's; the page is frozen from what it read
+        route.body = PARTNER_FEED.replace(b'"p1"', b'"p2"').replace(b"/p1", b"/p2").replace(
+            b"Partner news", b"Newer partner news").replace(b"11-25", b"12-04")
+        with sqlite3.connect(tmp_path / "digest.db") as conn:  # as an issue sent before 0.2
+            conn.execute("DELETE FROM issue_archive")
+        assert digest(config, "archive").exit_code == 0
+        assert len(feeds.requests) == 1  # digest archive reads the feeds' cache only
+    page = (tmp_path / "public" / "newsletter" / "2026-W48" / "index.html").read_text()
+    assert 'href="https://partner.example/p1"' in page and "Partner news" in page
