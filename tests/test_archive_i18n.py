@@ -113,3 +113,30 @@ def test_the_public_email_has_no_reader_link_in_any_shipped_language(language):
     assert (links[subscribe], links[manage]) == (SIGNUP, MANAGE)
     colon = "\u00a0:" if language == "fr" else ":"
     assert f"\n{subscribe}{colon} {SIGNUP}\n{manage}{colon} {MANAGE}\n" in public.text
+
+
+# ---------------------------------------------------------------- in Chromium
+
+
+EXTENT_JS = """
+() => { const boxes = [...document.body.querySelectorAll('*')].map(e => e.getBoundingClientRect());
+  return [Math.min(0, ...boxes.map(b => b.left)),
+          Math.max(document.documentElement.scrollWidth, ...boxes.map(b => b.right))]; }
+"""
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("language", ["de", "ar"])
+def test_translated_archive_pages_fit_a_phone_and_the_bar_follows_the_direction(
+        browser, language):
+    from test_browser import open_page
+
+    later = entry_in(language, "2026-W49", datetime(2026, 12, 6, 9, tzinfo=UTC))
+    files = archive.archive_files([entry_in(language), later], site_in(language))
+    for name, shown in (("index.html", "main"), ("2026-W48/index.html", ".archive-bar")):
+        page = open_page(browser, files[name], 375)
+        assert page.evaluate(EXTENT_JS) == [0, 375], (language, name)
+        direction = page.evaluate(
+            f"getComputedStyle(document.querySelector('{shown}')).direction")
+        assert direction == ("rtl" if language == "ar" else "ltr"), name
+        page.close()
