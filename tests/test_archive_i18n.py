@@ -9,10 +9,12 @@ import pytest
 from helpers import BERLIN, busy_week, make_settings
 
 from digest import archive
-from digest.i18n import SHIPPED
+from digest.i18n import SHIPPED, load_language
+from digest.ledger import Ledger, PlannedSegment
 from digest.pipeline import build_issue, renderer_for
 from digest.render import PREFERENCES_TAG, UNSUBSCRIBE_TAG
 from digest.select import cadence_window
+from digest.store import open_store
 
 URL = "https://news.example.org/newsletter"
 SIGNUP = "https://news.example.org/signup"
@@ -52,6 +54,18 @@ def test_a_segments_page_names_its_categories_in_german():
     assert (" · verschickt am 29. November 2026 · die Fassung für Work und Tools · "
             in page)
     assert '<a href="../../">Example News: alle Ausgaben</a>' in page
+
+
+def test_segment_labels_list_the_categories_in_the_sites_language(tmp_path):
+    email = entry_in("de", count=2).email
+    with open_store(tmp_path / "digest.db") as store:
+        ledger = Ledger(store)
+        ledger.create("2026-W48", "weekly", cadence_window(NOW), [
+            PlannedSegment("all", (), (), email, ()),
+            PlannedSegment("research-work", ("Research", "Work"), (), email, ())])
+        found = archive.variants(ledger, "2026-W48", load_language("de"))
+    assert [(v.slug, v.label) for v in found] == [("all", "alle Themen"),
+                                                  ("research-work", "Research und Work")]
 
 
 def test_a_german_index_and_its_paging_are_in_german():
