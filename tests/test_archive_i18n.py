@@ -98,6 +98,17 @@ def test_an_empty_german_archive_says_so_in_german():
     assert '<feed xmlns="http://www.w3.org/2005/Atom" xml:lang="de">' in files["feed.xml"]
 
 
+def test_a_sites_own_catalog_translates_the_archive(tmp_path):
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "it.po").write_text(
+        'msgid ""\nmsgstr ""\n"Language: it\\n"\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+        'msgid "%(name)s: all issues"\nmsgstr "%(name)s: tutti i numeri"\n', encoding="utf-8")
+    settings = make_settings(tmp_path, site__language="it", archive__url=URL)
+    index = archive.index_pages([entry_in("en")], archive.site_of(settings))["index.html"]
+    assert "<title>Example News: tutti i numeri</title>" in index
+    assert '<time datetime="2026-11-29T09:00:00Z">29 novembre 2026</time>' in index
+
+
 def test_an_arabic_sites_archive_pages_are_right_to_left():
     files = archive.archive_files([entry_in("ar")], site_in("ar"))
     page, index = files["2026-W48/index.html"], files["index.html"]
