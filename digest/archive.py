@@ -157,7 +157,7 @@ def relink(html: str, tag: str, url: str, label: str) -> str:
 def issue_page(entry: Entry, site: ArchiveSite, variant: Variant | None = None) -> str:
     """The issue's email (or one segment's) as a web page: a title, a description, the
     og: tags, a canonical link, and a bar linking to the archive and the sign-up page."""
-    email = public_email(variant.email if variant else entry.email, site)
+    email = variant_email(entry, site, variant) if variant else public_email(entry.email, site)
     url = site.page_url(entry.key) + (f"{archive_slug(variant.slug)}/" if variant else "")
     context = {"site": site, "words": site.words, "subject": email.subject, "url": url,
                "description": entry.email.preheader or email.subject,
@@ -166,6 +166,14 @@ def issue_page(entry: Entry, site: ArchiveSite, variant: Variant | None = None) 
     head = templates(site.words).get_template("head.html.j2").render(context)
     bar = templates(site.words).get_template("bar.html.j2").render(context)
     return wrap(email.html, head, bar)
+
+
+def variant_email(entry: Entry, site: ArchiveSite, variant: Variant) -> Email:
+    """A segment's email as sent, public, its "View in browser" link (which pointed to
+    the whole issue's page) now reading as the link to that page it is."""
+    email = public_email(variant.email, site)
+    label = site.words.gettext("Every category of this issue")
+    return replace(email, html=relink(email.html, site.page_url(entry.key), "../", label))
 
 
 def wrap(email_html: str, head: str, bar: str) -> str:

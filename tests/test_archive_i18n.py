@@ -28,9 +28,10 @@ def site_in(language: str) -> archive.ArchiveSite:
 
 
 def entry_in(language: str, key: str = "2026-W48", sent: datetime | None = SENT,
-             count: int = 5) -> archive.Entry:
-    """An issue rendered in `language` as the archive freezes it (the links as tags)."""
-    settings = make_settings(site__language=language)
+             count: int = 5, archive_url: str = "") -> archive.Entry:
+    """An issue rendered in `language` as the archive freezes it (the links as tags), or
+    with `archive_url`, as its emails are sent ("View in browser")."""
+    settings = make_settings(site__language=language, archive__url=archive_url)
     built = build_issue(busy_week(NOW, count=count), key=key, window=cadence_window(NOW),
                         settings=settings, renderer=renderer_for(settings),
                         unsubscribe_url=UNSUBSCRIBE_TAG, preferences_url=PREFERENCES_TAG)
@@ -66,6 +67,15 @@ def test_segment_labels_list_the_categories_in_the_sites_language(tmp_path):
         found = archive.variants(ledger, "2026-W48", load_language("de"))
     assert [(v.slug, v.label) for v in found] == [("all", "alle Themen"),
                                                   ("research-work", "Research und Work")]
+
+
+def test_a_segments_page_links_to_the_whole_issue_not_to_view_in_browser():
+    sent = entry_in("de", archive_url=URL).email
+    assert f'<a href="{URL}/2026-W48/" style="color:#0b57d0">Im Browser ansehen</a>' in sent.html
+    variant = archive.Variant("work", "Work", sent)
+    page = archive.issue_page(entry_in("de"), site_in("de"), variant)
+    assert '<a href="../" style="color:#0b57d0">Alle Themen dieser Ausgabe</a>' in page
+    assert "Im Browser ansehen" not in page and f"{URL}/2026-W48/\"" not in page
 
 
 def test_a_german_index_and_its_paging_are_in_german():
