@@ -15,6 +15,7 @@ subscription" links.
 
 from __future__ import annotations
 
+import functools
 import html as html_lib
 import re
 import sqlite3
@@ -32,6 +33,7 @@ from digest.config import Settings
 from digest.content import Article
 from digest.errors import DigestError
 from digest.fileio import write_atomically
+from digest.i18n import Language, load_language
 from digest.ledger import IssueRow, Ledger
 from digest.quality import Finding, check_email
 from digest.render import (
@@ -51,9 +53,20 @@ XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # the feed's `updated` before any issue
 PAGE_CHECKS = frozenset({"doctype", "viewport", "lang", "title", "img-alt", "table-role",
                          "forbidden-tag", "mjml-leftover"})
-TEMPLATES = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "archive_templates"),
-    autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+TEMPLATES_DIR = Path(__file__).parent / "archive_templates"
+
+
+@functools.lru_cache(maxsize=8)
+def templates(words: Language) -> jinja2.Environment:
+    """The archive's templates in the site's language: `{% trans %}` and `gettext()` use
+    its catalog (the site's own over the shipped one), `number` its digits."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True,
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             extensions=["jinja2.ext.i18n"])
+    env.policies["ext.i18n.trimmed"] = True
+    env.install_gettext_translations(words.translations, newstyle=True)  # type: ignore[attr-defined]
+    env.filters["number"] = words.number
+    return env
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,12 @@ class ArchiveSite:
     url: str  # archive.url, without a trailing slash
     signup_url: str
     manage_url: str
+    templates_dir: Path | None = None  # the site's own catalog (templates/LANG.po), if any
+
+    @property
+    def words(self) -> Language:
+        """The site's language: the archive's words, dates, `lang` and `dir`."""
+        return load_language(self.language, self.templates_dir)
 
     def page_url(self, key: str) -> str:
         return issue_page_url(self.url, key)
@@ -106,18 +125,22 @@ def site_of(settings: Settings) -> ArchiveSite:
     home = f"{settings.web_url}/"
     return ArchiveSite(settings.site_name, settings.language, settings.timezone,
                        settings.archive_url, settings["archive.signup_url"] or home,
-                       settings["archive.manage_url"] or home)
+                       settings["archive.manage_url"] or home, settings.templates_dir)
 
 
 def public_email(email: Email, site: ArchiveSite) -> Email:
     """`email` with a reader's own links turned into the sign-up and "manage your
-    subscription" ones, in both parts: nothing in it is personal."""
-    html, text = email.html, email.text
-    for tag, url, label in ((UNSUBSCRIBE_TAG, site.signup_url, "Subscribe"),
-                            (PREFERENCES_TAG, site.manage_url, "Manage your subscription")):
+    subscription" ones, in both parts: nothing in it is personal. The links are found by
+    their substitution tags, never by their words (which are the site's language), and
+    read "Subscribe" and "Manage your subscription" in that language."""
+    html, text, words = email.html, email.text, site.words
+    for tag, url, label, line_text in (
+            (UNSUBSCRIBE_TAG, site.signup_url, words.gettext("Subscribe"),
+             words.gettext("Subscribe: %(url)s", url=site.signup_url)),
+            (PREFERENCES_TAG, site.manage_url, words.gettext("Manage your subscription"),
+             words.gettext("Manage your subscription: %(url)s", url=site.manage_url))):
         html = relink(html, tag, url, label)
-        text = "\n".join(f"{label}: {url}" if tag in line else line
-                         for line in text.split("\n"))
+        text = "\n".join(line_text if tag in line else line for line in text.split("\n"))
     return replace(email, html=html, text=text)
 
 
@@ -134,15 +157,23 @@ def relink(html: str, tag: str, url: str, label: str) -> str:
 def issue_page(entry: Entry, site: ArchiveSite, variant: Variant | None = None) -> str:
     """The issue's email (or one segment's) as a web page: a title, a description, the
     og: tags, a canonical link, and a bar linking to the archive and the sign-up page."""
-    email = public_email(variant.email if variant else entry.email, site)
+    email = variant_email(entry, site, variant) if variant else public_email(entry.email, site)
     url = site.page_url(entry.key) + (f"{archive_slug(variant.slug)}/" if variant else "")
-    context = {"site": site, "subject": email.subject, "url": url,
+    context = {"site": site, "words": site.words, "subject": email.subject, "url": url,
                "description": entry.email.preheader or email.subject,
                "label": variant.label if variant else None,
                "home": "../../" if variant else "../", "sent": display_date(entry, site)}
-    head = TEMPLATES.get_template("head.html.j2").render(context)
-    bar = TEMPLATES.get_template("bar.html.j2").render(context)
+    head = templates(site.words).get_template("head.html.j2").render(context)
+    bar = templates(site.words).get_template("bar.html.j2").render(context)
     return wrap(email.html, head, bar)
+
+
+def variant_email(entry: Entry, site: ArchiveSite, variant: Variant) -> Email:
+    """A segment's email as sent, public, its "View in browser" link (which pointed to
+    the whole issue's page) now reading as the link to that page it is."""
+    email = public_email(variant.email, site)
+    label = site.words.gettext("Every category of this issue")
+    return replace(email, html=relink(email.html, site.page_url(entry.key), "../", label))
 
 
 def wrap(email_html: str, head: str, bar: str) -> str:
@@ -161,8 +192,7 @@ def wrap(email_html: str, head: str, bar: str) -> str:
 def display_date(entry: Entry, site: ArchiveSite) -> str:
     if entry.sent is None:
         return ""
-    local = entry.sent.astimezone(site.timezone)
-    return f"{local.day} {local:%B %Y}"
+    return site.words.day(entry.sent.astimezone(site.timezone).date())
 
 
 def index_pages(entries: Sequence[Entry], site: ArchiveSite) -> dict[str, str]:
@@ -185,8 +215,9 @@ def render_index(entries: Sequence[Entry], site: ArchiveSite, number: int, count
              "preheader": e.email.preheader, "date": display_date(e, site),
              "datetime": rfc3339(e.sent)} for e in entries]
     path = "" if number == 1 else f"page/{number}/"
-    return TEMPLATES.get_template("index.html.j2").render(
-        site=site, rows=rows, number=number, count=count, url=f"{site.url}/{path}",
+    return templates(site.words).get_template("index.html.j2").render(
+        site=site, words=site.words, rows=rows, number=number, count=count,
+        url=f"{site.url}/{path}",
         newer=index_link(root, number - 1, count), older=index_link(root, number + 1, count))
 
 
@@ -206,7 +237,7 @@ def atom_feed(entries: Sequence[Entry], site: ArchiveSite) -> str:
     """An Atom feed (RFC 4287) of the newest PAGE_SIZE sent issues; each entry's id is
     its page's URL, which never changes."""
     listed = newest_first(entries)[:PAGE_SIZE]
-    feed = ET.Element("feed", {"xmlns": ATOM, XML_LANG: site.language})
+    feed = ET.Element("feed", {"xmlns": ATOM, XML_LANG: site.words.tag})
     text(feed, "id", f"{site.url}/")
     text(feed, "title", site.name)
     text(feed, "updated", rfc3339(listed[0].sent if listed else EPOCH))
@@ -336,9 +367,10 @@ def entries(settings: Settings, store: Store, *, segments: bool = False,
     only those in `only`. Each has its frozen whole-issue email (frozen now, from the
     content, if it was not yet)."""
     ledger, articles = Ledger(store), Articles(settings)
+    words = load_language(settings.language, settings.templates_dir)
     rows = chosen(ledger, set(also), None if only is None else set(only))
     return [Entry(issue.key, frozen_email(settings, ledger, issue, articles),
-                  sent_at(issue), variants(ledger, issue.key) if segments else ())
+                  sent_at(issue), variants(ledger, issue.key, words) if segments else ())
             for issue in rows]
 
 
@@ -355,13 +387,15 @@ def sent_at(issue: IssueRow) -> datetime | None:
     return datetime.fromisoformat(issue.finished_at)
 
 
-def variants(ledger: Ledger, key: str) -> tuple[Variant, ...]:
-    return tuple(Variant(slug, ", ".join(categories) or "all categories", email)
+def variants(ledger: Ledger, key: str, words: Language) -> tuple[Variant, ...]:
+    return tuple(Variant(slug, words.join(categories) or words.gettext("all categories"), email)
                  for slug, categories, _, email in ledger.segments(key) if email is not None)
 
 
 class Articles:
-    """The content's articles, loaded the first time an issue must be rendered."""
+    """The content's articles, loaded the first time an issue must be rendered. Feeds are
+    read from their cache only: a page frozen during a send shows the items the plan read
+    moments before, and `digest archive` never fetches a feed (nor counts a failure)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -369,7 +403,7 @@ class Articles:
 
     def get(self) -> list[Article]:
         if self.loaded is None:
-            self.loaded = pipeline.load(self.settings).articles
+            self.loaded = pipeline.load(self.settings.override(pipeline.OFFLINE, True)).articles
         return self.loaded
 
 

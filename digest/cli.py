@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,18 +14,26 @@ from typing import Any
 
 import click
 
-from digest import __version__, archive, i18n, init, pipeline, send, subscriber_files, subscribers
-from digest.config import Settings, find_config, load_settings, sender_problems
+from digest import (
+    __version__,
+    archive,
+    i18n,
+    init,
+    issues,
+    pipeline,
+    runs,
+    send,
+    subscriber_files,
+    subscribers,
+)
+from digest.config import Settings, find_config, load_settings
 from digest.content import LoadResult
 from digest.errors import DigestError
-from digest.ledger import BATCH_SIZE, IssueRow, Ledger
 from digest.preview import write_eml_files, write_index, write_preview, write_segment_previews
 from digest.problem_summary import summarize
 from digest.quality import Finding
 from digest.screenshots import take_screenshots
-from digest.select import Window, dates_window, in_window, issue_key, manual_key
-from digest.store import CADENCES, STATUSES, Store, Subscriber, check_secret, open_store
-from digest.transports import transport_for
+from digest.store import CADENCES, STATUSES, Store, Subscriber, as_cadence, open_store
 
 
 class DigestGroup(click.Group):
@@ -68,7 +76,7 @@ class App:
 pass_app = click.make_pass_decorator(App)
 
 
-class LocalDateTime(click.ParamType):
+class LocalDateTime(click.ParamType):  # type: ignore[type-arg]  # generic in click 8.2+
     """An ISO 8601 date or date-time; a naive one is read in the newsletter's zone later."""
 
     name = "DATETIME"
@@ -96,7 +104,8 @@ class Day(click.DateTime):
 YEARS = range(1970, 9000)  # outside, windows and time zones overflow
 
 
-def in_years(moment: datetime, kind: click.ParamType, param: Any, ctx: Any) -> datetime:
+def in_years(moment: datetime, kind: click.ParamType[Any, Any], param: Any,
+             ctx: Any) -> datetime:
     if moment.year not in YEARS:
         kind.fail(f"{moment.date().isoformat()} is out of range (years {YEARS.start} to "
                   f"{YEARS.stop - 1})", param, ctx)
@@ -270,7 +279,8 @@ def weekly(app: App, now: datetime | None, dry_run: bool, force: bool,
     7 days before now) to now. Run twice in a week it sends once; after a crash it
     completes the plan.
     """
-    run_cadence(app.settings, "weekly", now, dry_run, force, resend_unknown)
+    options = runs.Options(dry_run=dry_run, force=force, resend_unknown=resend_unknown)
+    finish(runs.send_cadence(app.settings, "weekly", now, options, talk()))
 
 
 @cli.command()
@@ -279,7 +289,8 @@ def weekly(app: App, now: datetime | None, dry_run: bool, force: bool,
 def daily(app: App, now: datetime | None, dry_run: bool, force: bool,
           resend_unknown: bool) -> None:
     """Send today's issue to daily subscribers: for cron, safe to run again."""
-    run_cadence(app.settings, "daily", now, dry_run, force, resend_unknown)
+    options = runs.Options(dry_run=dry_run, force=force, resend_unknown=resend_unknown)
+    finish(runs.send_cadence(app.settings, "daily", now, options, talk()))
 
 
 @cli.command("send")
@@ -298,7 +309,7 @@ def daily(app: App, now: datetime | None, dry_run: bool, force: bool,
 @click.option("--force", is_flag=True, help="Send even if the quality checks find errors.")
 @pass_app
 def send_command(app: App, issue_key_: str | None, since: datetime | None,
-                 until: datetime | None, cadence: str, to: Sequence[str], dry_run: bool,
+                 until: datetime | None, cadence: str, to: tuple[str, ...], dry_run: bool,
                  yes: bool, resend_unknown: bool, force: bool) -> None:
     """Send an issue by hand: a window (--since/--until), or complete one (--issue).
 
@@ -307,26 +318,32 @@ def send_command(app: App, issue_key_: str | None, since: datetime | None,
     check_window_options(since, until, None)
     if (issue_key_ is None) == (since is None):
         raise click.UsageError("give either --issue KEY or --since and --until")
-    settings = app.settings
+    days = (since.date(), until.date()) if since and until else None
     if to:
-        return send_test_copy(settings, since, until, issue_key_, to, force, dry_run)
-    job = Job(settings, cadence, dry_run=dry_run, force=force, resend_unknown=resend_unknown,
-              ask=not yes)
+        runs.send_test_copy(app.settings, to, key=issue_key_, days=days, force=force,
+                            dry_run=dry_run, echo=click.echo)
+        return
+    options = runs.Options(dry_run=dry_run, force=force, resend_unknown=resend_unknown,
+                           ask=not yes)
     if issue_key_ is not None:
-        return job.complete(issue_key_)
-    assert since is not None and until is not None
-    window = dates_window(since.date(), until.date(), settings.timezone)
-    job.run(manual_key(since.date(), until.date(), cadence), window, ledger_cadence="manual")
+        return finish(runs.complete_issue(app.settings, issue_key_, options, talk()))
+    assert days is not None
+    finish(runs.send_window(app.settings, *days, as_cadence(cadence), options, talk()))
 
 
-@cli.command("issues")
+@cli.group("issues", invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@pass_app
-def issues_command(app: App, as_json: bool) -> None:
-    """List the issues in the ledger with their recipient counts."""
-    with open_store(app.settings.store_path) as store:
-        ledger = Ledger(store)
-        rows = [issue_summary(ledger, issue) for issue in ledger.issues()]
+@click.pass_context
+def issues_group(ctx: click.Context, as_json: bool) -> None:
+    """List the issues in the ledger with their recipient counts.
+
+    `digest issues show KEY` lists an issue's batches; `digest issues mark KEY BATCH
+    --delivered|--not-delivered` records what SendGrid's activity feed says of a batch
+    whose outcome is unknown.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    rows = issues.summaries(ctx.ensure_object(App).settings)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -336,11 +353,43 @@ def issues_command(app: App, as_json: bool) -> None:
             "planned", "accepted", "failed", "unknown", "skipped"))] for r in rows]))
 
 
-def issue_summary(ledger: Ledger, issue: Any) -> dict[str, Any]:
-    return {"key": issue.key, "cadence": issue.cadence, "status": issue.status,
-            "window_start": issue.window.start.isoformat(),
-            "window_end": issue.window.end.isoformat(), "created_at": issue.created_at,
-            "finished_at": issue.finished_at, **ledger.counts(issue.key)}
+@issues_group.command("show")
+@click.argument("key")
+@pass_app
+def issues_show(app: App, key: str) -> None:
+    """List each batch of issue KEY: segment, recipients, state, attempts, last reason."""
+    issue, batches = issues.batches(app.settings, key)
+    click.echo(f"Issue {issue.key} ({issue.cadence}, {issue.status}): {len(batches)} "
+               f"{plural(len(batches), 'batch', 'batches')}")
+    if batches:
+        click.echo(table([["BATCH", "RECIPIENTS", "STATE", "ATTEMPTS", "REASON"]] + [
+            [b.label, str(b.size), b.state, str(b.attempts), b.why]
+            for b in batches]))
+
+
+@issues_group.command("mark")
+@click.argument("key")
+@click.argument("batch", metavar="BATCH")
+@click.option("--delivered/--not-delivered", default=None,
+              help="What SendGrid's activity feed shows for the batch's recipients.")
+@pass_app
+def issues_mark(app: App, key: str, batch: str, delivered: bool | None) -> None:
+    """Record whether the unknown batch BATCH (segment#number) of KEY was delivered.
+
+    A delivered batch counts as accepted; a batch not delivered is sent by the next run.
+    """
+    if delivered is None:
+        raise click.UsageError("give --delivered or --not-delivered")
+    marked, done = issues.mark(app.settings, key, batch, delivered=delivered,
+                               echo=click.echo)
+    if delivered:
+        click.echo(f"Marked batch {marked.label} of {key} delivered: counted as accepted "
+                   f"({marked.size} {plural(marked.size, 'recipient')}).")
+    else:
+        click.echo(f"Marked batch {marked.label} of {key} not delivered: the next run "
+                   f"sends it ({marked.size} {plural(marked.size, 'recipient')}).")
+    if done:
+        click.echo(f"Issue {key} is complete.")
 
 
 def table(rows: Sequence[Sequence[str]]) -> str:
@@ -349,151 +398,29 @@ def table(rows: Sequence[Sequence[str]]) -> str:
                      .rstrip() for row in rows)
 
 
-def run_cadence(settings: Settings, cadence: str, now: datetime | None, dry_run: bool,
-                force: bool, resend_unknown: bool) -> None:
-    tz = settings.timezone
-    moment = (now or datetime.now(tz))
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=tz)
-    job = Job(settings, cadence, dry_run=dry_run, force=force, resend_unknown=resend_unknown)
-    job.run(issue_key(cadence, moment, tz), None, now=moment)
+def talk() -> runs.Talk:
+    """How a send run talks here: lines, a confirmation that aborts, the plan, a bar."""
+    return runs.Talk(echo=click.echo, confirm=lambda question: click.confirm(
+        question, abort=True), show_plan=print_plan, progress=progress_bar)
 
 
-class Job:
-    """One run of weekly, daily or send: lock, plan once, send, summarise."""
-
-    def __init__(self, settings: Settings, cadence: str, *, dry_run: bool, force: bool,
-                 resend_unknown: bool, ask: bool = False) -> None:
-        self.settings, self.cadence, self.dry_run = settings, cadence, dry_run
-        self.force, self.resend_unknown, self.ask = force, resend_unknown, ask
-
-    def run(self, key: str, window: Window | None, *, now: datetime | None = None,
-            ledger_cadence: str | None = None) -> None:
-        with self.locked(ledger_cadence or self.cadence) as store:
-            ledger = Ledger(store)
-            issue = ledger.issue(key)
-            if already_sent(issue):
-                return
-            self.prepare()
-            if issue is None:
-                if window is None:
-                    assert now is not None
-                    window = send.window_for(ledger, self.cadence, now)
-                if not self.plan(store, ledger, key, window, ledger_cadence or self.cadence):
-                    return
-            else:
-                self.review(ledger, key)
-            self.deliver(store, key)
-
-    def complete(self, key: str) -> None:
-        """Finish a planned issue, under the lock of the cadence it was planned for, so
-        that it and the run that planned it can never send at the same time."""
-        with self.locked(self.cadence_of(key)) as store:
-            ledger = Ledger(store)
-            if already_sent(ledger.issue(key)):
-                return
-            self.prepare()
-            self.review(ledger, key)
-            self.deliver(store, key)
-
-    def cadence_of(self, key: str) -> str:
-        with open_store(self.settings.store_path) as store:
-            issue = Ledger(store).issue(key)
-        if issue is None:
-            raise DigestError(f"no issue {key} in the ledger (see: digest issues)")
-        return issue.cadence
-
-    def left_to_send(self, counts: dict[str, int]) -> int:
-        """Recipients this run would send to: not sent yet, failed, and with
-        --resend-unknown those whose outcome is unknown."""
-        return counts["pending"] + counts["failed"] + (
-            counts["unknown"] if self.resend_unknown else 0)
-
-    def review(self, ledger: Ledger, key: str) -> None:
-        """What is left of a planned issue; asks first when asked to."""
-        counts = ledger.counts(key)
-        left = self.left_to_send(counts)
-        click.echo(f"Issue {key} is planned: {counts['planned']} "
-                   f"{plural(counts['planned'], 'recipient')}, "
-                   f"{counts['accepted']} accepted, {counts['failed']} failed, "
-                   f"{counts['unknown']} unknown, {counts['pending']} not sent yet.")
-        if self.ask and not self.dry_run and not click.confirm(
-                f"Send {key} to the {left} {plural(left, 'recipient')} left?"):
-            raise click.Abort()
-
-    @contextmanager
-    def locked(self, cadence: str) -> Iterator[Store]:
-        """One run per cadence of issues (weekly, daily, manual) at a time."""
-        path = self.settings.store_path
-        with send.run_lock(path.with_name(f"{path.name}.{cadence}.lock")), \
-                open_store(path) as store:
-            yield store
-
-    def plan(self, store: Store, ledger: Ledger, key: str, window: Window,
-             ledger_cadence: str) -> bool:
-        loaded = load_and_warn(self.settings, strict=False)
-        if not any(in_window(article, window) for article in loaded.articles):
-            click.echo(f"No articles from {window.start:%Y-%m-%d %H:%M} to "
-                       f"{window.end:%Y-%m-%d %H:%M}: nothing to send.")
-            return False
-        readers = store.subscribers(status="active", cadence=self.cadence)
-        plan = send.plan_issue(loaded.articles, readers, cadence=self.cadence, key=key,
-                               window=window, settings=self.settings,
-                               renderer=pipeline.renderer_for(self.settings))
-        print_plan(key, plan)
-        send.gate(plan.findings, self.force)
-        if self.dry_run:
-            click.echo("Dry run: nothing sent, nothing recorded.")
-            return False
-        if self.ask and not click.confirm(
-                f"Send {key} to {plan.recipients} {plural(plan.recipients, 'recipient')}?"):
-            raise click.Abort()
-        ledger.create(key, ledger_cadence, window, plan.segments)
-        return True
-
-    def prepare(self) -> None:
-        """Ready to send, then SendGrid's suppression lists first (a failure only warns),
-        so a frozen plan being completed also skips who bounced or left since."""
-        self.check_ready()
-        if not self.dry_run:
-            from digest import sync
-            sync.run_before_send(self.settings, click.echo)
-
-    def check_ready(self) -> None:
-        """A missing sender, postal address, key or secret is an error before anything is
-        planned or frozen (the sender and address on a dry run too)."""
-        if problems := sender_problems(self.settings):
-            raise DigestError("; ".join(problems))
-        if not self.dry_run:
-            self.transport, self.secret = transport_for(self.settings), secret_of(self.settings)
-
-    def deliver(self, store: Store, key: str) -> None:
-        if self.dry_run:
-            click.echo(f"Dry run: issue {key} is planned; nothing sent.")
-            return
-        # The archive page the emails' "View in browser" links point to, before the first
-        # email goes out; after a successful send, the page, index and feed again.
-        if published := archive.publish_page(self.settings, store, key):
-            click.echo(f"Archive page of {key}: {published.out / published.page(key)}")
-        sender = send.Sender(store, self.transport, self.settings, self.secret,
-                             workers=self.settings["sendgrid.concurrency"])
-        counts = Ledger(store).counts(key)
-        with click.progressbar(length=self.left_to_send(counts), label=f"Sending {key}",
-                               file=sys.stderr) as bar:
-            sender.progress = bar.update
-            summary = sender.run(key, resend_unknown=self.resend_unknown)
-        print_summary(key, summary, counts["skipped"])
-        if not summary.ok:
-            raise SystemExit(1)
-        if warning := archive.publish_after_send(self.settings, store, key):
-            click.echo(f"Warning: {warning}", err=True)
+@contextmanager
+def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update
 
 
-def already_sent(issue: IssueRow | None) -> bool:
-    if issue is None or issue.status != "done":
-        return False
-    click.echo(f"Issue {issue.key} was sent on {(issue.finished_at or '')[:10]}: "
-               "nothing to do.")
-    return True
+def finish(summary: send.Summary | None) -> None:
+    """Print what a send run did; exit 1 if any batch failed or is unknown."""
+    if summary is None:
+        return
+    for reason in summary.reasons:
+        click.echo(reason, err=True)
+    click.echo(f"Issue {summary.key}: sent to {summary.accepted}, already sent "
+               f"{summary.already}, skipped {summary.skipped} (empty segment), stopped since "
+               f"planned {summary.dropped}, failed {summary.failed}, unknown {summary.unknown}.")
+    if not summary.ok:
+        raise SystemExit(1)
 
 
 def print_plan(key: str, plan: send.Plan) -> None:
@@ -506,7 +433,7 @@ def print_plan(key: str, plan: send.Plan) -> None:
             click.echo(f"  {segment.slug}: {count} {plural(count, 'recipient')}, "
                        "no articles: skipped")
             continue
-        batches, articles = -(-count // BATCH_SIZE), len(segment.articles)
+        batches, articles = segment.batches, len(segment.articles)
         click.echo(f"  {segment.slug}: {count} {plural(count, 'recipient')} in {batches} "
                    f"{plural(batches, 'batch', 'batches')}, {articles} "
                    f"{plural(articles, 'article')}, {segment.email.size / 1024:.1f} KB")
@@ -515,60 +442,11 @@ def print_plan(key: str, plan: send.Plan) -> None:
                    err=True)
 
 
-def print_summary(key: str, summary: send.Summary, skipped: int) -> None:
-    for reason in summary.reasons:
-        click.echo(reason, err=True)
-    click.echo(f"Issue {key}: sent to {summary.accepted}, already sent {summary.already}, "
-               f"skipped {skipped} (empty segment), stopped since planned {summary.dropped}, "
-               f"failed {summary.failed}, unknown {summary.unknown}.")
-
-
-def secret_of(settings: Settings) -> str:
-    secret = settings["web.secret_key"]
-    if not secret:
-        raise DigestError("DIGEST_SECRET_KEY is not set: each reader's unsubscribe link is "
-                          "derived from it (or set web.secret_key outside the repository)")
-    check_secret(secret)  # too short: refused before anything is planned
-    return secret
-
-
 def checked_addresses(addresses: Sequence[str]) -> tuple[str, ...]:
     try:
         return tuple(subscriber_files.checked_email(address) for address in addresses)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--to'") from None
-
-
-def send_test_copy(settings: Settings, since: datetime | None, until: datetime | None,
-                   key: str | None, to: Sequence[str], force: bool, dry_run: bool) -> None:
-    """The whole issue, subject marked [TEST], to the given addresses only; no ledger."""
-    if key is not None:
-        with open_store(settings.store_path) as store:
-            issue = Ledger(store).issue(key)
-        if issue is None:
-            raise DigestError(f"no issue {key} in the ledger (see: digest issues)")
-        window = issue.window
-    else:
-        assert since is not None and until is not None
-        key = manual_key(since.date(), until.date())
-        window = dates_window(since.date(), until.date(), settings.timezone)
-    loaded = load_and_warn(settings, strict=False)
-    renderer = pipeline.renderer_for(settings)
-    built = pipeline.build_issue(loaded.articles, key=key, window=window, settings=settings,
-                                 renderer=renderer,
-                                 unsubscribe_url=settings.unsubscribe_url("test-copy"))
-    findings = pipeline.quality_of(built, settings.unsubscribe_url("test-copy"),
-                                   language=renderer.language, theme=settings.theme)
-    for finding in findings:
-        click.echo(f"{finding.level.capitalize()}: {finding.message}", err=True)
-    send.gate([("test", finding) for finding in findings], force)
-    if dry_run:
-        click.echo(f"Dry run: the [TEST] copy of {key} to {', '.join(to)} was not sent.")
-        return
-    outcome = transport_for(settings).send(send.test_message(settings, built, key, to))
-    if outcome.status != "accepted":
-        raise DigestError(f"the test copy was not sent: {outcome.reason}")
-    click.echo(f"Sent a [TEST] copy of {key} to {', '.join(to)} ({outcome.message_id}).")
 
 
 def with_content_dir(settings: Settings, content_dir: Path | None) -> Settings:
@@ -620,7 +498,7 @@ def print_preview(built: pipeline.Built, paths: Sequence[Path], settings: Settin
                f"{issue.more} left out by the caps.")
     if built.trimmed:
         click.echo(f"Trimmed {built.trimmed} {plural(built.trimmed, 'article')} to stay under "
-                   f"the {settings['email.size_budget_kb']} KB size budget.")
+                   f"the {settings.integer('email.size_budget_kb')} KB size budget.")
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
@@ -870,7 +748,7 @@ def subscribers_add(app: App, email: str, name: str | None, categories: Sequence
     known = site_categories(app.settings) if categories else None
     with store_of(app) as store:
         added = subscribers.add(store, email, name=name, categories=categories or None,
-                                cadence=cadence)
+                                cadence=as_cadence(cadence) if cadence else None)
     warn_unknown_categories(subscribers.unknown_categories([categories], known))
     click.echo(added_message(added))
 

@@ -11,7 +11,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -25,6 +25,7 @@ from digest.theme import DEFAULTS as THEME_DEFAULTS
 from digest.theme import Theme, theme_problems
 
 CONFIG_NAME = "digest.toml"
+T = TypeVar("T")
 
 # key: (type, default). A default of None means the key is optional and has no value.
 SPEC: dict[str, tuple[type, Any]] = {
@@ -57,6 +58,7 @@ SPEC: dict[str, tuple[type, Any]] = {
     "sendgrid.concurrency": (int, 4),
     "sendgrid.webhook_public_key": (str, ""),
     "sendgrid.webhook_max_mb": (int, 5),
+    "sendgrid.webhook_grace": (int, 600),
     "store.path": (str, "digest.db"),
     "web.secret_key": (str, ""),
     "web.base_url": (str, ""),
@@ -88,7 +90,7 @@ TRANSPORTS = ("sendgrid", "files")
 MAXIMUMS = {"selection.per_category": 1000, "selection.total": 1000,
             "email.size_budget_kb": 1024, "sendgrid.timeout": 600,
             "sendgrid.concurrency": 16, "sendgrid.webhook_max_mb": 64,
-            "web.max_confirmations_per_hour": 100_000}
+            "sendgrid.webhook_grace": 86_400, "web.max_confirmations_per_hour": 100_000}
 URL_KEYS = ("site.base_url", "web.base_url", "sendgrid.api_url", "archive.url",
             "archive.signup_url", "archive.manage_url", "web.captcha_verify_url")
 CAPTCHAS = ("turnstile", "hcaptcha")
@@ -106,7 +108,24 @@ class Settings:
     values: Mapping[str, Any] = field(repr=False)
 
     def __getitem__(self, key: str) -> Any:
+        """An untyped value; the typed accessors below are what digest reads."""
         return self.values[key]
+
+    def text(self, key: str) -> str:
+        """A string setting (validated at load, checked again here)."""
+        return checked(key, self.values[key], str)
+
+    def integer(self, key: str) -> int:
+        return checked(key, self.values[key], int)
+
+    def optional_integer(self, key: str) -> int | None:
+        """An integer setting whose default is None (e.g. sendgrid.asm_group_id)."""
+        value = self.values[key]
+        return None if value is None else checked(key, value, int)
+
+    def names(self, key: str) -> tuple[str, ...]:
+        """A list-of-strings setting, as a tuple."""
+        return tuple(checked(key, item, str) for item in checked(key, self.values[key], list))
 
     def override(self, key: str, value: Any) -> Settings:
         """A copy with one value replaced (command-line options win over the file)."""
@@ -114,24 +133,24 @@ class Settings:
 
     @property
     def site_name(self) -> str:
-        return self.values["site.name"]
+        return self.text("site.name")
 
     @property
     def base_url(self) -> str:
-        return self.values["site.base_url"].rstrip("/")
+        return self.text("site.base_url").rstrip("/")
 
     @property
     def language(self) -> str:
         """The BCP 47 tag of site.language: `de`, `de-AT` (`de_AT` is read as well)."""
-        return tag_of(parse_locale(self.values["site.language"]))
+        return tag_of(parse_locale(self.text("site.language")))
 
     @property
     def timezone(self) -> ZoneInfo:
-        return ZoneInfo(self.values["site.timezone"])
+        return ZoneInfo(self.text("site.timezone"))
 
     @property
     def content_dir(self) -> Path:
-        return self.root / self.values["content.dir"]
+        return self.root / self.text("content.dir")
 
     @property
     def static_dir(self) -> Path | None:
@@ -145,20 +164,20 @@ class Settings:
 
     @property
     def templates_dir(self) -> Path:
-        return self.root / self.values["templates.dir"]
+        return self.root / self.text("templates.dir")
 
     @property
     def store_path(self) -> Path:
-        return self.root / self.values["store.path"]
+        return self.root / self.text("store.path")
 
     @property
     def files_dir(self) -> Path:
-        return self.root / self.values["delivery.files_dir"]
+        return self.root / self.text("delivery.files_dir")
 
     @property
     def web_url(self) -> str:
         """Where the readers' web app is reached: web.base_url, else site.base_url."""
-        return (self.values.get("web.base_url") or self.values["site.base_url"]).rstrip("/")
+        return (self.values.get("web.base_url") or self.text("site.base_url")).rstrip("/")
 
     @property
     def archive_dir(self) -> Path | None:
@@ -175,7 +194,7 @@ class Settings:
     @property
     def sender(self) -> tuple[str | None, str]:
         """(name, address) from `email.from`; the address is empty when it is not set."""
-        name, address = parseaddr(self.values["email.from"])
+        name, address = parseaddr(self.text("email.from"))
         return name or None, address
 
     def preferences_url(self, token: str) -> str:
@@ -184,8 +203,16 @@ class Settings:
 
     def unsubscribe_url(self, token: str) -> str:
         """`unsubscribe.url` filled in; by default the readers' web app answers it."""
-        return self.values["unsubscribe.url"].format(base_url=self.base_url,
-                                                     web_url=self.web_url, token=token)
+        return self.text("unsubscribe.url").format(base_url=self.base_url,
+                                                   web_url=self.web_url, token=token)
+
+
+def checked(key: str, value: Any, kind: type[T]) -> T:
+    """`value` as a `kind`; settings are validated at load, so a mismatch is a bug (or an
+    `override` with the wrong type)."""
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{key} must be {type_name(kind)}, not {value!r}")
+    return value
 
 
 def find_config(path: Path | None, cwd: Path) -> Path:
@@ -468,7 +495,7 @@ def sender_problems(settings: Settings) -> list[str]:
     problems = []
     if not settings.sender[1]:
         problems.append("email.from is not set in the configuration (the sender address)")
-    if not settings["email.postal_address"].strip():
+    if not settings.text("email.postal_address").strip():
         problems.append("email.postal_address is not set in the configuration: the footer "
                         "of every issue must give the sender's postal address (CAN-SPAM)")
     return problems

@@ -13,7 +13,6 @@ import string
 import tomllib
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from email.utils import parsedate_to_datetime
@@ -36,6 +35,7 @@ from digest.text import (
     plain_field,
     remove_controls,
 )
+from digest.workers import process_pool
 
 DEFAULT_CATEGORY = "Uncategorized"
 FIRST_YEAR, LAST_YEAR = 1900, 9000
@@ -66,7 +66,7 @@ def yaml_1_2_loader(base: type[Any]) -> type[Any]:
         for first, found in base.yaml_implicit_resolvers.items()
     }
 
-    class YamlLoader(base):  # type: ignore[valid-type,misc]
+    class YamlLoader(base):  # type: ignore[misc]
         yaml_implicit_resolvers = resolvers
 
         def construct_document(self, node: yaml.Node) -> Any:
@@ -126,7 +126,7 @@ class TomlHandler(frontmatter.default_handlers.BaseHandler):
         return tomllib.loads(fm)
 
 
-HANDLERS = (frontmatter.YAMLHandler(), TomlHandler())
+HANDLERS = (frontmatter.YAMLHandler(), TomlHandler())  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -260,7 +260,7 @@ def parse_many(files: list[str], options: LoadOptions) -> list[Outcome]:
     workers = min(os.cpu_count() or 1, MAX_WORKERS)
     if len(files) < PARALLEL_FROM or workers < 2:
         return [outcome_of(file, options) for file in files]
-    with ProcessPoolExecutor(workers) as pool:
+    with process_pool(workers) as pool:  # spawned: a send run's lock stays its own
         chunk = max(1, len(files) // (workers * 4))
         return list(pool.map(partial(outcome_of, options=options), files, chunksize=chunk))
 
@@ -381,7 +381,8 @@ def parse_front_matter(raw: str, handler: Any, path: Path, first_line: int) -> d
         raise invalid(path, "front matter", f"is not a mapping of fields (found a {kind})")
     if "\\" in raw or CONTROL_CHARACTERS.search(raw):  # escaped ("\a") or, in TOML, as is
         meta = {key: without_controls(value) for key, value in meta.items()}
-    return meta
+    fields: dict[str, Any] = meta
+    return fields
 
 
 def yaml_reason(exc: yaml.YAMLError, first_line: int) -> str:

@@ -29,6 +29,19 @@ class StoreError(DigestError):
     """The subscriber store refused an operation."""
 
 
+class StoreUnavailable(StoreError):
+    """The database cannot be written now: locked by another process, or no space left.
+    Nothing half-written stays behind (the transaction was rolled back)."""
+
+
+class DatabaseLocked(StoreUnavailable):
+    """Another process held the database's write lock past the busy time-out."""
+
+
+class DiskFull(StoreUnavailable):
+    """The disk (or the database's size limit) has no room for the write."""
+
+
 def not_utf8(exc: UnicodeDecodeError) -> str:
     """How a file that is not UTF-8 is reported: where its first bad byte is."""
     return f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"

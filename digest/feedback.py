@@ -10,6 +10,10 @@ signature) and, in one write transaction:
 - counts, per issue (the `issue` custom arg every digest carries), the readers it was
   delivered to, who opened, clicked, bounced, complained or unsubscribed;
 - records soft bounces (`blocked`), leaving the status alone.
+- marks accepted, with the event as evidence, a batch whose outcome was unknown when
+  SendGrid reports `processed`, `delivered`, `deferred`, `bounce` or `dropped` for it
+  (found by its `segment` and `batch` custom args, else by the reader's place in the
+  issue): SendGrid's own word that the request reached it (`resolve_batches`).
 
 Only what the counts need is kept, never the event itself: the event id (no address)
 for KEEP_EVENT_IDS, and for known readers the issue, the kind and the time, tied to the
@@ -26,12 +30,12 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from digest.errors import DigestError
 from digest.ledger import IssueRow, Ledger
 from digest.store import (
     COLUMNS,
     STOPPED,
     Change,
+    Status,
     Store,
     Subscriber,
     email_key,
@@ -39,12 +43,14 @@ from digest.store import (
     to_subscriber,
 )
 
+# Events that say SendGrid accepted the request the message was in
+ACCEPTED_EVENTS = frozenset({"processed", "delivered", "deferred", "bounce", "dropped"})
 KINDS = ("delivered", "bounced", "complained", "unsubscribed", "opened", "clicked")
 LEDGER_KEYS = ("planned", "accepted", "failed", "unknown", "pending", "skipped")
 STATS_KEYS = ("key", "cadence", "status", *LEDGER_KEYS, *KINDS)
 COUNTED = {"delivered": "delivered", "open": "opened", "click": "clicked"}
 # SendGrid's reasons for dropping a message to an address on one of its lists
-DROPPED = {"invalid": "bounced", "bounced address": "bounced",
+DROPPED: dict[str, Status] = {"invalid": "bounced", "bounced address": "bounced",
            "spam reporting address": "complained", "unsubscribed address": "unsubscribed"}
 KEEP_EVENT_IDS = timedelta(days=7)  # SendGrid retries a batch for up to 24 hours
 MAX_EVENT_ID = 255  # SendGrid's are at most 100 characters
@@ -55,7 +61,7 @@ CHUNK = 500  # parameters per IN (...) query
 class Effect:
     """What one event does: the reader's new status, what it counts as for its issue."""
 
-    status: str | None = None
+    status: Status | None = None
     kind: str | None = None
     soft_bounce: bool = False
 
@@ -74,6 +80,7 @@ class Applied:
     status_changes: int = 0
     counted: int = 0
     soft_bounces: int = 0
+    batches_resolved: int = 0  # unknown batches SendGrid's events show it accepted
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -113,7 +120,7 @@ def group_matches(event: Mapping[str, Any], group_id: int | None, *, unknown: bo
     return str(theirs) == str(group_id)
 
 
-def next_status(current: str, wanted: str) -> str | None:
+def next_status(current: Status, wanted: Status) -> Status | None:
     """The status a reader moves to, or None to leave it. A stopping event stops an
     active or pending reader (a stopped one keeps the first reason); a resubscribe
     only undoes an unsubscribe."""
@@ -190,7 +197,47 @@ def apply_events(store: Store, events: Sequence[Any], *, group_id: int | None) -
         issues = known_issues(store.conn, {issue_of(e) for e, _ in known} - {None})
         applied.counted = count_activity(store.conn, known, readers, issues, now)
         applied.soft_bounces = record_soft_bounces(store.conn, known, readers, issues, now)
+        applied.batches_resolved = resolve_batches(Ledger(store), fresh, readers, now)
     return applied
+
+
+# ---------------------------------------------------------------- unknown batches
+
+
+def resolve_batches(ledger: Ledger, events: Sequence[dict[str, Any]],
+                    readers: Mapping[str, Subscriber], now: datetime) -> int:
+    """Batches SendGrid's events show it accepted (it processed, delivered, deferred,
+    bounced or dropped mail of theirs) are marked accepted with the evidence, whether
+    the event comes before or after the next run; returns how many changed."""
+    evidence: dict[int, dict[str, Any]] = {}
+    for event in events:
+        if event.get("event") in ACCEPTED_EVENTS and (
+                batch_id := batch_of(ledger, event, readers)) is not None:
+            evidence.setdefault(batch_id, event)
+    changed = [batch_id for batch_id, event in evidence.items()
+               if ledger.accept_on_evidence(batch_id, evidence_text(event, now))]
+    for key in {ledger.issue_of_batch(batch_id) for batch_id in changed}:
+        ledger.finish_if_complete(key)
+    return len(changed)
+
+
+def batch_of(ledger: Ledger, event: Mapping[str, Any],
+             readers: Mapping[str, Subscriber]) -> int | None:
+    """The batch an event is about: by its `segment` and `batch` custom args (exact),
+    else (mail sent before digest added `batch`) by the reader's place in the issue."""
+    issue = issue_of(event)
+    if issue is None:
+        return None
+    segment, number = event.get("segment"), event.get("batch")
+    if isinstance(segment, str) and isinstance(number, str) and number.isdigit():
+        return ledger.batch_id(issue, segment, int(number))
+    reader = readers.get(email_key(event["email"]))
+    return ledger.batch_of_reader(issue, reader.id) if reader else None
+
+
+def evidence_text(event: Mapping[str, Any], now: datetime) -> str:
+    return (f"SendGrid's event webhook reported {str(event['event'])!r} for a reader of it "
+            f"at {timestamp(event_time(event, now))}")
 
 
 def forget_old_ids(conn: sqlite3.Connection, now: datetime) -> None:
@@ -299,13 +346,7 @@ def activity_counts(conn: sqlite3.Connection, key: str) -> dict[str, int] | None
 def issue_stats(store: Store, key: str | None = None) -> list[dict[str, Any]]:
     """One row per issue (or only `key`), with STATS_KEYS in that order."""
     ledger = Ledger(store)
-    if key is None:
-        issues = ledger.issues()
-    else:
-        found = ledger.issue(key)
-        if found is None:
-            raise DigestError(f"no issue {key} in the ledger (see: digest issues)")
-        issues = [found]
+    issues = ledger.issues() if key is None else [ledger.require(key)]
     return [stats_row(store.conn, ledger, issue) for issue in issues]
 
 

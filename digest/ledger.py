@@ -1,10 +1,19 @@
 """The send ledger: issues, their frozen plan, batches and who is in each batch.
 
-Every batch is written before its request (`in-flight`) and after it (`accepted` with
-SendGrid's message id, or `failed` with the reason). A batch left `in-flight` by a
-crash or a read time-out is *unknown*: it may have been delivered, so it is only sent
-again when the operator says so. Each subscriber is in at most one batch per issue
-(a unique key of `deliveries`), so a plan can never address anyone twice.
+Every batch is written before each attempt at its request (`in-flight`, with the
+attempt's number and time) and after it (`accepted` with SendGrid's message id, or
+`failed` with the reason). While it waits to retry after a refused or failed attempt
+it is `pending` again (with `attempts` > 0: retrying), since nothing of it reached the
+API; a run killed then sends it next time. A batch left `in-flight` by a crash or a
+read time-out is *unknown*: it may have been delivered, so it is only sent again when
+the operator says so (`digest issues mark`, `--resend-unknown`) or SendGrid's event
+webhook says it was accepted (`resolve`, with the evidence recorded).
+
+Writes that record a batch's state are retried for up to WRITE_RETRY_S while another
+process holds the database, so a batch SendGrid accepted is recorded as accepted.
+
+Each subscriber is in at most one batch per issue (a unique key of `deliveries`), so a
+plan can never address anyone twice.
 
 When a reader is removed (`digest subscribers remove`) their deliveries stay with no
 subscriber (NULL), so an issue's counts stay true. A batch counts them as `removed`;
@@ -14,15 +23,20 @@ if it is sent again they are taken out first, and nobody is sent to in their pla
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from digest.errors import DatabaseLocked, DigestError
 from digest.render import Email
 from digest.select import Window
 from digest.store import Store, timestamp
 
 BATCH_SIZE = 1000  # SendGrid's limit of personalizations (and recipients) per request
+WRITE_RETRY_S = 30.0  # how long a batch's state is retried against a locked database
+WRITE_RETRY_PAUSE_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -32,6 +46,11 @@ class PlannedSegment:
     articles: tuple[str, ...]  # slugs, in the order sent
     email: Email | None  # None: nothing for these categories this time (skipped)
     recipients: tuple[int, ...]  # subscriber ids
+
+    @property
+    def batches(self) -> int:
+        """How many requests the segment takes (none when it is skipped)."""
+        return -(-len(self.recipients) // BATCH_SIZE) if self.email else 0
 
 
 @dataclass(frozen=True)
@@ -54,10 +73,33 @@ class Batch:
     reason: str | None
     recipients: tuple[int, ...]  # subscriber ids
     removed: int = 0  # readers removed from the store since the plan (no id left)
+    attempts: int = 0  # requests started for it, over every run
+    sent_at: str | None = None  # when its latest attempt started
+    evidence: str | None = None  # what resolved an unknown outcome
 
     @property
     def unknown(self) -> bool:
         return self.status == "in-flight"
+
+    @property
+    def why(self) -> str:
+        """What resolved it, else its last reason; for an unknown one without a reason,
+        that a run stopped while it was in flight."""
+        if self.evidence or self.reason:
+            return self.evidence or self.reason or ""
+        return "the run stopped while it was in flight" if self.unknown else ""
+
+    @property
+    def label(self) -> str:
+        """How commands name it: `segment#number`."""
+        return f"{self.segment}#{self.number}"
+
+    @property
+    def state(self) -> str:
+        """pending, retrying (pending after an attempt), unknown, accepted or failed."""
+        if self.status == "pending":
+            return "retrying" if self.attempts else "pending"
+        return "unknown" if self.unknown else self.status
 
     @property
     def size(self) -> int:
@@ -74,6 +116,20 @@ class Ledger:
             "SELECT key, cadence, window_start, window_end, status, created_at, finished_at "
             "FROM issues WHERE key = ?", (key,)).fetchone()
         return issue_row(row) if row else None
+
+    def require(self, key: str) -> IssueRow:
+        """The issue `key`; a DigestError naming it when the ledger has no such issue."""
+        issue = self.issue(key)
+        if issue is None:
+            raise DigestError(f"no issue {key} in the ledger (see: digest issues)")
+        return issue
+
+    def summary(self, issue: IssueRow) -> dict[str, Any]:
+        """An issue and its counts, as `digest issues --json` prints it."""
+        return {"key": issue.key, "cadence": issue.cadence, "status": issue.status,
+                "window_start": issue.window.start.isoformat(),
+                "window_end": issue.window.end.isoformat(), "created_at": issue.created_at,
+                "finished_at": issue.finished_at, **self.counts(issue.key)}
 
     def issues(self) -> list[IssueRow]:
         rows = self.conn.execute(
@@ -121,10 +177,22 @@ class Ledger:
     def batches(self, key: str) -> list[Batch]:
         members, removed = self.members(key)
         rows = self.conn.execute(
-            "SELECT id, segment, number, status, message_id, reason FROM batches "
-            "WHERE issue_key = ? ORDER BY segment, number", (key,))
-        return [Batch(*row, recipients=tuple(members.get(row[0], ())),
-                      removed=removed.get(row[0], 0)) for row in rows]
+            "SELECT id, segment, number, status, message_id, reason, attempts, sent_at, "
+            "evidence FROM batches WHERE issue_key = ? ORDER BY segment, number", (key,))
+        return [Batch(id_, segment, number, status, message_id, reason,
+                      recipients=tuple(members.get(id_, ())), removed=removed.get(id_, 0),
+                      attempts=attempts, sent_at=sent_at, evidence=evidence)
+                for id_, segment, number, status, message_id, reason, attempts, sent_at,
+                evidence in rows]
+
+    def batch(self, key: str, label: str) -> Batch:
+        """The batch `segment#number` of issue `key`; a DigestError naming the choices."""
+        batches = self.batches(self.require(key).key)
+        for batch in batches:
+            if batch.label == label:
+                return batch
+        names = ", ".join(b.label for b in batches) or "none"
+        raise DigestError(f"issue {key} has no batch {label} (its batches: {names})")
 
     def members(self, key: str) -> tuple[dict[int, list[int]], dict[int, int]]:
         """Each batch's subscriber ids, and how many of its readers were removed since."""
@@ -172,11 +240,66 @@ class Ledger:
     def mark(self, batch_id: int, status: str, *, message_id: str | None = None,
              reason: str | None = None) -> None:
         """Record a batch's state now (each call is its own committed transaction)."""
+        self.write("UPDATE batches SET status = ?, message_id = ?, reason = ?, updated_at = ? "
+                   "WHERE id = ?", (status, message_id, reason, timestamp(self.store.now()),
+                                    batch_id))
+
+    def attempting(self, batch_id: int, number: int) -> None:
+        """Before attempt `number` at the batch's request: in flight from now on."""
+        now = timestamp(self.store.now())
+        self.write("UPDATE batches SET status = 'in-flight', attempts = attempts + 1, "
+                   "sent_at = ?, reason = NULL, updated_at = ? WHERE id = ?",
+                   (now, now, batch_id))
+
+    def resolve(self, batch_id: int, *, delivered: bool, evidence: str) -> None:
+        """Record what became of a batch whose outcome was unknown: delivered counts as
+        accepted; not delivered makes it pending, so the next run sends it."""
+        status = "accepted" if delivered else "pending"
+        self.write("UPDATE batches SET status = ?, evidence = ?, updated_at = ? WHERE id = ?",
+                   (status, evidence, timestamp(self.store.now()), batch_id))
+
+    def batch_id(self, key: str, segment: str, number: int) -> int | None:
+        row = self.conn.execute(
+            "SELECT id FROM batches WHERE issue_key = ? AND segment = ? AND number = ?",
+            (key, segment, number)).fetchone()
+        return int(row[0]) if row else None
+
+    def batch_of_reader(self, key: str, subscriber_id: int) -> int | None:
+        """The batch a reader is in for issue `key` (each reader is in at most one)."""
+        row = self.conn.execute(
+            "SELECT batch_id FROM deliveries WHERE issue_key = ? AND subscriber_id = ?",
+            (key, subscriber_id)).fetchone()
+        return int(row[0]) if row else None
+
+    def accept_on_evidence(self, batch_id: int, evidence: str) -> bool:
+        """SendGrid's own word that it accepted the batch's request: accepted, with the
+        evidence, if a request of it was ever started and it is not accepted already.
+        Whether it changed."""
         with self.store.transaction():
-            self.conn.execute(
-                "UPDATE batches SET status = ?, message_id = ?, reason = ?, updated_at = ? "
-                "WHERE id = ?", (status, message_id, reason, timestamp(self.store.now()),
-                                 batch_id))
+            changed: int = self.conn.execute(
+                "UPDATE batches SET status = 'accepted', evidence = ?, updated_at = ? "
+                "WHERE id = ? AND status != 'accepted' "
+                "AND (status != 'pending' OR attempts > 0)",
+                (evidence, timestamp(self.store.now()), batch_id)).rowcount
+        return changed > 0
+
+    def issue_of_batch(self, batch_id: int) -> str:
+        return str(self.conn.execute("SELECT issue_key FROM batches WHERE id = ?",
+                                     (batch_id,)).fetchone()[0])
+
+    def write(self, sql: str, params: Sequence[object]) -> None:
+        """One committed write, tried again for up to WRITE_RETRY_S while the database is
+        locked by another process (each try waits the busy time-out first)."""
+        deadline = time.monotonic() + WRITE_RETRY_S
+        while True:
+            try:
+                with self.store.transaction():
+                    self.conn.execute(sql, params)
+                return
+            except DatabaseLocked:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(WRITE_RETRY_PAUSE_S)
 
     def drop_recipients(self, batch_id: int, stopped: Iterable[int]) -> int:
         """Take out of a batch about to be sent the readers removed since the plan (no id
@@ -191,14 +314,14 @@ class Ledger:
         return removed + gone
 
     def finish_if_complete(self, key: str) -> bool:
-        left = self.conn.execute(
+        left: int = self.conn.execute(
             "SELECT count(*) FROM batches WHERE issue_key = ? AND status != 'accepted'",
             (key,)).fetchone()[0]
         if left == 0:
             with self.store.transaction():
                 self.conn.execute(
-                    "UPDATE issues SET status = 'done', finished_at = ? WHERE key = ?",
-                    (timestamp(self.store.now()), key))
+                    "UPDATE issues SET status = 'done', finished_at = ? WHERE key = ? "
+                    "AND status != 'done'", (timestamp(self.store.now()), key))
         return left == 0
 
     def counts(self, key: str) -> dict[str, int]:

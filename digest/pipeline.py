@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import Any
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from digest.cache import cache_path
@@ -36,6 +34,7 @@ from digest.select import (
 from digest.site_files import SiteFiles
 from digest.store import Subscriber, open_store
 from digest.theme import Theme, contrast_pairs
+from digest.workers import process_pool
 
 MAX_TRIM_ROUNDS = 8
 
@@ -51,9 +50,9 @@ def load_options(settings: Settings) -> LoadOptions:
     return LoadOptions(
         base_url=settings.base_url,
         timezone=settings.timezone,
-        url_pattern=settings["content.url_pattern"],
+        url_pattern=settings.text("content.url_pattern"),
         section_patterns=tuple(sorted(settings["content.section_url_patterns"].items())),
-        lowercase_urls=settings["content.lowercase_urls"],
+        lowercase_urls=settings["content.lowercase_urls"] is True,
     )
 
 
@@ -85,8 +84,8 @@ def site_of(settings: Settings) -> Site:
         base_url=settings.base_url,
         language=settings.language,
         timezone=settings.timezone,
-        postal_address=settings["email.postal_address"],
-        category_url_pattern=settings["content.category_url_pattern"],
+        postal_address=settings.text("email.postal_address"),
+        category_url_pattern=settings.text("content.category_url_pattern"),
         theme=settings.theme,
         archive_url=settings.archive_url,
     )
@@ -128,9 +127,11 @@ def build_preview(
     key, window = preview_window(settings, articles, since=since, until=until, now=now)
     renderer, links = renderer_for(settings), preview_links(settings)
     whole = build_issue(articles, key=key, window=window, settings=settings,
-                        renderer=renderer, categories=categories, **links)
+                        renderer=renderer, categories=categories,
+                        unsubscribe_url=links.unsubscribe_url,
+                        preferences_url=links.preferences_url)
     return Preview(whole, store_segments(settings, articles, whole, renderer, cadence),
-                   tuple(quality_of(whole, links["unsubscribe_url"], language=renderer.language,
+                   tuple(quality_of(whole, links.unsubscribe_url, language=renderer.language,
                                     theme=settings.theme)))
 
 
@@ -169,10 +170,17 @@ def newest(articles: Sequence[Article]) -> datetime:
     return max(article.date for article in articles)
 
 
-def preview_links(settings: Settings) -> dict[str, str]:
+@dataclass(frozen=True)
+class Links:
+    """A reader's two links in an email: unsubscribe and preferences."""
+
+    unsubscribe_url: str
+    preferences_url: str | None = None
+
+
+def preview_links(settings: Settings) -> Links:
     """Previews show what a reader's links look like, with a placeholder token."""
-    return {"unsubscribe_url": settings.unsubscribe_url("preview"),
-            "preferences_url": settings.preferences_url("preview")}
+    return Links(settings.unsubscribe_url("preview"), settings.preferences_url("preview"))
 
 
 def store_segments(settings: Settings, articles: Sequence[Article], whole: Built,
@@ -183,13 +191,15 @@ def store_segments(settings: Settings, articles: Sequence[Article], whole: Built
         return []
     with open_store(settings.store_path) as store:
         readers = store.subscribers(status="active", cadence=cadence)
+    links = preview_links(settings)
     return build_segments(readers, articles, cadence=cadence, key=whole.issue.key,
                           window=whole.issue.window, settings=settings, renderer=renderer,
-                          check=True, **preview_links(settings))
+                          check=True, unsubscribe_url=links.unsubscribe_url,
+                          preferences_url=links.preferences_url)
 
 
 def caps_of(settings: Settings) -> Caps:
-    return Caps(settings["selection.per_category"], settings["selection.total"])
+    return Caps(settings.integer("selection.per_category"), settings.integer("selection.total"))
 
 
 def build_issue(
@@ -208,21 +218,22 @@ def build_issue(
     Lowering the total keeps the round-robin fair: every category loses its
     lowest-ranked articles first, and the email links to "N more in …".
     """
-    budget = settings["email.size_budget_kb"] * 1024
+    budget = settings.integer("email.size_budget_kb") * 1024
     caps = caps_of(settings)
-    order = settings["selection.category_order"]
+    order = settings.names("selection.category_order")
     issue = select(articles, key=key, window=window, caps=caps, categories=categories,
                    category_order=order)
     wanted = len(issue.articles)
-    links = {"unsubscribe_url": unsubscribe_url, "preferences_url": preferences_url}
-    email = renderer.render(issue, **links)
+    email = renderer.render(issue, unsubscribe_url=unsubscribe_url,
+                            preferences_url=preferences_url)
     for _ in range(MAX_TRIM_ROUNDS):
         if email.size <= budget or len(issue.articles) <= 1:
             break
         caps = replace(caps, total=smaller_total(len(issue.articles), email.size, budget))
         issue = select(articles, key=key, window=window, caps=caps, categories=categories,
                        category_order=order)
-        email = renderer.render(issue, **links)
+        email = renderer.render(issue, unsubscribe_url=unsubscribe_url,
+                                preferences_url=preferences_url)
     return Built(issue, email, wanted - len(issue.articles))
 
 
@@ -351,7 +362,27 @@ class SegmentBuild:
 
 
 PARALLEL_RENDER_FROM = 24  # segments before rendering moves to a process per core
-_job: dict[str, Any] = {}  # what forked render workers inherit
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """What every segment's render shares. Render workers are spawned (workers.py): each
+    gets this job (pickled once) and builds its own renderer, and inherits no lock file
+    and no database connection from the run."""
+
+    articles: Sequence[Article]
+    key: str
+    window: Window
+    settings: Settings
+    site: Site
+    templates_dir: Path | None
+    unsubscribe_url: str
+    preferences_url: str | None = None
+    samples: Mapping[str, str] | None = None
+    check: bool = False
+
+    def renderer(self) -> Renderer:
+        return Renderer(self.site, self.templates_dir)
 
 
 def build_segments(
@@ -373,38 +404,51 @@ def build_segments(
     articles = within(articles, window)  # once, not once per segment and per render
     plan = plan_segments(subscribers, articles, cadence=cadence, key=key, window=window,
                          caps=caps_of(settings),
-                         category_order=settings["selection.category_order"])
+                         category_order=settings.names("selection.category_order"))
     todo = [segment.categories for segment in plan.segments if not segment.empty]
-    job = {"articles": articles, "key": key, "window": window, "settings": settings,
-           "renderer": renderer, "unsubscribe_url": unsubscribe_url,
-           "preferences_url": preferences_url, "samples": samples, "check": check}
-    results = iter(render_many(todo, job))
+    job = RenderJob(articles, key, window, settings, renderer.site, renderer.templates_dir,
+                    unsubscribe_url, preferences_url, samples, check)
+    results = iter(render_many(todo, job, renderer))
     return [SegmentBuild(segment, None) if segment.empty else SegmentBuild(segment, *next(results))
             for segment in plan.segments]
 
 
-def render_many(category_sets: Sequence[tuple[str, ...]], job: dict[str, Any]
-                ) -> list[tuple[Built, tuple[Finding, ...]]]:
+def render_many(category_sets: Sequence[tuple[str, ...]], job: RenderJob,
+                renderer: Renderer) -> list[tuple[Built, tuple[Finding, ...]]]:
     workers = min(os.cpu_count() or 1, 4)
     if len(category_sets) < PARALLEL_RENDER_FROM or workers < 2:
-        return [render_one(categories, job) for categories in category_sets]
-    _job.update(job)  # inherited by the forked workers, never pickled
-    try:
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            return list(pool.map(render_one, category_sets, chunksize=4))
-    finally:
-        _job.clear()
+        return [render_one(categories, job, renderer) for categories in category_sets]
+    with process_pool(workers, start_renderer, (job,)) as pool:
+        return list(pool.map(render_in_worker, category_sets, chunksize=4))
 
 
-def render_one(categories: tuple[str, ...], job: dict[str, Any] | None = None
+@dataclass
+class Worker:
+    """A render worker's own job and renderer, set once by `start_worker`."""
+
+    job: RenderJob
+    renderer: Renderer
+
+
+_worker: list[Worker] = []  # in a render worker process only
+
+
+def start_renderer(job: RenderJob) -> None:
+    """In a new render worker (see workers.py): keep the job and its renderer."""
+    _worker.append(Worker(job, job.renderer()))
+
+
+def render_in_worker(categories: tuple[str, ...]) -> tuple[Built, tuple[Finding, ...]]:
+    worker = _worker[0]
+    return render_one(categories, worker.job, worker.renderer)
+
+
+def render_one(categories: tuple[str, ...], job: RenderJob, renderer: Renderer
                ) -> tuple[Built, tuple[Finding, ...]]:
-    job = job or _job
-    built = build_issue(job["articles"], key=job["key"], window=job["window"],
-                        settings=job["settings"], renderer=job["renderer"],
-                        unsubscribe_url=job["unsubscribe_url"], categories=categories,
-                        preferences_url=job.get("preferences_url"))
-    findings = quality_of(built, job["unsubscribe_url"], job.get("samples"),
-                          language=job["renderer"].language,
-                          theme=job["settings"].theme) if job["check"] else []
+    built = build_issue(job.articles, key=job.key, window=job.window, settings=job.settings,
+                        renderer=renderer, unsubscribe_url=job.unsubscribe_url,
+                        categories=categories, preferences_url=job.preferences_url)
+    findings = quality_of(built, job.unsubscribe_url, job.samples,
+                          language=renderer.language,
+                          theme=job.settings.theme) if job.check else []
     return built, tuple(findings)

@@ -151,7 +151,7 @@ class Renderer:
     pure given its arguments (the blocks only save work)."""
 
     def __init__(self, site: Site, templates_dir: Path | None = None) -> None:
-        self.site = site
+        self.site, self.templates_dir = site, templates_dir
         self.language = load_language(site.language, templates_dir)
         dirs = [d for d in (templates_dir, default_templates_dir()) if d and d.is_dir()]
         self.html_env = make_env(dirs, autoescape=True, site=site, language=self.language)
@@ -345,7 +345,7 @@ def mjml_to_html(source: str) -> str:
     return inline_css(html)
 
 
-class CachingPremailer(Premailer):
+class CachingPremailer(Premailer):  # type: ignore[misc]
     """Premailer that parses each stylesheet once per process, not once per email.
 
     Every segment's email carries the same <style> blocks, and parsing them with
@@ -378,7 +378,7 @@ def inline_css(html: str) -> str:
     """CSS inlined by premailer. Its pass that gives floating images an `align` parses
     every image's style with cssutils, uncached (8 ms an image, most of a render's time):
     it runs only when the document has a float at all, so the output is the same."""
-    inlined = CachingPremailer(
+    inlined: str = CachingPremailer(
         html,
         align_floating_images=FLOAT.search(html) is not None,
         allow_network=False,

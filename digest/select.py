@@ -89,7 +89,7 @@ def manual_key(since: date, until: date, cadence: str = "weekly") -> str:
 def within(articles: Iterable[Article], window: Window) -> list[Article]:
     """The articles of `window`, newest first: filter a large archive once per run, then
     select each segment from this short list (the result of `select` is the same)."""
-    return sorted((article for article in articles if article.date in window),
+    return sorted((article for article in articles if in_window(article, window)),
                   key=newest_first)
 
 

@@ -10,14 +10,13 @@ is sent, and counted.
 
 from __future__ import annotations
 
-import fcntl
-import os
+import queue
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from digest import pipeline
 from digest.config import Settings
@@ -32,6 +31,7 @@ from digest.transports import Message, Outcome, Recipient, Transport, list_unsub
 
 WORKERS = 4  # requests in flight at once (sendgrid.concurrency)
 SAMPLE_TOKEN = "x" * 43  # the shape of a reader's token, for checking links
+RELAY_POLL_S = 0.1  # how often a sending thread waiting for the ledger checks for a stop
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,13 @@ class Plan:
 
 @dataclass
 class Summary:
+    key: str = ""
     accepted: int = 0  # recipients accepted in this run
     already: int = 0  # recipients accepted by an earlier run
     failed: int = 0
     unknown: int = 0
     dropped: int = 0  # readers who stopped or were removed between the plan and their batch
+    skipped: int = 0  # planned readers in segments with nothing for them (never sent)
     reasons: list[str] = field(default_factory=list)
 
     @property
@@ -95,24 +97,6 @@ def gate(findings: Sequence[tuple[str, Finding]], force: bool) -> None:
                             "above); fix the templates or content, or pass --force")
 
 
-@contextmanager
-def run_lock(path: Path) -> Iterator[None]:
-    """Held by this process for the whole run; the OS drops it if the process dies."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise DeliveryError(f"another run is sending ({holder}); "
-                                "try again when it has finished") from None
-        handle.truncate(0)
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        yield
-
-
 class Sender:
     """Sends the batches of one planned issue through a transport."""
 
@@ -125,7 +109,7 @@ class Sender:
         self.tokens: dict[int, str] = {}
 
     def run(self, key: str, *, resend_unknown: bool = False) -> Summary:
-        summary = Summary()
+        summary = Summary(key)
         batches = self.ledger.batches(key)
         todo = [b for b in batches if b.status in ("pending", "failed")
                 or (b.unknown and resend_unknown)]
@@ -142,7 +126,7 @@ class Sender:
             summary.unknown += batch.size
             summary.reasons.append(
                 f"batch {batch.segment}#{batch.number} ({batch.size} recipients): "
-                f"outcome unknown ({batch.reason or 'the run stopped while it was in flight'}); "
+                f"outcome unknown ({batch.why}); "
                 "left alone: check SendGrid's activity, then rerun with --resend-unknown "
                 "if it was not delivered")
 
@@ -152,33 +136,35 @@ class Sender:
         self.tokens = self.store.tokens(
             [r for i, r in readers.items() if i in planned and r.status == "active"], self.secret)
         emails: dict[str, Email] = {}
-        running: dict[Future[Outcome], Batch] = {}
-        with ThreadPoolExecutor(self.workers) as pool:
+        desk = Desk()
+        with ThreadPoolExecutor(self.workers) as pool, desk.closing():
             for batch in todo:
-                while len(running) >= self.workers:
-                    self.collect(running, summary)
+                while len(desk.running) >= self.workers:
+                    self.collect(desk, summary)
                 sendable = self.trim(batch, readers, summary)
                 if sendable is None:
                     continue
                 email = emails.setdefault(batch.segment, self.ledger.email(key, batch.segment))
                 message = compose(self.settings, email,
                                   [readers[i] for i in sendable.recipients], self.tokens,
-                                  key=key, segment=batch.segment)
-                self.ledger.mark(batch.id, "in-flight")
-                running[pool.submit(self.transport.send, message)] = sendable
-            while running:
-                self.collect(running, summary)
+                                  key=key, segment=batch.segment, batch=batch.number)
+                desk.submit(pool, self.transport, message, sendable)
+            while desk.running:
+                self.collect(desk, summary)
 
-    def collect(self, running: dict[Future[Outcome], Batch], summary: Summary) -> None:
-        """Wait for at least one request to finish and record what came back."""
-        done, _ = wait(running, return_when=FIRST_COMPLETED)
-        for future in done:
-            batch = running.pop(future)
-            try:
-                outcome = future.result()
-            except DeliveryError as exc:
-                outcome = Outcome("failed", reason=str(exc))
-            self.record(batch, outcome, summary)
+    def collect(self, desk: Desk, summary: Summary) -> None:
+        """Handle the workers' next news (here, in the thread that owns the store):
+        record an attempt or a wait before the worker goes on, or record an outcome."""
+        news = desk.news.get()
+        if isinstance(news, Attempting):
+            self.ledger.attempting(news.batch.id, news.number)
+        elif isinstance(news, Waiting):
+            self.ledger.mark(news.batch.id, "pending",
+                             reason=f"waiting {news.seconds:.1f} s to retry: {news.reason}")
+        else:
+            self.record(desk.running.pop(news), outcome_of(news), summary)
+            return
+        news.recorded.set()
 
     def record(self, batch: Batch, outcome: Outcome, summary: Summary) -> None:
         count = len(batch.recipients)
@@ -214,6 +200,79 @@ class Sender:
         return replace(batch, recipients=active, removed=0)
 
 
+def outcome_of(future: Future[Outcome]) -> Outcome:
+    try:
+        return future.result()
+    except DeliveryError as exc:
+        return Outcome("failed", reason=str(exc))
+
+
+@dataclass
+class Attempting:
+    batch: Batch
+    number: int
+    recorded: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class Waiting:
+    batch: Batch
+    reason: str
+    seconds: float
+    recorded: threading.Event = field(default_factory=threading.Event)
+
+
+class Stopped(Exception):
+    """The run stopped (its ledger could not be written): no request is started."""
+
+
+class Desk:
+    """Where the sending threads report to the thread that writes the ledger: each
+    attempt and each wait to retry is recorded before the thread goes on, so the ledger
+    says in flight exactly while a request may be reaching the API."""
+
+    def __init__(self) -> None:
+        self.news: queue.Queue[Attempting | Waiting | Future[Outcome]] = queue.Queue()
+        self.running: dict[Future[Outcome], Batch] = {}
+        self.stopped = threading.Event()
+
+    def submit(self, pool: ThreadPoolExecutor, transport: Transport, message: Message,
+               batch: Batch) -> None:
+        future = pool.submit(transport.send, message, Relay(self, batch))
+        self.running[future] = batch
+        future.add_done_callback(self.news.put)
+
+    @contextmanager
+    def closing(self) -> Iterator[None]:
+        """On any error in the ledger's thread, no worker starts another request."""
+        try:
+            yield
+        except BaseException:
+            self.stopped.set()
+            raise
+
+    def told(self, news: Attempting | Waiting) -> None:
+        """From a sending thread: report and wait until it is recorded."""
+        self.news.put(news)
+        while not news.recorded.wait(RELAY_POLL_S):
+            if self.stopped.is_set():
+                raise Stopped()
+
+
+@dataclass(frozen=True)
+class Relay:
+    """The `Attempts` a sending thread hands its transport, for one batch."""
+
+    desk: Desk
+    batch: Batch
+
+    def attempting(self, number: int) -> None:
+        self.desk.told(Attempting(self.batch, number))
+
+    def waiting(self, reason: str, seconds: float) -> None:
+        self.desk.told(Waiting(self.batch, reason, seconds))
+
+
 def required_sender(settings: Settings) -> tuple[str | None, str]:
     name, address = settings.sender
     if not address:
@@ -222,22 +281,24 @@ def required_sender(settings: Settings) -> tuple[str | None, str]:
 
 
 def compose(settings: Settings, email: Email, readers: Sequence[Subscriber],
-            tokens: dict[int, str], *, key: str, segment: str) -> Message:
+            tokens: dict[int, str], *, key: str, segment: str, batch: int) -> Message:
     """One request: the segment's email with each reader's own unsubscribe link."""
     from_name, from_email = required_sender(settings)
-    group = settings["sendgrid.asm_group_id"]
+    group = settings.optional_integer("sendgrid.asm_group_id")
     recipients = []
     for reader in readers:
         url = settings.unsubscribe_url(tokens[reader.id])
-        headers = {} if group else list_unsubscribe_headers(url, settings["unsubscribe.mailto"])
+        headers = {} if group else list_unsubscribe_headers(
+            url, settings.text("unsubscribe.mailto"))
         links = {UNSUBSCRIBE_TAG: url,
                  PREFERENCES_TAG: settings.preferences_url(tokens[reader.id])}
         recipients.append(Recipient(reader.email, reader.name or None, links, headers))
     return Message(
         subject=email.subject, html=email.html, text=email.text, from_email=from_email,
-        from_name=from_name, reply_to=settings["email.reply_to"] or None,
+        from_name=from_name, reply_to=settings.text("email.reply_to") or None,
         recipients=tuple(recipients), categories=("digest", key),
-        custom_args={"issue": key, "segment": segment}, asm_group_id=group)
+        custom_args={"issue": key, "segment": segment, "batch": str(batch)},
+        asm_group_id=group)
 
 
 def test_message(settings: Settings, built: pipeline.Built, key: str,
@@ -248,6 +309,6 @@ def test_message(settings: Settings, built: pipeline.Built, key: str,
     return Message(
         subject=f"[TEST] {email.subject}", html=email.html, text=email.text,
         from_email=from_email, from_name=from_name,
-        reply_to=settings["email.reply_to"] or None,
+        reply_to=settings.text("email.reply_to") or None,
         recipients=tuple(Recipient(address) for address in to),
         categories=("digest-test", key), custom_args={"issue": key, "test": "yes"})

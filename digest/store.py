@@ -1,8 +1,10 @@
 """The SQLite store: subscribers, the history of their status, unsubscribe tokens.
 
-All of digest's SQL lives here. The rules for who may be added or imported live in
-`subscribers.py`; this module only enforces the one rule every caller must obey
-(`refusal`: nobody but the reader moves a stopped address back to `active`).
+The schema (every migration) and the subscribers' SQL live here; the send ledger's
+queries are in `ledger.py` and those of SendGrid's events in `feedback.py`. The rules
+for who may be added or imported live in `subscribers.py`; this module only enforces
+the one rule every caller must obey (`refusal`: nobody but the reader moves a stopped
+address back to `active`).
 
 Two processes may use one file: WAL journal, a busy timeout, and every write in a
 `BEGIN IMMEDIATE` transaction so a writer waits for the lock instead of failing.
@@ -28,13 +30,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, get_args
 
-from digest.errors import StoreError
+from digest.errors import DatabaseLocked, DiskFull, StoreError, StoreUnavailable
 
-STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
-STOPPED = frozenset({"unsubscribed", "bounced", "complained"})
-CADENCES = ("weekly", "daily")
+Status = Literal["pending", "active", "unsubscribed", "bounced", "complained"]
+Cadence = Literal["weekly", "daily"]
+STATUSES: tuple[Status, ...] = get_args(Status)
+STOPPED: frozenset[str] = frozenset({"unsubscribed", "bounced", "complained"})
+CADENCES: tuple[Cadence, ...] = get_args(Cadence)
 SOURCES = ("cli", "import", "web", "webhook", "sync")
 RESUBSCRIBING_SOURCES = frozenset({"web"})  # only the reader, confirming again
 # (source, event) pairs that are the reader's own action elsewhere, and the only moves
@@ -44,6 +48,7 @@ READER_EVENTS: dict[tuple[str, str], frozenset[tuple[str, str]]] = {
     ("webhook", "group_resubscribe"): frozenset({("unsubscribed", "active")}),
 }
 BUSY_TIMEOUT_S = 10.0
+SQLITE_FULL = 13
 MIN_SECRET_LENGTH = 16
 TOKEN_CONTEXT = b"digest unsubscribe token v1\x00"
 
@@ -214,6 +219,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             used INTEGER NOT NULL DEFAULT 0
         )""",
     ),
+    (  # 8: exact unknowns (see ledger.py): a batch's attempts, when its request last
+       # started (the webhook's grace period counts from it), and what resolved it
+        "ALTER TABLE batches ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE batches ADD COLUMN sent_at TEXT",
+        "ALTER TABLE batches ADD COLUMN evidence TEXT",
+    ),
 )
 
 to_json = json.JSONEncoder(ensure_ascii=False).encode
@@ -225,8 +236,8 @@ class NewSubscriber:
     email: str  # already checked and normalized
     name: str = ""
     categories: tuple[str, ...] = ()  # empty: every category
-    cadence: str = "weekly"
-    status: str = "active"
+    cadence: Cadence = "weekly"
+    status: Status = "active"
     created: datetime | None = None  # None: now
 
 
@@ -236,8 +247,8 @@ class Subscriber:
     email: str
     name: str
     categories: tuple[str, ...]
-    cadence: str
-    status: str
+    cadence: Cadence
+    status: Status
     created: datetime
 
 
@@ -296,12 +307,23 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+NO_SECRET = ("DIGEST_SECRET_KEY (or web.secret_key) is not set: readers' links and the "
+             "web app's forms are signed with it; keep it outside the repository")
+SHORT_SECRET = (f"DIGEST_SECRET_KEY (or web.secret_key) must be at least {MIN_SECRET_LENGTH} "
+                "characters")
+
+
+def secret_problem(secret: str) -> str | None:
+    """What is wrong with the secret readers' tokens and forms are signed with (the one
+    wording the send path, the web app and the store use), or None."""
+    if not secret:
+        return NO_SECRET
+    return SHORT_SECRET if len(secret) < MIN_SECRET_LENGTH else None
+
+
 def check_secret(secret: str) -> None:
-    if len(secret) < MIN_SECRET_LENGTH:
-        raise StoreError(
-            "unsubscribe links need a secret of at least "
-            f"{MIN_SECRET_LENGTH} characters: set web.secret_key or DIGEST_SECRET_KEY"
-        )
+    if problem := secret_problem(secret):
+        raise StoreError(problem)
 
 
 def utc_now() -> datetime:
@@ -323,6 +345,9 @@ def open_store(path: Path, *, clock: Callable[[], datetime] = utc_now) -> Store:
         migrate(conn)
     except sqlite3.DatabaseError as exc:
         conn.close()
+        if isinstance(exc, sqlite3.OperationalError) and \
+                isinstance(problem := unavailable(exc), StoreUnavailable):
+            raise problem from None
         raise StoreError(f"{path}: cannot open the database: {exc}") from None
     except BaseException:
         conn.close()
@@ -370,23 +395,63 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Sequence[str]] = MIGR
 
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """A write transaction that takes the lock up front; nested ones join the outer one."""
+    """A write transaction that takes the lock up front; nested ones join the outer one.
+    A database locked past the busy time-out, or a full disk, is a StoreUnavailable,
+    with the transaction rolled back."""
     if conn.in_transaction:
         yield
         return
-    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        raise unavailable(exc) from None
     try:
         yield
+        conn.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        rollback(conn)
+        raise unavailable(exc) from None
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
-    conn.execute("COMMIT")
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def unavailable(exc: sqlite3.OperationalError) -> Exception:
+    """The StoreUnavailable an error of SQLite's means, or the error itself."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return DatabaseLocked(f"the database is locked by another process ({text} after "
+                              f"{BUSY_TIMEOUT_S:g} s); try again when it has finished")
+    if "full" in text or getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL:
+        return DiskFull(f"the database could not be written: no space left on the device "
+                        f"({text}); free some space, then run again")
+    return exc
 
 
 def to_subscriber(row: Any) -> Subscriber:
     id_, email, name, categories, cadence, status, created = row
-    return Subscriber(id_, email, name, tuple(json.loads(categories)), cadence, status,
-                      datetime.fromisoformat(created))
+    return Subscriber(id_, email, name, tuple(json.loads(categories)), as_cadence(cadence),
+                      as_status(status), datetime.fromisoformat(created))
+
+
+def as_cadence(value: str) -> Cadence:
+    """`value` as a Cadence (a database CHECK and click.Choice have already checked it)."""
+    for cadence in CADENCES:
+        if value == cadence:
+            return cadence
+    raise ValueError(f"unknown cadence {value!r}")
+
+
+def as_status(value: str) -> Status:
+    for status in STATUSES:
+        if value == status:
+            return status
+    raise ValueError(f"unknown status {value!r}")
 
 
 class Store:

@@ -25,8 +25,17 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from digest.config import CONTROL
-from digest.errors import DigestError
-from digest.store import CADENCES, STATUSES, Subscriber, email_key
+from digest.errors import DigestError, not_utf8
+from digest.store import (
+    CADENCES,
+    STATUSES,
+    Cadence,
+    Status,
+    Subscriber,
+    as_cadence,
+    as_status,
+    email_key,
+)
 from digest.text import remove_invisible
 
 CSV_COLUMNS = ("email", "name", "categories", "cadence", "status", "created")
@@ -42,8 +51,8 @@ class Row:
     email: str
     name: str | None = None
     categories: tuple[str, ...] | None = None  # () means every category
-    cadence: str | None = None
-    status: str | None = None
+    cadence: Cadence | None = None
+    status: Status | None = None
     created: datetime | None = None
 
 
@@ -74,8 +83,7 @@ def read_subscribers(path: Path) -> Parsed:
     except OSError as exc:
         raise DigestError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
-        raise DigestError(f"{path}: not UTF-8 (byte 0x{exc.object[exc.start]:02x} at "
-                          f"position {exc.start})") from None
+        raise DigestError(f"{path}: {not_utf8(exc)}") from None
     try:
         return parse_subscribers(text)
     except ValueError as exc:
@@ -248,21 +256,21 @@ def clean_categories(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(kept.values())
 
 
-def parse_cadence(value: Any) -> str | None:
+def parse_cadence(value: Any) -> Cadence | None:
     if value is None:
         return None
     if not isinstance(value, str) or value.strip().lower() not in CADENCES:
         raise ValueError(f"unknown cadence {value!r} (expected weekly or daily)")
-    return value.strip().lower()
+    return as_cadence(value.strip().lower())
 
 
-def parse_status(value: Any) -> str | None:
+def parse_status(value: Any) -> Status | None:
     if value is None:
         return None
     if not isinstance(value, str) or value.strip().lower() not in STATUSES:
         raise ValueError(f"unknown status {value!r} (expected {', '.join(STATUSES[:-1])} "
                          f"or {STATUSES[-1]})")
-    return value.strip().lower()
+    return as_status(value.strip().lower())
 
 
 def parse_created(value: Any) -> datetime | None:

@@ -14,7 +14,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from digest.errors import StoreError
-from digest.store import STOPPED, Change, NewSubscriber, Store, Subscriber, email_key, refusal
+from digest.store import (
+    STOPPED,
+    Cadence,
+    Change,
+    NewSubscriber,
+    Status,
+    Store,
+    Subscriber,
+    email_key,
+    refusal,
+)
 from digest.subscriber_files import (
     Parsed,
     Problem,
@@ -109,7 +119,7 @@ def merge(current: Subscriber, row: Row) -> Subscriber | Problem:
     )
 
 
-def merged_status(current: str, wanted: str | None) -> str:
+def merged_status(current: Status, wanted: Status | None) -> Status:
     """A row without a status means subscribed; `pending` never demotes an active
     address; a stopped address keeps its own reason for stopping."""
     wanted = wanted or "active"
@@ -137,7 +147,7 @@ def unknown_categories(chosen: Iterable[Iterable[str]], known: Iterable[str] | N
 
 
 def add(store: Store, email: str, *, name: str | None = None,
-        categories: Sequence[str] | None = None, cadence: str | None = None) -> Added:
+        categories: Sequence[str] | None = None, cadence: Cadence | None = None) -> Added:
     """Add an address as `active` (the operator vouches for it). An existing active or
     pending address gets the values given; a stopped one is refused, with the reason."""
     try:
@@ -155,7 +165,7 @@ def add(store: Store, email: str, *, name: str | None = None,
 
 
 def update_existing(store: Store, current: Subscriber, name: str | None,
-                    categories: tuple[str, ...] | None, cadence: str | None) -> Added:
+                    categories: tuple[str, ...] | None, cadence: Cadence | None) -> Added:
     if current.status in STOPPED:
         raise StoreError(stopped_reason(store, current))
     after = replace(current, status="active", name=current.name if name is None else name,

@@ -36,14 +36,14 @@ from sendgrid import SendGridAPIClient
 from digest import feedback
 from digest.config import Settings
 from digest.errors import DigestError
-from digest.store import STOPPED, Change, Subscriber, email_key, open_store
+from digest.store import STOPPED, Change, Status, Subscriber, email_key, open_store
 from digest.transports.sendgrid import error_detail, os_error_text, redact_client_logs
 
 PAGE_SIZE = 500
 MAX_PAGES = 20_000  # ten million addresses: a guard against a server that never ends
 GROUP = "group unsubscribes"
 # list name: (the endpoint on the official client, the status it means)
-LISTS: dict[str, tuple[Callable[[Any, int | None], Any], str]] = {
+LISTS: dict[str, tuple[Callable[[Any, int | None], Any], Status]] = {
     "global unsubscribes": (lambda c, group: c.suppression.unsubscribes, "unsubscribed"),
     GROUP: (lambda c, group: c.asm.groups._(str(group)).suppressions, "unsubscribed"),
     "bounces": (lambda c, group: c.suppression.bounces, "bounced"),
@@ -131,7 +131,8 @@ def latest_listing(lists: Mapping[str, Iterable[Listed]]) -> dict[str, float | N
     for entries in lists.values():
         for entry in entries:
             key, seen = email_key(entry.email), latest.get(email_key(entry.email), 0.0)
-            latest[key] = None if None in (seen, entry.created) else max(seen, entry.created)
+            latest[key] = None if seen is None or entry.created is None \
+                else max(seen, entry.created)
     return latest
 
 
@@ -147,9 +148,9 @@ def returned_since_listed(back: Mapping[int, datetime], readers: Iterable[Subscr
     return kept
 
 
-def wanted_statuses(lists: Mapping[str, Iterable[str]]) -> dict[str, str]:
+def wanted_statuses(lists: Mapping[str, Iterable[str]]) -> dict[str, Status]:
     """email key: the status its lists call for (the most serious of them)."""
-    wanted: dict[str, str] = {}
+    wanted: dict[str, Status] = {}
     for name, emails in lists.items():
         status = LISTS[name][1]
         for email in emails:
@@ -160,7 +161,7 @@ def wanted_statuses(lists: Mapping[str, Iterable[str]]) -> dict[str, str]:
     return wanted
 
 
-def plan(readers: Iterable[Subscriber], wanted: Mapping[str, str],
+def plan(readers: Iterable[Subscriber], wanted: Mapping[str, Status],
          came_back: Iterable[int] = ()) -> list[Change]:
     """Active or pending readers on a list move to its status; stopped ones stay, and so
     do those in `came_back` (ids of readers who confirmed again after leaving)."""
@@ -250,9 +251,9 @@ def api_key(environ: Mapping[str, str] | None = None) -> str:
 
 def run(settings: Settings, key: str) -> Report:
     """Read every list, then mark the subscribers on them in one transaction."""
-    reader = SuppressionReader(key, settings["sendgrid.api_url"],
-                               timeout=settings["sendgrid.timeout"])
-    group = settings["sendgrid.asm_group_id"]
+    reader = SuppressionReader(key, settings.text("sendgrid.api_url"),
+                               timeout=settings.integer("sendgrid.timeout"))
+    group = settings.optional_integer("sendgrid.asm_group_id")
     lists = {name: reader.read(name, group) for name in LISTS
              if name != GROUP or group is not None}
     wanted = wanted_statuses({name: [e.email for e in entries] for name, entries in lists.items()})
@@ -276,7 +277,7 @@ def run_before_send(settings: Settings, echo: Callable[..., Any],
     is set. A failure is a warning (`echo(text, err=True)`): the send goes on, since
     SendGrid drops suppressed addresses itself. Says nothing when nothing changed."""
     key = (os.environ if environ is None else environ).get("SENDGRID_API_KEY", "").strip()
-    if settings["delivery.transport"] != "sendgrid" or not key:
+    if settings.text("delivery.transport") != "sendgrid" or not key:
         return None
     try:
         report = run(settings, key)

@@ -99,7 +99,7 @@ BLOCKS.core.ruler.disable("inline")  # paragraphs are parsed inline only when ch
 INLINE = markdown_parser()
 # Links are reduced to their text: their addresses need no normalizing, and a
 # `javascript:` one is still a link whose text is kept, not literal markup.
-INLINE.normalizeLink = INLINE.normalizeLinkText = lambda url: url  # type: ignore[method-assign]
+INLINE.normalizeLink = INLINE.normalizeLinkText = lambda url: url  # type: ignore[method-assign,assignment]
 INLINE.validateLink = lambda url: True  # type: ignore[method-assign]
 MAYBE_REFERENCE = re.compile(r"\](?!\()")  # `[text][label]` or `[label]`, not `[text](url)`
 

@@ -444,3 +444,57 @@ def test_digest_web_serves_the_archive_with_its_headers_and_404s_the_rest(tmp_pa
 def test_digest_web_without_an_archive_has_no_archive(tmp_path):
     with serving(site_settings(tmp_path), Clock()) as served:
         assert http("GET", f"{served.url}/archive/").status == 404
+
+
+# ---------------------------------------------------------------- with feeds
+
+
+PARTNER_FEED = (b'{"version": "https://jsonfeed.org/version/1.1", "title": "Partner", "items": ['
+                b'{"id": "p1", "url": "https://partner.example/p1", "title": "Partner news", '
+                b'"date_published": "2026-11-25T09:00:00+01:00", "summary": "From a feed."}]}')
+
+
+def test_the_archive_shows_the_feed_items_sent_without_fetching_the_feeds_again(tmp_path, env):
+    from feed_server import FeedServer, Route
+
+    with FeedServer() as feeds, SendGridServer(api_key=API_KEY) as server:
+        route = feeds.route("/feed.json", Route(PARTNER_FEED, "application/feed+json"))
+        config = archive_site(tmp_path, server.url, ARCHIVE + (
+            f'[content]\nfeeds = [{{url = "{feeds.url}/feed.json", category = "Work"}}]\n'))
+        result = digest(config, "weekly", "--now", NOW)
+        assert result.exit_code == 0, result.output
+        assert len(feeds.requests) == 1  # the plan's; the page is frozen from what it read
+        route.body = PARTNER_FEED.replace(b'"p1"', b'"p2"').replace(b"/p1", b"/p2").replace(
+            b"Partner news", b"Newer partner news").replace(b"11-25", b"12-04")
+        with sqlite3.connect(tmp_path / "digest.db") as conn:  # as an issue sent before 0.2
+            conn.execute("DELETE FROM issue_archive")
+        assert digest(config, "archive").exit_code == 0
+        assert len(feeds.requests) == 1  # digest archive reads the feeds' cache only
+    page = (tmp_path / "public" / "newsletter" / "2026-W48" / "index.html").read_text()
+    assert 'href="https://partner.example/p1"' in page and "Partner news" in page
+
+
+def test_a_french_sites_emails_link_to_french_pages_with_no_reader_link(tmp_path, env):
+    folder = tmp_path / "public" / "newsletter"
+    with SendGridServer(api_key=API_KEY) as server:
+        config = archive_site(tmp_path, server.url, ARCHIVE)
+        config.write_text(config.read_text().replace(
+            'timezone = "Europe/Berlin"\n', 'timezone = "Europe/Berlin"\nlanguage = "fr"\n'))
+        send_two_issues(config)
+        bodies = [a.body for a in server.accepted]
+    assert digest(config, "archive", "--segments").exit_code == 0
+    for body in bodies:
+        text, html = (part["value"] for part in body["content"])
+        link = f"{URL}/{body['custom_args']['issue']}/"
+        assert f'<a href="{link}" style="color:#0b57d0">Voir dans le navigateur</a>' in html
+        assert text.splitlines()[1] == f"Voir dans le navigateur\u00a0: {link}"
+    page = (folder / "2026-W48" / "work" / "index.html").read_text()
+    assert re.search(r"<nav class=\"archive-bar\" lang=\"fr\" dir=\"ltr\" aria-label=\"Archives\">"
+                     r"<a href=\"../../\">Send Test\u00a0: tous les numéros</a> · envoyé le "
+                     r"\d{1,2} \w+ \d{4} · la version des abonnés à Work · ", page)
+    assert ('<a href="https://send.example.org/" style="color:#0b57d0">S’abonner</a> · '
+            '<a href="https://send.example.org/" style="color:#0b57d0">Gérer mon abonnement'
+            "</a>") in page
+    for name, data in files_in(folder).items():
+        for leftover in (UNSUBSCRIBE_TAG, PREFERENCES_TAG, "/unsubscribe/", "Se désabonner"):
+            assert leftover.encode() not in data, (name, leftover)

@@ -174,7 +174,7 @@ def test_import_dry_run_writes_nothing(run):
 def test_import_of_an_unreadable_file_is_an_error(run):
     result = run("import", str(FIXTURES / "latin1_not_utf8.csv"))
     assert (result.exit_code, result.stderr) == (
-        1, f"Error: {FIXTURES / 'latin1_not_utf8.csv'}: not UTF-8 (byte 0xe9 at position 29)\n")
+        1, f"Error: {FIXTURES / 'latin1_not_utf8.csv'}: not valid UTF-8 (byte 0xe9 at offset 29)\n")
 
 
 def test_import_of_a_missing_file_is_a_usage_error(run):

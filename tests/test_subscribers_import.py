@@ -134,7 +134,7 @@ def test_unknown_columns_are_ignored_with_a_warning():
 @pytest.mark.parametrize(("name", "message"), [
     ("no_email_column.csv", "no 'email' column in the header 'address,name' "
                             "(expected email,name,categories,cadence)"),
-    ("latin1_not_utf8.csv", "not UTF-8 (byte 0xe9 at position 29)"),
+    ("latin1_not_utf8.csv", "not valid UTF-8 (byte 0xe9 at offset 29)"),
     ("site_not_a_list.json", "expected a list of subscribers, as in the site's "
                              "subscribers.json"),
     ("site_invalid_json.json", "invalid JSON: Expecting property name enclosed in double "

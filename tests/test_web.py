@@ -10,13 +10,11 @@ import signal
 import socket
 import subprocess
 import sys
-import types
 from datetime import timedelta
 from http.client import HTTPConnection
 
 import pytest
 from click.testing import CliRunner
-from flask import Blueprint
 from web_support import (
     CATEGORIES,
     SECRET,
@@ -39,7 +37,6 @@ from web_support import (
     token_of,
 )
 
-import digest.web
 from digest.cli import cli
 from digest.errors import ConfigError
 from digest.store import open_store
@@ -534,11 +531,13 @@ def test_create_app_refuses_to_start_without_a_secret(tmp_path):
     with pytest.raises(ConfigError) as refused:
         create_app(settings)
     assert str(refused.value) == (
-        "web.secret_key / DIGEST_SECRET_KEY is not set: the web app signs its links and "
-        "forms with it (for a local try-out, digest web --dev uses a random one)")
+        "DIGEST_SECRET_KEY (or web.secret_key) is not set: readers' links and the web app's "
+        "forms are signed with it; keep it outside the repository (for a local try-out, "
+        "digest web --dev uses a random one)")
     with pytest.raises(ConfigError) as short:
         create_app(settings.override("web.secret_key", "too-short"))
-    assert str(short.value) == "web.secret_key / DIGEST_SECRET_KEY must be at least 16 characters"
+    assert str(short.value) == (
+        "DIGEST_SECRET_KEY (or web.secret_key) must be at least 16 characters")
 
 
 def test_dev_mode_uses_a_random_secret_with_a_warning(tmp_path, caplog):
@@ -556,7 +555,7 @@ def test_digest_web_without_a_secret_is_an_error(tmp_path):
     result = CliRunner(env={"DIGEST_SECRET_KEY": ""}).invoke(
         cli, ["--config", str(config), "web"])
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: web.secret_key / DIGEST_SECRET_KEY is not set")
+    assert result.stderr.startswith("Error: DIGEST_SECRET_KEY (or web.secret_key) is not set")
     assert "gunicorn 'digest.web.wsgi:app'" in CliRunner().invoke(cli, ["web", "--help"]).output
 
 
@@ -612,24 +611,9 @@ def test_the_wsgi_entry_reads_digest_config(tmp_path):
     assert (result.returncode, result.stdout) == (0, "200\n"), result.stderr
 
 
-def test_optional_blueprints_are_registered_when_their_module_exists(tmp_path, monkeypatch):
-    hooks = types.ModuleType("fake_hooks")
-    hooks.blueprint = Blueprint("fake_hooks", "fake_hooks")
-    hooks.blueprint.add_url_rule("/hooks/fake", "hook", lambda: "hooked", methods=["POST"])
-    monkeypatch.setitem(sys.modules, "fake_hooks", hooks)
-    monkeypatch.setattr(digest.web, "OPTIONAL_BLUEPRINTS", ("fake_hooks", "not_there_at_all"))
-    app = create_app(site_settings(tmp_path))
-    assert app.test_client().post("/hooks/fake").text == "hooked"
-
-
-def test_an_optional_blueprint_that_fails_to_import_is_an_error(tmp_path, monkeypatch):
-    broken = tmp_path / "broken_hooks.py"
-    broken.write_text("import no_such_dependency_xyz\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(digest.web, "OPTIONAL_BLUEPRINTS", ("broken_hooks",))
-    settings = site_settings(tmp_path)
-    with pytest.raises(ModuleNotFoundError, match="no_such_dependency_xyz"):
-        create_app(settings)
+def test_the_readers_app_serves_the_event_webhook(tmp_path):
+    app = create_app(site_settings(tmp_path))  # no webhook key: refused, but routed
+    assert app.test_client().post("/hooks/sendgrid", data=b"[]").status_code == 503
 
 
 # ---------------------------------------------------------------- the rate limiter itself

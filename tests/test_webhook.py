@@ -144,7 +144,8 @@ def test_signed_events_change_the_store_as_mapped(site, signer, client):
     assert response.status_code == 200
     assert response.get_json() == {
         "received": 16, "malformed": 0, "duplicates": 0, "unknown_addresses": 1,
-        "status_changes": 6, "counted": 10, "soft_bounces": 1}
+        "status_changes": 6, "counted": 10, "soft_bounces": 1,
+        "batches_resolved": 0}
     assert statuses(site.store_path) == {
         "ada@example.com": "active",
         "bob@example.com": "bounced",  # bounce, type bounce
@@ -228,7 +229,8 @@ def test_events_for_unknown_addresses_and_other_mail_change_nothing(site, signer
     assert response.status_code == 200
     assert response.get_json() | {"received": 0} == {
         "received": 0, "malformed": 2, "duplicates": 0, "unknown_addresses": 1,
-        "status_changes": 0, "counted": 0, "soft_bounces": 0}
+        "status_changes": 0, "counted": 0, "soft_bounces": 0,
+        "batches_resolved": 0}
     after = snapshot(site.store_path)
     assert len(after.pop("webhook_events")) == 6
     before.pop("webhook_events")

@@ -50,8 +50,18 @@ class Outcome:
     reason: str | None = None
 
 
+class Attempts(Protocol):
+    """Told before each attempt at a request, and before each wait to retry one, so the
+    ledger can tell a batch that may have reached the API (in flight) from one waiting
+    to try again (pending). Either may raise to stop before the request or the wait."""
+
+    def attempting(self, number: int) -> None: ...
+
+    def waiting(self, reason: str, seconds: float) -> None: ...
+
+
 class Transport(Protocol):
-    def send(self, message: Message) -> Outcome: ...
+    def send(self, message: Message, attempts: Attempts | None = None) -> Outcome: ...
 
 
 def list_unsubscribe_headers(url: str, mailto: str | None = None) -> dict[str, str]:
@@ -85,6 +95,6 @@ def transport_for(settings: Settings) -> Transport:
     from digest.transports.files import FilesTransport  # they import this module
     from digest.transports.sendgrid import SendGridTransport
 
-    if settings["delivery.transport"] == "files":
+    if settings.text("delivery.transport") == "files":
         return FilesTransport(settings.files_dir)
     return SendGridTransport.from_environment(settings)

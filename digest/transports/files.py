@@ -20,7 +20,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 from digest.fileio import write_atomically
-from digest.transports import Message, Outcome, Recipient, check_message
+from digest.transports import Attempts, Message, Outcome, Recipient, check_message
 
 # Headers are written unfolded up to RFC 5322's 998 characters: at 78, the stdlib
 # turns a long List-Unsubscribe URL into an RFC 2047 encoded-word no client reads.
@@ -83,8 +83,10 @@ class FilesTransport:
     def __repr__(self) -> str:
         return f"FilesTransport(folder={str(self.folder)!r})"
 
-    def send(self, message: Message) -> Outcome:
+    def send(self, message: Message, attempts: Attempts | None = None) -> Outcome:
         check_message(message)
+        if attempts is not None:
+            attempts.attempting(1)
         batch, date = uuid.uuid4().hex, self._clock()
         domain = message.from_email.rpartition("@")[2] or "digest.invalid"
         files = {}

@@ -26,7 +26,7 @@ from sendgrid import SendGridAPIClient
 
 from digest.config import Settings
 from digest.errors import DeliveryError
-from digest.transports import Message, Outcome, Recipient, check_message
+from digest.transports import Attempts, Message, Outcome, Recipient, check_message
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def optional_fields(message: Message) -> dict[str, Any]:
 
 def backoff(attempt: int) -> float:
     """1, 2, 4, 8, 8, … seconds after the first, second, third … failed attempt."""
-    return min(BACKOFF_BASE * 2 ** (attempt - 1), BACKOFF_MAX)
+    return min(BACKOFF_BASE * 2.0 ** (attempt - 1), BACKOFF_MAX)
 
 
 def rate_limit_wait(headers: Mapping[str, str] | None, now: float, attempt: int) -> float:
@@ -167,7 +167,8 @@ class SendGridTransport:
         key = (os.environ if environ is None else environ).get("SENDGRID_API_KEY", "")
         if not key.strip():
             raise DeliveryError(MISSING_KEY)
-        return cls(key.strip(), settings["sendgrid.api_url"], timeout=settings["sendgrid.timeout"])
+        return cls(key.strip(), settings.text("sendgrid.api_url"),
+                   timeout=settings.integer("sendgrid.timeout"))
 
     def __repr__(self) -> str:
         return (
@@ -175,13 +176,16 @@ class SendGridTransport:
             f"max_attempts={self.max_attempts!r})"
         )
 
-    def send(self, message: Message) -> Outcome:
-        return self.deliver(request_body(message))
+    def send(self, message: Message, attempts: Attempts | None = None) -> Outcome:
+        return self.deliver(request_body(message), attempts)
 
-    def deliver(self, body: Mapping[str, Any]) -> Outcome:
-        """Post a ready mail/send body (no local checks), retrying what may be retried."""
+    def deliver(self, body: Mapping[str, Any], attempts: Attempts | None = None) -> Outcome:
+        """Post a ready mail/send body (no local checks), retrying what may be retried;
+        `attempts` hears of each attempt and each wait."""
         reason = ""
         for attempt in range(1, self.max_attempts + 1):
+            if attempts is not None:
+                attempts.attempting(attempt)
             result = self._attempt(body, attempt)
             if isinstance(result, Outcome):
                 return self._redacted(result)
@@ -189,6 +193,8 @@ class SendGridTransport:
             if attempt < self.max_attempts:
                 log.warning("%s Retrying in %.1f s (attempt %d of %d).",
                             self._redact(reason), result.wait, attempt + 1, self.max_attempts)
+                if attempts is not None:
+                    attempts.waiting(self._redact(reason), result.wait)
                 self._sleep(result.wait)
         final = f"{reason} Gave up after {self.max_attempts} attempts."
         return self._redacted(Outcome("failed", reason=final))

@@ -7,7 +7,6 @@ local use, and `digest.web.wsgi:app` is the entry for gunicorn. The pages are in
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import logging
 import secrets
@@ -20,7 +19,7 @@ from urllib.parse import urlsplit
 
 import jinja2
 from flask import Flask, Response, render_template, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
@@ -28,11 +27,11 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 from digest.config import Settings
-from digest.errors import ConfigError, DigestError
+from digest.errors import ConfigError, DigestError, StoreUnavailable
 from digest.i18n import N_, load_language
-from digest.store import MIN_SECRET_LENGTH, utc_now
+from digest.store import secret_problem, utc_now
 from digest.transports import Transport, transport_for
-from digest.web import language, pages
+from digest.web import archive, hooks, language, pages
 from digest.web.abuse import ConfirmationLimits
 from digest.web.captcha import captcha_for
 from digest.web.language import _
@@ -46,10 +45,7 @@ from digest.web.tokens import FORM_MAX_AGE, Tokens
 
 log = logging.getLogger("digest.web")
 
-NO_SECRET = ("web.secret_key / DIGEST_SECRET_KEY is not set: the web app signs its links "
-             "and forms with it (for a local try-out, digest web --dev uses a random one)")
-SHORT_SECRET = (f"web.secret_key / DIGEST_SECRET_KEY must be at least {MIN_SECRET_LENGTH} "
-                "characters")
+DEV_HINT = " (for a local try-out, digest web --dev uses a random one)"
 NO_SENDER = ("email.from is not set in the configuration: the web app sends confirmation "
              "emails from it")
 DEV_SECRET = ("no web.secret_key / DIGEST_SECRET_KEY: --dev uses a random secret for this "
@@ -61,10 +57,6 @@ DEV_SECRET = ("no web.secret_key / DIGEST_SECRET_KEY: --dev uses a random secret
 CLIENT_LIMITS = ((20, 600.0),)
 MAX_NONCES = 100_000  # sign-up forms used in the last FORM_MAX_AGE that are remembered
 MAX_FORM_BYTES = 64 * 1024
-
-# Blueprints other parts of digest add, registered when their module exists.
-# digest.web.hooks (SendGrid's event webhook, issue 7) exposes `blueprint`.
-OPTIONAL_BLUEPRINTS = ("digest.web.hooks", "digest.web.archive")
 
 CAPTCHA_CSP = ("default-src 'none'; style-src 'self' {sources}; img-src 'self'; "
                "script-src {sources}; frame-src {sources}; connect-src {sources}; "
@@ -95,7 +87,7 @@ def create_app(settings: Settings, *, dev: bool = False,
                transport: Transport | None = None) -> Flask:
     """The app for `settings`. Refuses (ConfigError) without a secret unless `dev`."""
     secret = app_secret(settings, dev)
-    if not settings["email.from"]:
+    if not settings.text("email.from"):
         raise ConfigError(NO_SENDER)
     if transport is None:
         transport = transport_for(settings)
@@ -108,28 +100,28 @@ def create_app(settings: Settings, *, dev: bool = False,
                       DIGEST_SETTINGS=settings)  # what digest.web.hooks reads
     app.jinja_env.undefined = jinja2.StrictUndefined
     app.extensions[EXTENSION] = web_state(settings, secret, clock, transport)
-    if settings["web.proxies"]:
+    if settings.integer("web.proxies"):
         app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
-            app.wsgi_app, settings["web.proxies"], settings["web.trusted_proxies"])
+            app.wsgi_app, settings.integer("web.proxies"), settings.names("web.trusted_proxies"))
     app.teardown_appcontext(close_store)
     app.after_request(security_headers)
     app.register_error_handler(HTTPException, error_page)
+    app.register_error_handler(StoreUnavailable, store_unavailable)
     app.context_processor(lambda: {"site_name": settings.site_name})
     language.install(app, load_language(settings.language, settings.templates_dir))
     app.register_blueprint(pages.blueprint)
-    register_optional_blueprints(app)
+    app.register_blueprint(hooks.blueprint)  # SendGrid's event webhook
+    app.register_blueprint(archive.blueprint)  # archive.dir at /archive/
     return app
 
 
 def app_secret(settings: Settings, dev: bool) -> str:
-    secret = settings["web.secret_key"]
-    if not secret:
-        if not dev:
-            raise ConfigError(NO_SECRET)
+    secret = settings.text("web.secret_key")
+    if not secret and dev:
         log.warning(DEV_SECRET)
         return secrets.token_urlsafe(32)
-    if len(secret) < MIN_SECRET_LENGTH:
-        raise ConfigError(SHORT_SECRET)
+    if problem := secret_problem(secret):
+        raise ConfigError(problem + ("" if secret else DEV_HINT))
     return secret
 
 
@@ -147,20 +139,6 @@ def web_state(settings: Settings, secret: str, clock: Callable[[], datetime],
         form_nonces=RateLimiter(((1, FORM_MAX_AGE.total_seconds()),), max_keys=MAX_NONCES,
                                 clock=seconds),
         categories=SiteCategories(settings), captcha=captcha_for(settings))
-
-
-# ---- Other engineers: register further blueprints here (OPTIONAL_BLUEPRINTS above). ----
-def register_optional_blueprints(app: Flask) -> None:
-    """Register `blueprint` of each module in OPTIONAL_BLUEPRINTS that exists. A module
-    that exists but fails to import (a missing dependency) is an error, not skipped."""
-    for name in OPTIONAL_BLUEPRINTS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        app.register_blueprint(module.blueprint)
 
 
 class TrustedProxies:
@@ -227,6 +205,15 @@ def error_page(error: HTTPException) -> Response | HTTPException:
         response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
     if error.code == 429:
         response.headers["Retry-After"] = str(int(CLIENT_LIMITS[0][1]))
+    return response
+
+
+def store_unavailable(error: StoreUnavailable) -> Response | HTTPException:
+    """A locked database or a full disk: 503 and one log line, not a traceback."""
+    log.error("answered 503: %s", error)
+    response = error_page(ServiceUnavailable())
+    if isinstance(response, Response):
+        response.headers["Retry-After"] = "60"
     return response
 
 

@@ -29,7 +29,7 @@ def confirmation_message(settings: Settings, to: str, *, html: str, text: str,
         subject=subject or f"Confirm your subscription to {settings.site_name}", html=html,
         text=text,
         from_email=from_email, from_name=from_name,
-        reply_to=settings["email.reply_to"] or None, recipients=(Recipient(to),),
+        reply_to=settings.text("email.reply_to") or None, recipients=(Recipient(to),),
         categories=("digest-confirm",), custom_args={"purpose": "confirm"})
 
 

@@ -22,7 +22,16 @@ from digest import pipeline
 from digest.config import Settings
 from digest.errors import DigestError
 from digest.i18n import N_
-from digest.store import CADENCES, STOPPED, Change, NewSubscriber, Store, Subscriber
+from digest.store import (
+    CADENCES,
+    STOPPED,
+    Cadence,
+    Change,
+    NewSubscriber,
+    Store,
+    Subscriber,
+    as_cadence,
+)
 from digest.web.tokens import ConfirmClaim, salt_print
 
 log = logging.getLogger("digest.web")
@@ -106,8 +115,8 @@ def unsubscribe(store: Store, token: str) -> Subscriber | None:
         return after
 
 
-def save_preferences(store: Store, token: str, categories: tuple[str, ...], cadence: str
-                     ) -> Subscriber | None:
+def save_preferences(store: Store, token: str, categories: tuple[str, ...],
+                     cadence: Cadence) -> Subscriber | None:
     """Write the reader's chosen categories (empty: every one) and cadence."""
     with store.transaction():
         current = reader(store, token)
@@ -139,15 +148,16 @@ def options(site: Sequence[str], chosen: Sequence[str]) -> list[Option]:
 @dataclass(frozen=True)
 class Choice:
     categories: tuple[str, ...]
-    cadence: str
+    cadence: Cadence
 
 
 def parse_choice(offered: Sequence[Option], site: Sequence[str], picked: Iterable[str],
                  cadence: str | None, current: Subscriber) -> Choice | str:
     """What the form asks for, or the message saying what is wrong with it. Every site
     category checked means all of them (new ones too): stored as no choice at all."""
-    if cadence not in CADENCES:
+    if cadence is None or cadence not in CADENCES:
         return N_("Choose how often: weekly or daily.")
+    cadence = as_cadence(cadence)
     if not offered:  # the site's categories could not be read: keep the reader's
         return Choice(current.categories, cadence)
     wanted = {name.casefold() for name in picked}
@@ -186,7 +196,7 @@ class SiteCategories:
             log.warning("the site's categories could not be read: %s", exc)
             return []
         return ordered({article.category for article in loaded.articles},
-                       self.settings["selection.category_order"])
+                       self.settings.names("selection.category_order"))
 
 
 def ordered(names: Iterable[str], first: Sequence[str]) -> list[str]:

@@ -38,7 +38,8 @@ class WebState:
 
 
 def web_state() -> WebState:
-    return current_app.extensions[EXTENSION]
+    state: WebState = current_app.extensions[EXTENSION]
+    return state
 
 
 def request_store() -> Store:
@@ -46,7 +47,8 @@ def request_store() -> Store:
     if "digest_store" not in g:
         state = web_state()
         g.digest_store = open_store(state.settings.store_path, clock=state.clock)
-    return g.digest_store
+    store: Store = g.digest_store
+    return store
 
 
 def close_store(_: BaseException | None = None) -> None:
