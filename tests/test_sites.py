@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from digest.content import LoadOptions, load_articles
-from digest.select import Caps, Window, select
+from digest.select import Caps, Window, select, within
 from digest.sites import urlize
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -140,6 +140,8 @@ def test_a_later_publish_date_moves_the_article_to_that_weeks_issue(tmp_path):
     article = load_one(tmp_path, "a.md", post("publishDate: 2026-12-02"))
     later = Window(WEEK.start + timedelta(days=7), WEEK.end + timedelta(days=7))
     assert select([article], key="k", window=later, caps=Caps()).articles == [article]
+    assert within([article], later) == [article]  # the run's prefilter agrees
+    assert within([article], WEEK) == []
 
 
 def test_an_index_md_directly_in_the_content_folder_is_not_a_bundle(tmp_path):
