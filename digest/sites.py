@@ -40,6 +40,7 @@ JEKYLL_FIELDS = {"year": "year", "month": "month", "day": "day", "title": "title
                  "slug": "slug", "categories": "categories", "output_ext": "output_ext",
                  "i_month": "month", "i_day": "day", "short_year": "year"}
 REPEATED_SLASHES = re.compile(r"(?<!:)/{2,}")
+SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")  # what urlsplit reads as a scheme
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ def cover_url(value: str, *, base_url: str, url: str, place: Place) -> str:
     """A relative image of a page bundle sits beside the page (Hugo's page resources); in a
     Jekyll post it is below `site.base_url` (url and baseurl); any other is joined to
     `site.base_url` as a browser would (`/images/x.jpg` from the host, as Hugo's absURL)."""
-    relative = not urlsplit(value).scheme and not value.startswith("//")
+    relative = not SCHEME.match(value) and not value.startswith("//")
     if place.bundle and relative and not value.startswith("/"):
         return urljoin(url if url.endswith("/") else f"{url}/", value)
     if place.jekyll_post and relative:  # Jekyll's absolute_url: below url + baseurl
