@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -135,7 +136,7 @@ class Settings:
     def site_name(self) -> str:
         return self.text("site.name")
 
-    @property
+    @functools.cached_property  # settings never change: read once, not once per reader
     def base_url(self) -> str:
         return self.text("site.base_url").rstrip("/")
 
@@ -174,7 +175,7 @@ class Settings:
     def files_dir(self) -> Path:
         return self.root / self.text("delivery.files_dir")
 
-    @property
+    @functools.cached_property
     def web_url(self) -> str:
         """Where the readers' web app is reached: web.base_url, else site.base_url."""
         return (self.values.get("web.base_url") or self.text("site.base_url")).rstrip("/")
@@ -203,8 +204,12 @@ class Settings:
 
     def unsubscribe_url(self, token: str) -> str:
         """`unsubscribe.url` filled in; by default the readers' web app answers it."""
-        return self.text("unsubscribe.url").format(base_url=self.base_url,
-                                                   web_url=self.web_url, token=token)
+        return self.unsubscribe_pattern.format(base_url=self.base_url, web_url=self.web_url,
+                                               token=token)
+
+    @functools.cached_property
+    def unsubscribe_pattern(self) -> str:
+        return self.text("unsubscribe.url")
 
 
 def checked(key: str, value: Any, kind: type[T]) -> T:

@@ -792,6 +792,8 @@ def normalize_url(url: str) -> str:
 def combine(local: LoadResult, fed: FeedLoad) -> LoadResult:
     """The markdown articles, then the feed items whose URL none of them has (as its own
     URL or its `source`)."""
+    if not fed.articles and not fed.problems:
+        return local
     known = {normalize_url(u) for a in local.articles for u in (a.url, a.source) if u}
     extra = [article for article in fed.articles if normalize_url(article.url) not in known]
     return replace(local, articles=[*local.articles, *extra],

@@ -119,6 +119,7 @@ class Language:
     def date_filter(self, tz: ZoneInfo) -> Callable[[datetime], str]:
         """`Sat, Nov 28, 2026`, `Sa., 28. Nov. 2026`: CLDR's short date with the weekday."""
 
+        @functools.lru_cache(maxsize=4096)  # a run shows the same dates in every segment
         def local_date(moment: datetime) -> str:
             return format_skeleton("yMMMEd", moment.astimezone(tz), locale=self.locale)
 
