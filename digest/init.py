@@ -77,9 +77,9 @@ class Found:
 
 def detect(root: Path, *, name: str | None = None, base_url: str | None = None,
            content: str | None = None) -> Found:
-    """The site in `root`: Hugo, Jekyll, Eleventy, Astro, Next.js or a folder of markdown;
+    """The site in `root`: Hugo, Zola, Jekyll, Eleventy, Astro, Next.js or a folder of markdown;
     the options, when given, win over what was read."""
-    for reader in (read_hugo, read_jekyll, read_eleventy, read_astro, read_next):
+    for reader in (read_hugo, read_zola, read_jekyll, read_eleventy, read_astro, read_next):
         found = reader(root)
         if found is not None:
             break
@@ -209,6 +209,34 @@ def translate(permalink: str, tokens: Mapping[str, str]) -> str | None:
 
 
 # --- Jekyll -----------------------------------------------------------------------------
+
+
+# --- Zola -------------------------------------------------------------------------------
+
+
+def read_zola(root: Path) -> Found | None:
+    """Zola's `config.toml` has `base_url` (Hugo's has baseURL). A page is served at
+    base_url/section/slug/ unless its `path` says otherwise, which digest reads per page."""
+    path = root / "config.toml"
+    if not path.is_file():
+        return None
+    data = read_data(path)
+    if "base_url" not in data:
+        return None
+    found = Found("Zola", "config.toml")
+    put(found, "site.name", data.get("title"), "config.toml title")
+    put(found, "site.base_url", data.get("base_url"), "config.toml base_url")
+    put(found, "site.language", data.get("default_language"), "config.toml default_language")
+    found.set("content.dir", "content", "Zola's content folder")
+    found.set("content.static_dir", "static", "Zola's static folder")
+    found.set("content.url_pattern", "{base_url}/{dir}/{slug}/",
+              "Zola's default: section/slug/ (a page's `path` wins)")
+    taxonomies = {str(t.get("name")) for t in data.get("taxonomies") or []
+                  if isinstance(t, Mapping)}
+    if "categories" not in taxonomies:
+        found.notes.append("config.toml has no `categories` taxonomy: digest takes a page's "
+                           "category from `[taxonomies] categories`, else its `category`")
+    return found
 
 
 def read_jekyll(root: Path) -> Found | None:

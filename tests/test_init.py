@@ -189,7 +189,27 @@ def test_zola_config_toml_is_not_taken_for_hugo(tmp_path):
     (tmp_path / "config.toml").write_text('base_url = "https://zola.example.org"\n')
     (tmp_path / "content").mkdir()
     (tmp_path / "content" / "a.md").write_text("+++\ntitle = 'A'\ndate = 2026-11-01\n+++\n")
-    assert init.detect(tmp_path).generator == "a folder of markdown"
+    assert init.detect(tmp_path).generator == "Zola"
+
+
+def test_zola_paths_sections_and_taxonomies(tmp_path):
+    """tests/fixtures/zola (written for the Zola reader's tests): a `path` is the URL Zola
+    serves, a page without one is at section/slug/; categories come from [taxonomies]."""
+    root = tmp_path / "zola"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "zola", root)
+    (root / "content" / "inside-trowel" / "2026-11-28-garden-diary.md").write_text(
+        "+++\ntitle = \"A garden diary\"\n+++\nNo path: Zola serves it at section/slug/.\n")
+    found = init.detect(root)
+    assert (found.generator, found.config_file, found.notes) == ("Zola", "config.toml", [])
+    assert {v.key: v.value for v in found.found} == {
+        "site.name": "Trowel Blog", "site.base_url": "https://blog.trowel.example",
+        "content.dir": "content", "content.static_dir": "static",
+        "content.url_pattern": "{base_url}/{dir}/{slug}/"}
+    urls = preview_urls(root, "--base-url", "https://blog.trowel.example")
+    assert "https://blog.trowel.example/2026/11/26/Trowel-2.4.0/" in urls
+    assert "https://blog.trowel.example/inside-trowel/2026/11/27/planner-notes/" in urls
+    assert "https://blog.trowel.example/about-the-team/" in urls
+    assert "https://blog.trowel.example/inside-trowel/garden-diary/" in urls
 
 
 def test_a_site_config_that_does_not_parse_is_named(tmp_path):
