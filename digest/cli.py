@@ -19,6 +19,7 @@ from digest.config import Settings, find_config, load_settings, sender_problems
 from digest.content import LoadResult
 from digest.errors import DigestError
 from digest.ledger import BATCH_SIZE, IssueRow, Ledger
+from digest.location import LocationError, PostgresURL, parse_location
 from digest.preview import write_eml_files, write_index, write_preview, write_segment_previews
 from digest.quality import Finding
 from digest.screenshots import take_screenshots
@@ -51,14 +52,28 @@ class App:
     """State shared by every command: where the config and the database are."""
 
     config_path: Path | None = None
-    db_path: Path | None = None
+    db_path: str | None = None  # a path, or a postgresql:// URL (see DatabaseParam)
 
     @cached_property
     def settings(self) -> Settings:
         settings = load_settings(find_config(self.config_path, Path.cwd()))
         if self.db_path is not None:
-            return settings.override("store.path", str(self.db_path.resolve()))
+            return settings.override("store.path", self.db_path)
         return settings
+
+
+class DatabaseParam(click.ParamType):
+    """--db: a SQLite file (made absolute) or a postgresql:// URL; other schemes are a
+    usage error. The value is never echoed back with its password."""
+
+    name = "PATH|URL"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        try:
+            location = parse_location(str(value), Path.cwd())
+        except LocationError as exc:
+            self.fail(str(exc), param, ctx)
+        return location.dsn if isinstance(location, PostgresURL) else str(location.resolve())
 
 
 pass_app = click.make_pass_decorator(App)
@@ -106,10 +121,10 @@ DATE = Day()
 @click.version_option(__version__, prog_name="digest")
 @click.option("--config", type=click.Path(path_type=Path, dir_okay=False),
               help="Configuration file (default: ./digest.toml).")
-@click.option("--db", type=click.Path(path_type=Path, dir_okay=False),
-              help="SQLite database (default: $DIGEST_DB, else store.path).")
+@click.option("--db", type=DatabaseParam(),
+              help="SQLite file or postgresql:// URL (default: $DIGEST_DB, else store.path).")
 @click.pass_context
-def cli(ctx: click.Context, config: Path | None, db: Path | None) -> None:
+def cli(ctx: click.Context, config: Path | None, db: str | None) -> None:
     """Build a newsletter digest from a folder of markdown articles."""
     ctx.obj = App(config, db)
 
@@ -400,10 +415,9 @@ class Job:
 
     @contextmanager
     def locked(self, cadence: str) -> Iterator[Store]:
-        """One run per cadence of issues (weekly, daily, manual) at a time."""
-        path = self.settings.store_path
-        with send.run_lock(path.with_name(f"{path.name}.{cadence}.lock")), \
-                open_store(path) as store:
+        """One run per cadence of issues (weekly, daily, manual) at a time, on this
+        machine or any other sharing the store (the store keeps the lock)."""
+        with open_store(self.settings.store_path) as store, store.run_lock(cadence):
             yield store
 
     def plan(self, store: Store, ledger: Ledger, key: str, window: Window,

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from email_validator import EmailNotValidError, validate_email
 
 from digest.errors import ConfigError
+from digest.location import Location, LocationError, parse_location
 
 CONFIG_NAME = "digest.toml"
 
@@ -111,8 +112,12 @@ class Settings:
         return self.root / self.values["templates.dir"]
 
     @property
-    def store_path(self) -> Path:
-        return self.root / self.values["store.path"]
+    def store_path(self) -> Location:
+        """The SQLite file, or the PostgreSQL server (a postgresql:// URL)."""
+        try:
+            return parse_location(self.values["store.path"], self.root)
+        except LocationError as exc:
+            raise ConfigError(f"store.path: {exc}") from None
 
     @property
     def files_dir(self) -> Path:

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -146,9 +147,10 @@ def store_segments(settings: Settings, articles: Sequence[Article], whole: Built
                    renderer: Renderer, cadence: str = "weekly") -> list[SegmentBuild]:
     """A preview per segment of the store's active readers, with its quality findings;
     none (and no file) without a store."""
-    if not settings.store_path.exists():
+    location = settings.store_path
+    if isinstance(location, Path) and not location.exists():
         return []
-    with open_store(settings.store_path) as store:
+    with open_store(location) as store:
         readers = store.subscribers(status="active", cadence=cadence)
     return build_segments(readers, articles, cadence=cadence, key=whole.issue.key,
                           window=whole.issue.window, settings=settings, renderer=renderer,

@@ -10,20 +10,17 @@ is sent, and counted.
 
 from __future__ import annotations
 
-import fcntl
-import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from digest import pipeline
 from digest.config import Settings
 from digest.content import Article
 from digest.errors import DeliveryError
 from digest.ledger import Batch, Ledger, PlannedSegment
+from digest.locks import file_lock as run_lock  # noqa: F401 - see Store.run_lock
 from digest.quality import Finding
 from digest.render import PREFERENCES_TAG, UNSUBSCRIBE_TAG, Email, Renderer
 from digest.select import Window
@@ -93,24 +90,6 @@ def gate(findings: Sequence[tuple[str, Finding]], force: bool) -> None:
         problems = "problem" if errors == 1 else "problems"
         raise DeliveryError(f"not sending: {errors} error-level quality {problems} (listed "
                             "above); fix the templates or content, or pass --force")
-
-
-@contextmanager
-def run_lock(path: Path) -> Iterator[None]:
-    """Held by this process for the whole run; the OS drops it if the process dies."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise DeliveryError(f"another run is sending ({holder}); "
-                                "try again when it has finished") from None
-        handle.truncate(0)
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        yield
 
 
 class Sender:

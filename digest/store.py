@@ -1,11 +1,15 @@
-"""The SQLite store: subscribers, the history of their status, unsubscribe tokens.
+"""The store: subscribers, the history of their status, unsubscribe tokens; in a SQLite
+file (the default) or in PostgreSQL (a `postgresql://` URL), through the one SQL layer
+of `sql.py` (its docstring lists the conventions every query follows).
 
 All of digest's SQL lives here. The rules for who may be added or imported live in
 `subscribers.py`; this module only enforces the one rule every caller must obey
 (`refusal`: nobody but the reader moves a stopped address back to `active`).
 
 Two processes may use one file: WAL journal, a busy timeout, and every write in a
-`BEGIN IMMEDIATE` transaction so a writer waits for the lock instead of failing.
+`BEGIN IMMEDIATE` transaction so a writer waits for the lock instead of failing. On
+PostgreSQL every write transaction takes one advisory lock first, so writers take turns
+the same way whichever machine they run on.
 
 Unsubscribe tokens are never stored. Each subscriber has a random salt; the token is
 HMAC-SHA256(secret, salt), so whoever holds the secret (the send path, the web app)
@@ -22,15 +26,18 @@ import hmac
 import json
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
+from digest import locks, sql
 from digest.errors import StoreError
+from digest.location import Location, PostgresURL
 
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 STOPPED = frozenset({"unsubscribed", "bounced", "complained"})
@@ -196,9 +203,23 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE issue_activity_new RENAME TO issue_activity",
         "CREATE INDEX issue_activity_subscriber ON issue_activity (subscriber_id)",
     ),
+    (  # 6: rate limits shared by every web worker and host (Store.hit); keys are hashed
+        """CREATE TABLE rate_hits (
+            id INTEGER PRIMARY KEY,
+            key BLOB NOT NULL,
+            at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        )""",
+        "CREATE INDEX rate_hits_key ON rate_hits (key, at)",
+        "CREATE INDEX rate_hits_expires ON rate_hits (expires_at)",
+    ),
 )
 
 to_json = json.JSONEncoder(ensure_ascii=False).encode
+T = TypeVar("T")
+# Where a removed reader's rows were: vacuumed after a removal on PostgreSQL.
+FORGET_TABLES = ("subscribers", "subscriber_events", "unsubscribe_tokens",
+                 "preference_changes", "soft_bounces", "rate_hits")
 COLUMNS = "id, email, name, categories, cadence, status, created_at"
 
 
@@ -294,29 +315,44 @@ def timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
 
 
-def open_store(path: Path, *, clock: Callable[[], datetime] = utc_now) -> Store:
-    """Open (creating if needed) and migrate the database at `path`."""
+def open_store(path: Location, *, clock: Callable[[], datetime] = utc_now,
+               upgrade: bool = True) -> Store:
+    """Open (creating if needed) and migrate the database at `path`: a file, or a
+    PostgreSQL server. With `upgrade=False` nothing is migrated (digest db status)."""
+    conn = connect_checked(path)
     try:
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    except (sqlite3.DatabaseError, ValueError) as exc:  # ValueError: a NUL byte in the path
-        raise StoreError(f"{path}: cannot open the database: {exc}") from None
-    try:
-        configure(conn)
-        migrate(conn)
+        if upgrade:
+            migrate(conn)
+        elif conn.schema_version() > len(MIGRATIONS):
+            raise too_new(conn.schema_version())
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise StoreError(f"{path}: cannot open the database: {exc}") from None
     except BaseException:
         conn.close()
         raise
-    return Store(conn, clock)
+    return Store(conn, clock, path)
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """A configured connection, not migrated (for tests of the migrations)."""
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    configure(conn)
-    return conn
+def connect_checked(path: Location) -> sql.Connection:
+    """A configured connection, or a StoreError naming the database."""
+    if isinstance(path, PostgresURL):
+        return sql.connect_postgres(path)
+    try:
+        return connect(path)
+    except (sqlite3.DatabaseError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise StoreError(f"{path}: cannot open the database: {exc}") from None
+
+
+def connect(path: Path) -> sql.SqliteConnection:
+    """A configured SQLite connection, not migrated (for tests of the migrations)."""
+    raw = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    try:
+        configure(raw)
+    except BaseException:
+        raw.close()
+        raise
+    return sql.SqliteConnection(raw, str(path))
 
 
 def configure(conn: sqlite3.Connection) -> None:
@@ -327,42 +363,44 @@ def configure(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA secure_delete = ON")
 
 
-def user_version(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+def user_version(conn: sql.Connection) -> int:
+    return conn.schema_version()
 
 
-def migrate(conn: sqlite3.Connection, migrations: Sequence[Sequence[str]] = MIGRATIONS) -> int:
+def too_new(version: int, known: int = len(MIGRATIONS)) -> StoreError:
+    return StoreError(f"the database is at version {version}, newer than this digest "
+                      f"knows ({known}): upgrade digest")
+
+
+def migrate(conn: sql.Connection, migrations: Sequence[Sequence[str]] = MIGRATIONS) -> int:
     """Apply the migrations the database lacks, each in its own transaction; idempotent,
-    and safe when two processes open a new file at once. Returns the final version."""
+    and safe when two processes open a new database at once. Returns the final version."""
     if user_version(conn) > len(migrations):
-        raise StoreError(
-            f"the database is at version {user_version(conn)}, newer than this digest "
-            f"knows ({len(migrations)}): upgrade digest"
-        )
+        raise too_new(user_version(conn), len(migrations))
     for number, statements in enumerate(migrations, start=1):
         if user_version(conn) >= number:
             continue
         with transaction(conn):
             if user_version(conn) < number:  # another process may have just done it
                 for statement in statements:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {number}")
+                    conn.execute(conn.translate_ddl(statement))
+                conn.set_schema_version(number)
     return user_version(conn)
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+def transaction(conn: sql.Connection) -> Iterator[None]:
     """A write transaction that takes the lock up front; nested ones join the outer one."""
     if conn.in_transaction:
         yield
         return
-    conn.execute("BEGIN IMMEDIATE")
+    conn.begin()
     try:
         yield
     except BaseException:
-        conn.execute("ROLLBACK")
+        conn.rollback()
         raise
-    conn.execute("COMMIT")
+    conn.commit()
 
 
 def to_subscriber(row: Any) -> Subscriber:
@@ -374,9 +412,16 @@ def to_subscriber(row: Any) -> Subscriber:
 class Store:
     """One open database. Use as a context manager, or call `close()`."""
 
-    def __init__(self, conn: sqlite3.Connection, clock: Callable[[], datetime] = utc_now):
+    def __init__(self, conn: sql.Connection, clock: Callable[[], datetime] = utc_now,
+                 location: Location | None = None):
         self.conn = conn
         self.clock = clock
+        self.location = location if location is not None else Path(conn.label)
+
+    @property
+    def backend(self) -> str:
+        """"sqlite" or "postgresql"."""
+        return self.conn.backend
 
     def __enter__(self) -> Store:
         return self
@@ -394,6 +439,29 @@ class Store:
 
     def transaction(self) -> AbstractContextManager[None]:
         return transaction(self.conn)
+
+    def retrying(self, work: Callable[[], T], attempts: int = 5) -> T:
+        """`work()` in one write transaction, run again from the start when PostgreSQL
+        reports a serialization failure or a deadlock (SQLSTATE 40001, 40P01)."""
+        for attempt in range(attempts):
+            try:
+                with self.transaction():
+                    return work()
+            except sql.OperationalError as exc:
+                if not sql.retryable(exc, attempt, attempts):
+                    raise
+                time.sleep(0.05 * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    def run_lock(self, cadence: str) -> AbstractContextManager[None]:
+        """Held for the whole run of `cadence` (weekly, daily, manual): another run of it,
+        on this machine or another, gets `another run is sending`. SQLite: a file lock
+        beside the database; PostgreSQL: a session advisory lock. Either goes when the
+        process dies."""
+        if isinstance(self.conn, sql.PostgresConnection):
+            return locks.advisory_lock(self.conn, f"digest run {cadence}")
+        path = Path(self.conn.label)
+        return locks.file_lock(path.with_name(f"{path.name}.{cadence}.lock"))
 
     def now(self) -> datetime:
         return self.clock()
@@ -415,8 +483,9 @@ class Store:
                     ) -> list[Subscriber]:
         """Every subscriber (or those with `status` and `cadence`), ordered by address."""
         rows = self.conn.execute(
-            f"SELECT {COLUMNS} FROM subscribers WHERE (?1 IS NULL OR status = ?1) "
-            "AND (?2 IS NULL OR cadence = ?2) ORDER BY email_key", (status, cadence),
+            f"SELECT {COLUMNS} FROM subscribers WHERE (CAST(?1 AS TEXT) IS NULL OR "
+            "status = ?1) AND (CAST(?2 AS TEXT) IS NULL OR cadence = ?2) ORDER BY email_key",
+            (status, cadence),
         )
         return [to_subscriber(row) for row in rows]
 
@@ -547,11 +616,41 @@ class Store:
         return emails
 
     def scrub(self) -> None:
-        """Checkpoint and truncate the WAL, so earlier copies of deleted rows are gone."""
+        """Checkpoint and truncate the WAL, so earlier copies of deleted rows are gone.
+        PostgreSQL: VACUUM the tables that held the reader, so the dead rows' space is
+        reclaimed (the README says what its WAL and backups keep)."""
+        if self.backend == "postgresql":
+            for table in FORGET_TABLES:
+                self.conn.execute(f"VACUUM {table}")
+            return
         busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         if busy:
             raise StoreError("removed, but another process is using the database: the old "
                              "bytes stay in the -wal file until its next checkpoint")
+
+    # Shared rate limits
+
+    def hit(self, key: str, limits: Sequence[tuple[int, float]]) -> bool:
+        """Whether one more event for `key` is within every (count, seconds) limit; if
+        so it is counted. One count for every process and host using this store: a web
+        app on several workers enforces one limit. Only a hash of the key is kept, and
+        expired hits are deleted on every call."""
+        now = self.now().timestamp()
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+        longest = max(seconds for _, seconds in limits)
+
+        def count() -> bool:
+            self.conn.execute("DELETE FROM rate_hits WHERE expires_at <= ?", (now,))
+            for most, seconds in limits:
+                seen = self.conn.execute("SELECT count(*) FROM rate_hits WHERE key = ? AND "
+                                         "at > ?", (digest, now - seconds)).fetchone()[0]
+                if seen >= most:
+                    return False
+            self.conn.execute("INSERT INTO rate_hits (key, at, expires_at) VALUES (?, ?, ?)",
+                              (digest, now, now + longest))
+            return True
+
+        return self.retrying(count)
 
     # Unsubscribe tokens
 

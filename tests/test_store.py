@@ -166,7 +166,7 @@ def rows(store: Store, table: str) -> list[tuple]:
 def test_migration_5_keeps_every_delivery_and_activity_row(tmp_path):
     version_4_with_a_sent_issue(tmp_path / "digest.db")
     with open_store(tmp_path / "digest.db") as store:
-        assert store.version == 5
+        assert store.version == len(MIGRATIONS)
         assert rows(store, "deliveries") == [("2026-W48", 1, 1), ("2026-W48", 2, 1)]
         assert rows(store, "issue_activity") == [
             ("2026-W48", "delivered", 1, "2026-11-29T09:00"),

@@ -29,9 +29,9 @@ from digest.store import MIN_SECRET_LENGTH, utc_now
 from digest.transports import Transport, transport_for
 from digest.web import pages
 from digest.web.mail import Mailer
-from digest.web.ratelimit import RateLimiter
 from digest.web.readers import SiteCategories
-from digest.web.state import EXTENSION, WebState, close_store
+from digest.web.shared_limits import SharedLimiter
+from digest.web.state import EXTENSION, WebState, close_store, request_store
 from digest.web.tokens import Tokens
 
 log = logging.getLogger("digest.web")
@@ -46,7 +46,7 @@ DEV_SECRET = ("no web.secret_key / DIGEST_SECRET_KEY: --dev uses a random secret
               "process, so its confirmation links and forms stop working when it stops")
 
 # Confirmations per address: one per 10 minutes, three a day. Subscribe requests per
-# client IP: 20 per 10 minutes. See ratelimit.py for what "in-process" implies.
+# client IP: 20 per 10 minutes. Counted in the store: one limit for every worker and host.
 ADDRESS_LIMITS = ((1, 600.0), (3, 86_400.0))
 CLIENT_LIMITS = ((20, 600.0),)
 MAX_FORM_BYTES = 64 * 1024
@@ -117,14 +117,11 @@ def app_secret(settings: Settings, dev: bool) -> str:
 
 def web_state(settings: Settings, secret: str, clock: Callable[[], datetime],
               transport: Transport) -> WebState:
-    def seconds() -> float:
-        return clock().timestamp()
-
     return WebState(
         settings=settings, secret=secret, clock=clock, transport=transport,
         tokens=Tokens(secret, clock), mailer=Mailer(transport),
-        address_limits=RateLimiter(ADDRESS_LIMITS, clock=seconds),
-        client_limits=RateLimiter(CLIENT_LIMITS, clock=seconds),
+        address_limits=SharedLimiter("address", ADDRESS_LIMITS, request_store),
+        client_limits=SharedLimiter("client", CLIENT_LIMITS, request_store),
         categories=SiteCategories(settings))
 
 

@@ -13,8 +13,8 @@ from digest.config import Settings
 from digest.store import Store, open_store
 from digest.transports import Transport
 from digest.web.mail import Mailer
-from digest.web.ratelimit import RateLimiter
 from digest.web.readers import SiteCategories
+from digest.web.shared_limits import Limiter
 from digest.web.tokens import Tokens
 
 EXTENSION = "digest"
@@ -28,8 +28,8 @@ class WebState:
     transport: Transport
     tokens: Tokens
     mailer: Mailer
-    address_limits: RateLimiter  # confirmations sent per address
-    client_limits: RateLimiter  # subscribe requests per client IP
+    address_limits: Limiter  # confirmations sent per address (counted in the store)
+    client_limits: Limiter  # subscribe requests per client IP (counted in the store)
     categories: SiteCategories
 
 

@@ -1,0 +1,350 @@
+"""One SQL layer over sqlite3 and psycopg 3: every query is written once, in SQLite's
+style, and this module is the one place that knows how PostgreSQL differs.
+
+Conventions for SQL anywhere in digest (store.py, ledger.py, feedback.py, ...):
+
+- Parameters are `?` (or `?1`, `?2` to reuse one); never `%s`. A literal `%` is fine.
+- Run statements through `store.conn.execute` / `executemany`; read rows as tuples;
+  `cursor.rowcount` and `cursor.lastrowid` work on both (lastrowid: tables whose key
+  is `id INTEGER PRIMARY KEY`).
+- Writes go in `store.transaction()` (SQLite: BEGIN IMMEDIATE; PostgreSQL: BEGIN plus
+  one transaction-level advisory lock, so writers take turns exactly as on SQLite).
+- Portable SQL only: `INSERT OR IGNORE` and two-argument `min(a, b)` / `max(a, b)` are
+  translated; `ON CONFLICT (...) DO UPDATE SET ... excluded.x` works on both. No
+  `PRAGMA`, no `rowid`, no `LIKE` for matching addresses (case rules differ), no
+  `GLOB`, no `strftime`/`datetime()`: times are ISO 8601 text compared as text.
+- Schema (migrations in store.py): `INTEGER` (becomes BIGINT), `INTEGER PRIMARY KEY`
+  (an identity column), `TEXT` (byte order, like SQLite), `BLOB` (BYTEA), `REAL`.
+  `WITHOUT ROWID` is dropped on PostgreSQL.
+- Errors: catch the sqlite3 exception classes. PostgreSQL errors are raised as
+  subclasses of them (IntegrityError, OperationalError, DatabaseError), and a lost
+  connection as `ConnectionLost`, a StoreError (the CLI's `Error: …`, exit 1).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol
+
+from digest.errors import StoreError
+from digest.location import PostgresURL
+
+WRITER_LOCK = 0x6469676573740001  # pg_advisory_xact_lock key of the writers' turn
+RETRYABLE = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+CONNECT_TIMEOUT_S = 10
+
+
+class IntegrityError(sqlite3.IntegrityError):
+    """A constraint refused a row on PostgreSQL."""
+
+
+class OperationalError(sqlite3.OperationalError):
+    """PostgreSQL could not run a statement (a lock time-out, a serialization failure)."""
+
+    sqlstate: str | None = None
+
+
+class DatabaseError(sqlite3.DatabaseError):
+    """Any other PostgreSQL error."""
+
+
+class ConnectionLost(StoreError):
+    """The connection to PostgreSQL broke: what was in flight is unknown."""
+
+
+class Cursor(Protocol):
+    rowcount: int
+
+    @property
+    def lastrowid(self) -> int | None: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    backend: str
+    label: str
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Cursor: ...
+    @property
+    def in_transaction(self) -> bool: ...
+    def begin(self) -> None: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    def close(self) -> None: ...
+    def schema_version(self) -> int: ...
+    def set_schema_version(self, number: int) -> None: ...
+    def translate_ddl(self, statement: str) -> str: ...
+    def tables(self) -> list[str]: ...
+
+
+# ---------------------------------------------------------------- SQLite
+
+
+class SqliteConnection:
+    """sqlite3 as it was: autocommit mode, explicit BEGIN IMMEDIATE."""
+
+    backend = "sqlite"
+
+    def __init__(self, raw: sqlite3.Connection, label: str) -> None:
+        self.raw, self.label = raw, label
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self.raw.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> sqlite3.Cursor:
+        return self.raw.executemany(sql, rows)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.in_transaction
+
+    def begin(self) -> None:
+        self.raw.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.raw.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self.raw.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def schema_version(self) -> int:
+        return int(self.raw.execute("PRAGMA user_version").fetchone()[0])
+
+    def set_schema_version(self, number: int) -> None:
+        self.raw.execute(f"PRAGMA user_version = {int(number)}")
+
+    def translate_ddl(self, statement: str) -> str:
+        return statement
+
+    def tables(self) -> list[str]:
+        return [row[0] for row in self.raw.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+
+
+# ---------------------------------------------------------------- PostgreSQL: dialect
+
+
+@functools.lru_cache(maxsize=512)
+def translate(sql: str) -> tuple[str, tuple[int, ...] | None]:
+    """SQLite-style SQL as psycopg takes it, and for `?N` parameters the order in which
+    to pass them (None: as given)."""
+    sql = INSERT_OR_IGNORE.sub("INSERT INTO", sql) + (
+        " ON CONFLICT DO NOTHING" if INSERT_OR_IGNORE.search(sql) else "")
+    sql = TWO_ARG.sub(lambda m: f"{LEAST[m.group(1).lower()]}({m.group(2)},{m.group(3)})", sql)
+    out: list[str] = []
+    order: list[int] = []
+    numbered = False
+    i, quote = 0, ""
+    while i < len(sql):
+        char = sql[i]
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "?":
+            digits = re.match(r"\d+", sql[i + 1:])
+            if digits:
+                numbered = True
+                order.append(int(digits.group()) - 1)
+                i += len(digits.group())
+            else:
+                order.append(len(order))
+            out.append("%s")
+            i += 1
+            continue
+        out.append("%%" if char == "%" else char)
+        i += 1
+    return "".join(out), tuple(order) if numbered else None
+
+
+INSERT_OR_IGNORE = re.compile(r"\bINSERT\s+OR\s+IGNORE\s+INTO\b", re.IGNORECASE)
+TWO_ARG = re.compile(r"\b(min|max)\(([^(),]+),([^(),]+)\)", re.IGNORECASE)
+LEAST = {"min": "least", "max": "greatest"}
+DDL = (
+    (re.compile(r"\bINTEGER PRIMARY KEY\b"), "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"),
+    (re.compile(r"\bINTEGER\b"), "BIGINT"),
+    (re.compile(r"\bBLOB\b"), "BYTEA"),
+    (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
+    (re.compile(r"\bTEXT\b"), 'TEXT COLLATE "C"'),
+    (re.compile(r"\)\s*WITHOUT ROWID\s*$"), ")"),
+)
+
+
+def translate_ddl(statement: str) -> str:
+    if not statement.lstrip().upper().startswith(("CREATE TABLE", "ALTER TABLE")):
+        return statement
+    for pattern, replacement in DDL:
+        statement = pattern.sub(replacement, statement)
+    return statement
+
+
+def reorder(params: Sequence[Any], order: tuple[int, ...] | None) -> Sequence[Any]:
+    return params if order is None else [params[i] for i in order]
+
+
+# ---------------------------------------------------------------- PostgreSQL: connection
+
+
+class PostgresCursor:
+    """psycopg's cursor with sqlite3's `lastrowid` (the session's last identity value)."""
+
+    def __init__(self, cursor: Any, conn: PostgresConnection) -> None:
+        self.cursor, self.conn = cursor, conn
+        self.rowcount: int = cursor.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        row = self.conn.execute("SELECT lastval()").fetchone()
+        return int(row[0]) if row else None
+
+    def fetchone(self) -> Any:
+        return self.cursor.fetchone() if self.cursor.description else None
+
+    def fetchall(self) -> list[Any]:
+        return list(self.cursor.fetchall()) if self.cursor.description else []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
+class PostgresConnection:
+    """A psycopg connection in autocommit mode with explicit BEGIN/COMMIT, as sqlite3."""
+
+    backend = "postgresql"
+
+    def __init__(self, raw: Any, url: PostgresURL) -> None:
+        self.raw, self.url, self.label = raw, url, str(url)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> PostgresCursor:
+        text, order = translate(sql)
+        with self.errors():
+            cursor = self.raw.cursor()
+            cursor.execute(text, reorder(params, order) if params else None)
+        return PostgresCursor(cursor, self)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> PostgresCursor:
+        text, order = translate(sql)
+        with self.errors():
+            cursor = self.raw.cursor()
+            cursor.executemany(text, [reorder(row, order) for row in rows])
+        return PostgresCursor(cursor, self)
+
+    @property
+    def in_transaction(self) -> bool:
+        from psycopg.pq import TransactionStatus
+
+        return bool(self.raw.info.transaction_status != TransactionStatus.IDLE)
+
+    def begin(self) -> None:
+        self.execute("BEGIN")
+        self.execute("SELECT pg_advisory_xact_lock(?)", (signed(WRITER_LOCK),))
+
+    def commit(self) -> None:
+        self.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if not self.raw.closed and not self.raw.broken:
+            self.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def schema_version(self) -> int:
+        if self.execute("SELECT to_regclass('digest_schema')").fetchone()[0] is None:
+            return 0
+        row = self.execute("SELECT max(version) FROM digest_schema").fetchone()
+        return int(row[0] or 0)
+
+    def set_schema_version(self, number: int) -> None:
+        self.execute("CREATE TABLE IF NOT EXISTS digest_schema (version INTEGER NOT NULL)")
+        self.execute("DELETE FROM digest_schema")
+        self.execute("INSERT INTO digest_schema (version) VALUES (?)", (number,))
+
+    def translate_ddl(self, statement: str) -> str:
+        return translate_ddl(statement)
+
+    def tables(self) -> list[str]:
+        return [row[0] for row in self.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+            "AND tablename != 'digest_schema' ORDER BY tablename")]
+
+    def errors(self) -> AbstractContextManager[None]:
+        return translated_errors(self)
+
+
+@contextmanager
+def translated_errors(conn: PostgresConnection) -> Iterator[None]:
+    """psycopg's errors as sqlite3's classes (so callers catch one family), a lost
+    connection as ConnectionLost."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.Error as exc:
+        if conn.raw.broken or isinstance(exc, psycopg.errors.AdminShutdown):
+            raise ConnectionLost(f"lost the connection to PostgreSQL at {conn.url.where}: "
+                                 f"{first_line(exc)}") from None
+        raise as_sqlite_error(exc) from None
+
+
+def as_sqlite_error(exc: Any) -> sqlite3.Error:
+    import psycopg
+
+    if isinstance(exc, psycopg.IntegrityError):
+        return IntegrityError(first_line(exc))
+    if isinstance(exc, psycopg.OperationalError):
+        error = OperationalError(first_line(exc))
+        error.sqlstate = exc.sqlstate
+        return error
+    return DatabaseError(first_line(exc))
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def signed(key: int) -> int:
+    """A 64-bit key as PostgreSQL's bigint takes it."""
+    key &= (1 << 64) - 1
+    return key - (1 << 64) if key >= 1 << 63 else key
+
+
+def connect_postgres(url: PostgresURL) -> PostgresConnection:
+    """Connect, or raise StoreError naming the server (never the password)."""
+    try:
+        import psycopg
+        from psycopg.types.numeric import NumericLoader
+    except ImportError:
+        raise StoreError(
+            f"{url}: PostgreSQL needs the driver: pip install 'digest[postgres]'") from None
+
+    class WholeNumbers(NumericLoader):  # sum() of integers is numeric: give back an int
+        def load(self, data: Any) -> Any:
+            value = super().load(data)
+            return int(value) if value == value.to_integral_value() else float(value)
+
+    try:
+        raw = psycopg.connect(url.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                              application_name="digest")
+    except psycopg.Error as exc:
+        reason = first_line(exc).replace(url.dsn, str(url))
+        raise StoreError(f"cannot connect to PostgreSQL at {url.where}: {reason}") from None
+    raw.adapters.register_loader("numeric", WholeNumbers)
+    return PostgresConnection(raw, url)
+
+
+def retryable(exc: BaseException, attempt: int, attempts: int = 5) -> bool:
+    return (isinstance(exc, OperationalError) and exc.sqlstate in RETRYABLE
+            and attempt < attempts - 1)
