@@ -17,6 +17,7 @@ import click
 from digest import __version__, pipeline, send, subscriber_files, subscribers
 from digest.config import Settings, find_config, load_settings, sender_problems
 from digest.content import LoadResult
+from digest.db_cli import db_group
 from digest.errors import DigestError
 from digest.ledger import BATCH_SIZE, IssueRow, Ledger
 from digest.location import LocationError, PostgresURL, parse_location
@@ -901,6 +902,9 @@ def subscriber_table(found: Sequence[Subscriber]) -> list[str]:
     lines = ["  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]])
              for row in rows] if found else []
     return [*lines, f"{len(found)} {plural(len(found), 'subscriber')}"]
+
+
+cli.add_command(db_group)
 
 
 def main() -> None:

@@ -253,7 +253,8 @@ def count_activity(conn: Connection, known: Sequence[tuple[dict[str, Any], Effec
             if effect.kind is not None and (issue := issue_of(event)) in issues]
     conn.executemany(
         "INSERT INTO issue_activity (issue_key, kind, subscriber_id, at) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (issue_key, kind, subscriber_id) DO UPDATE SET at = min(at, excluded.at)",
+        "ON CONFLICT (issue_key, kind, subscriber_id) "
+        "DO UPDATE SET at = min(issue_activity.at, excluded.at)",
         rows)
     return len(rows)
 

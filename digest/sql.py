@@ -10,7 +10,9 @@ Conventions for SQL anywhere in digest (store.py, ledger.py, feedback.py, ...):
 - Writes go in `store.transaction()` (SQLite: BEGIN IMMEDIATE; PostgreSQL: BEGIN plus
   one transaction-level advisory lock, so writers take turns exactly as on SQLite).
 - Portable SQL only: `INSERT OR IGNORE` and two-argument `min(a, b)` / `max(a, b)` are
-  translated; `ON CONFLICT (...) DO UPDATE SET ... excluded.x` works on both. No
+  translated; `ON CONFLICT (...) DO UPDATE SET ... excluded.x` works on both (qualify
+  the target's columns there: `min(t.at, excluded.at)`). A parameter PostgreSQL cannot
+  type alone needs a cast: `CAST(? AS TEXT) IS NULL`. No
   `PRAGMA`, no `rowid`, no `LIKE` for matching addresses (case rules differ), no
   `GLOB`, no `strftime`/`datetime()`: times are ISO 8601 text compared as text.
 - Schema (migrations in store.py): `INTEGER` (becomes BIGINT), `INTEGER PRIMARY KEY`
@@ -82,6 +84,8 @@ class Connection(Protocol):
     def set_schema_version(self, number: int) -> None: ...
     def translate_ddl(self, statement: str) -> str: ...
     def tables(self) -> list[str]: ...
+    def columns(self, table: str) -> list[str]: ...
+    def after_copy(self, table: str, columns: Sequence[str]) -> None: ...
 
 
 # ---------------------------------------------------------------- SQLite
@@ -130,6 +134,12 @@ class SqliteConnection:
         return [row[0] for row in self.raw.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' "
             "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+
+    def columns(self, table: str) -> list[str]:
+        return [row[1] for row in self.raw.execute(f"PRAGMA table_info({table})")]
+
+    def after_copy(self, table: str, columns: Sequence[str]) -> None:
+        return None
 
 
 # ---------------------------------------------------------------- PostgreSQL: dialect
@@ -278,6 +288,17 @@ class PostgresConnection:
         return [row[0] for row in self.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
             "AND tablename != 'digest_schema' ORDER BY tablename")]
+
+    def columns(self, table: str) -> list[str]:
+        return [row[0] for row in self.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+            "current_schema() AND table_name = ? ORDER BY ordinal_position", (table,))]
+
+    def after_copy(self, table: str, columns: Sequence[str]) -> None:
+        """Rows copied with their ids: the identity continues after the largest."""
+        if "id" in columns:
+            self.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) "
+                         f"FROM {table} HAVING max(id) IS NOT NULL")
 
     def errors(self) -> AbstractContextManager[None]:
         return translated_errors(self)
