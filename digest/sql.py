@@ -314,8 +314,9 @@ def translated_errors(conn: PostgresConnection) -> Iterator[None]:
         yield
     except psycopg.Error as exc:
         if conn.raw.broken or isinstance(exc, psycopg.errors.AdminShutdown):
-            raise ConnectionLost(f"lost the connection to PostgreSQL at {conn.url.where}: "
-                                 f"{first_line(exc)}") from None
+            raise ConnectionLost(
+                f"lost the connection to PostgreSQL at {conn.url.where}: {first_line(exc)} "
+                "(a batch in flight is left unknown: run it again to finish)") from None
         raise as_sqlite_error(exc) from None
 
 

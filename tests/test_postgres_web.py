@@ -1,0 +1,62 @@
+"""The readers' pages on several gunicorn workers on two "hosts", one PostgreSQL store:
+the sign-up limits are one limit, whichever worker answers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from web_support import SECRET, csrf_of, http, write_site
+
+from digest.location import PostgresURL
+
+START_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def gunicorn(root: Path, url: PostgresURL, workers: int) -> Iterator[str]:
+    """`gunicorn -w N digest.web.wsgi:app` as the README shows it; yields its base URL."""
+    port = free_port()
+    env = {**os.environ, "DIGEST_DB": url.dsn, "DIGEST_SECRET_KEY": SECRET,
+           "DIGEST_CONFIG": str(root / "digest.toml")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}",
+         "digest.web.wsgi:app"], cwd=root, env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + START_S
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None, process.communicate()[1]
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.communicate(timeout=START_S)
+
+
+def test_the_21st_sign_up_from_one_client_is_refused_whichever_worker_answers(
+        tmp_path, pg_url):
+    write_site(tmp_path)
+    with ExitStack() as stack:
+        hosts = [stack.enter_context(gunicorn(tmp_path, pg_url, workers=2)) for _ in range(2)]
+        csrf = csrf_of(http("GET", f"{hosts[0]}/").body)
+        statuses = [http("POST", f"{hosts[i % 2]}/subscribe",
+                         form={"csrf": csrf, "email": f"r{i}@example.com"}).status
+                    for i in range(25)]
+    assert statuses == [200] * 20 + [429] * 5
