@@ -1,7 +1,7 @@
 """A weekly run for 100,000 subscribers over 13 categories against the local SendGrid
 server; prints one line: wall time, peak memory, requests against the minimum.
 
-    python benchmarks/bench_send.py [--subscribers 100000] [--small]
+    python benchmarks/bench_send.py [--subscribers 100000] [--small] [--db postgresql://…]
 
 Targets (2 cores): <= 20 s wall, <= 300 MB peak RSS, requests within 1% of
 the sum over segments of ceil(segment size / 1000). The local server shares the two
@@ -27,7 +27,9 @@ sys.path[:0] = [str(REPO / "benchmarks"), str(REPO / "tests")]
 
 from corpus import CATEGORIES, generate
 from sendgrid_server import SendGridServer
+from stores import add_db_argument, backend, dsn, fresh_store
 
+from digest.location import Location
 from digest.store import NewSubscriber, open_store
 
 API_KEY = "SG.bench-key"
@@ -46,7 +48,7 @@ def choices(rng: random.Random) -> tuple[str, ...]:
     return tuple(sorted(picked))
 
 
-def populate(db: Path, count: int, seed: int = 1) -> Counter[tuple[str, ...]]:
+def populate(db: Location, count: int, seed: int = 1) -> Counter[tuple[str, ...]]:
     rng = random.Random(seed)
     readers = [NewSubscriber(email=f"reader{i}@example{i % 89}.org", name=f"Reader {i}",
                              categories=choices(rng), cadence="weekly", status="active")
@@ -64,13 +66,13 @@ def write_config(root: Path, url: str) -> Path:
     return root / "digest.toml"
 
 
-def run(root: Path, count: int, schema: bool) -> str:
+def run(root: Path, count: int, schema: bool, db: Location) -> str:
     generate(root / "content", 400)  # two weeks at 200 a week, over 13 categories
-    segments = populate(root / "digest.db", count)
+    segments = populate(db, count)
     minimum = sum(math.ceil(size / 1000) for size in segments.values())
     with SendGridServer(api_key=API_KEY, schema=schema) as server:
         env = {**os.environ, "SENDGRID_API_KEY": API_KEY, "DIGEST_SECRET_KEY": "bench" * 4,
-               "XDG_CACHE_HOME": str(root / "cache")}
+               "XDG_CACHE_HOME": str(root / "cache"), "DIGEST_DB": dsn(db)}
         started = time.perf_counter()
         result = subprocess.run(
             [sys.executable, "-m", "digest", "--config", str(write_config(root, server.url)),
@@ -80,7 +82,8 @@ def run(root: Path, count: int, schema: bool) -> str:
     if result.returncode != 0:
         raise SystemExit(f"digest weekly failed:\n{result.stdout}\n{result.stderr}")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return (f"send: {count} subscribers in {len(segments)} segments, {wall:.1f} s wall, "
+    return (f"send ({backend(db)}): {count} subscribers in {len(segments)} segments, "
+            f"{wall:.1f} s wall, "
             f"peak RSS {peak:.0f} MB, {requests} requests (minimum {minimum}, "
             f"{(requests - minimum) / minimum:+.1%}), {accepted} addresses accepted, "
             f"server schema checks {'on' if schema else 'off'}")
@@ -93,9 +96,11 @@ def main() -> None:
     parser.add_argument("--no-schema", action="store_true",
                         help="The local server skips its JSON Schema validation (about 2.5 s "
                         "of its own CPU at 100,000 recipients), to time digest alone")
+    add_db_argument(parser)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        print(run(Path(tmp), 3_000 if args.small else args.subscribers, not args.no_schema))
+    with tempfile.TemporaryDirectory() as tmp, fresh_store(args.db, Path(tmp)) as db:
+        print(run(Path(tmp), 3_000 if args.small else args.subscribers, not args.no_schema,
+                  db))
 
 
 if __name__ == "__main__":
