@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import re
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
@@ -38,6 +39,7 @@ from digest.location import PostgresURL
 WRITER_LOCK = 0x6469676573740001  # pg_advisory_xact_lock key of the writers' turn
 RETRYABLE = frozenset({"40001", "40P01"})  # serialization failure, deadlock
 CONNECT_TIMEOUT_S = 10
+ATTEMPTS = 5  # of a statement or transaction PostgreSQL refused as RETRYABLE
 
 
 class IntegrityError(sqlite3.IntegrityError):
@@ -237,11 +239,20 @@ class PostgresConnection:
         self.raw, self.url, self.label = raw, url, str(url)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> PostgresCursor:
+        """One statement; outside a transaction it is retried on a serialization
+        failure or a deadlock (inside one, Store.retrying runs the whole again)."""
         text, order = translate(sql)
-        with self.errors():
-            cursor = self.raw.cursor()
-            cursor.execute(text, reorder(params, order) if params else None)
-        return PostgresCursor(cursor, self)
+        for attempt in range(ATTEMPTS):
+            try:
+                with self.errors():
+                    cursor = self.raw.cursor()
+                    cursor.execute(text, reorder(params, order) if params else None)
+                return PostgresCursor(cursor, self)
+            except OperationalError as exc:
+                if self.in_transaction or not retryable(exc, attempt):
+                    raise
+                time.sleep(backoff(attempt))
+        raise AssertionError("unreachable")
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> PostgresCursor:
         text, order = translate(sql)
@@ -257,7 +268,7 @@ class PostgresConnection:
         return bool(self.raw.info.transaction_status != TransactionStatus.IDLE)
 
     def begin(self) -> None:
-        self.execute("BEGIN")
+        self.execute("BEGIN ISOLATION LEVEL READ COMMITTED")  # whatever the server's default
         self.execute("SELECT pg_advisory_xact_lock(?)", (signed(WRITER_LOCK),))
 
     def commit(self) -> None:
@@ -367,6 +378,10 @@ def connect_postgres(url: PostgresURL) -> PostgresConnection:
     return PostgresConnection(raw, url)
 
 
-def retryable(exc: BaseException, attempt: int, attempts: int = 5) -> bool:
+def backoff(attempt: int) -> float:
+    return 0.05 * 2 ** attempt
+
+
+def retryable(exc: BaseException, attempt: int, attempts: int = ATTEMPTS) -> bool:
     return (isinstance(exc, OperationalError) and exc.sqlstate in RETRYABLE
             and attempt < attempts - 1)

@@ -440,7 +440,7 @@ class Store:
     def transaction(self) -> AbstractContextManager[None]:
         return transaction(self.conn)
 
-    def retrying(self, work: Callable[[], T], attempts: int = 5) -> T:
+    def retrying(self, work: Callable[[], T], attempts: int = sql.ATTEMPTS) -> T:
         """`work()` in one write transaction, run again from the start when PostgreSQL
         reports a serialization failure or a deadlock (SQLSTATE 40001, 40P01)."""
         for attempt in range(attempts):
@@ -450,7 +450,7 @@ class Store:
             except sql.OperationalError as exc:
                 if not sql.retryable(exc, attempt, attempts):
                     raise
-                time.sleep(0.05 * 2 ** attempt)
+                time.sleep(sql.backoff(attempt))
         raise AssertionError("unreachable")
 
     def run_lock(self, cadence: str) -> AbstractContextManager[None]:

@@ -250,3 +250,23 @@ def test_status_shows_the_version_and_hides_the_password(db):
     if isinstance(db, PostgresURL):
         password = db.dsn.split(":")[2].split("@")[0]
         assert password not in found.location and ":***@" in found.location
+
+
+def test_a_serialization_failure_or_deadlock_runs_the_transaction_again(pg_url):
+    attempts: list[int] = []
+
+    def work() -> int:
+        attempts.append(len(attempts))
+        if len(attempts) <= 2:  # the server itself reports 40001, then 40P01
+            code = "40001" if len(attempts) == 1 else "40P01"
+            store.conn.execute(f"DO $$ BEGIN RAISE EXCEPTION 'busy' USING ERRCODE = '{code}';"
+                               " END $$")
+        store.conn.execute("INSERT INTO webhook_events VALUES ('e1', 'now')")
+        return len(attempts)
+
+    with open_store(pg_url) as store:
+        assert store.retrying(work) == 3
+        assert store.conn.execute("SELECT count(*) FROM webhook_events").fetchone() == (1,)
+        with pytest.raises(sqlite3.OperationalError, match="busy"):
+            store.retrying(lambda: store.conn.execute(
+                "DO $$ BEGIN RAISE EXCEPTION 'busy' USING ERRCODE = '40001'; END $$"))
