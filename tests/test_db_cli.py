@@ -112,3 +112,30 @@ def test_db_accepts_a_path_or_a_postgresql_url(tmp_path, given, monkeypatch):
     monkeypatch.chdir(tmp_path)
     value = DatabaseParam().convert(given, None, None)
     assert value == (str(tmp_path / given) if given.endswith(".db") else given)
+
+
+def test_the_subscriber_commands_work_the_same_on_both_backends(tmp_path, db):
+    config = write_site(tmp_path)
+    store = db.dsn if isinstance(db, PostgresURL) else str(db)
+    (tmp_path / "readers.csv").write_text(
+        "email,name,categories,cadence\nada@example.com,Ada,Work,weekly\n"
+        "bob@example.com,Bob,,daily\n", encoding="utf-8")
+
+    def run(*args: str):
+        result = CliRunner(env={"DIGEST_SECRET_KEY": "s" * 20}).invoke(
+            cli, ["--config", str(config), "--db", store, *args])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    assert run("subscribers", "import", str(tmp_path / "readers.csv")).endswith(
+        "2 added, 0 updated, 0 unchanged, 0 refused, 0 bad rows\n")
+    assert run("subscribers", "list", "--status", "active").splitlines()[-1] == "2 subscribers"
+    assert run("subscribers", "unsubscribe", "bob@example.com")
+    assert "bob@example.com" in run("subscribers", "export", "--format", "csv")
+    assert run("subscribers", "remove", "ada@example.com")
+    assert run("subscribers", "prune") == "Forgot 0 sign-ups left unconfirmed for over 30 days\n"
+    assert run("issues").startswith("ISSUE  CADENCE  STATUS")
+    assert run("subscribers", "list").splitlines()[-1] == "1 subscriber"
+    with open_store(db) as opened:
+        assert [(s.email, s.status) for s in opened.subscribers()] == [
+            ("bob@example.com", "unsubscribed")]
