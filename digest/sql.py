@@ -268,8 +268,10 @@ class PostgresConnection:
         return bool(self.raw.info.transaction_status != TransactionStatus.IDLE)
 
     def begin(self) -> None:
-        self.execute("BEGIN ISOLATION LEVEL READ COMMITTED")  # whatever the server's default
-        self.execute("SELECT pg_advisory_xact_lock(?)", (signed(WRITER_LOCK),))
+        """READ COMMITTED whatever the server's default; then the writers' turn (one
+        round trip: the two statements go as one simple query)."""
+        self.execute(f"BEGIN ISOLATION LEVEL READ COMMITTED; "
+                     f"SELECT pg_advisory_xact_lock({signed(WRITER_LOCK)})")
 
     def commit(self) -> None:
         self.execute("COMMIT")

@@ -270,3 +270,17 @@ def test_a_serialization_failure_or_deadlock_runs_the_transaction_again(pg_url):
         with pytest.raises(sqlite3.OperationalError, match="busy"):
             store.retrying(lambda: store.conn.execute(
                 "DO $$ BEGIN RAISE EXCEPTION 'busy' USING ERRCODE = '40001'; END $$"))
+
+
+def test_writers_at_once_never_count_past_a_limit(db):
+    """Four connections hitting one key at once: exactly the limit gets through."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    open_store(db).close()
+
+    def hammer(_: int) -> int:
+        with open_store(db) as store:
+            return sum(store.hit("client\x00192.0.2.1", ((30, 600.0),)) for _ in range(15))
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sum(pool.map(hammer, range(4))) == 30
