@@ -193,6 +193,22 @@ DDL = (
 )
 
 
+MULTI_ROW = 1000  # rows per INSERT (PostgreSQL takes at most 65,535 parameters)
+VALUES = re.compile(r"^(\s*INSERT\s+INTO\s.*?\bVALUES\s*)(\((?:\s*%s\s*,)*\s*%s\s*\))(.*)$",
+                    re.IGNORECASE | re.DOTALL)
+
+
+@functools.lru_cache(maxsize=128)
+def multi_row(text: str) -> Any:
+    """For `INSERT ... VALUES (%s, ...)` without DO UPDATE (a row may not be updated
+    twice by one statement), a function giving the statement for n rows; else None."""
+    match = VALUES.match(text)
+    if match is None or re.search(r"\bDO\s+UPDATE\b", match.group(3), re.IGNORECASE):
+        return None
+    head, row, tail = match.groups()
+    return functools.lru_cache(maxsize=8)(lambda n: head + ",".join([row] * n) + tail)
+
+
 def translate_ddl(statement: str) -> str:
     if not statement.lstrip().upper().startswith(("CREATE TABLE", "ALTER TABLE")):
         return statement
@@ -255,11 +271,24 @@ class PostgresConnection:
         raise AssertionError("unreachable")
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> PostgresCursor:
+        """Many rows; a plain INSERT ... VALUES goes as multi-row INSERTs of up to
+        MULTI_ROW rows (one statement each instead of one per row)."""
         text, order = translate(sql)
+        params = [reorder(row, order) for row in rows]
+        multi = multi_row(text)
         with self.errors():
             cursor = self.raw.cursor()
-            cursor.executemany(text, [reorder(row, order) for row in rows])
-        return PostgresCursor(cursor, self)
+            if multi is None or not params:
+                cursor.executemany(text, params)
+                return PostgresCursor(cursor, self)
+            total = 0
+            for start in range(0, len(params), MULTI_ROW):
+                chunk = params[start:start + MULTI_ROW]
+                cursor.execute(multi(len(chunk)), [value for row in chunk for value in row])
+                total += max(cursor.rowcount, 0)
+        result = PostgresCursor(cursor, self)
+        result.rowcount = total
+        return result
 
     @property
     def in_transaction(self) -> bool:

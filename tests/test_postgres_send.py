@@ -20,7 +20,7 @@ from digest.ledger import Ledger
 from digest.location import PostgresURL
 from digest.store import NewSubscriber, open_store
 
-WAIT_S = 20
+WAIT_S = 60  # a loaded 2-core machine renders slowly; the tests never wait this long when healthy
 
 
 def add_readers(url: PostgresURL, count: int) -> list[str]:
