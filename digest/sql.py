@@ -205,8 +205,15 @@ def multi_row(text: str) -> Any:
     match = VALUES.match(text)
     if match is None or re.search(r"\bDO\s+UPDATE\b", match.group(3), re.IGNORECASE):
         return None
-    head, row, tail = match.groups()
-    return functools.lru_cache(maxsize=8)(lambda n: head + ",".join([row] * n) + tail)
+    head, row, tail = (part.replace("%%", "%") for part in match.groups())
+    width = row.count("%s")
+
+    def rows(n: int) -> str:  # PostgreSQL's own $n placeholders: psycopg parses nothing
+        marks = (f"({','.join(f'${i * width + j + 1}' for j in range(width))})"
+                 for i in range(n))
+        return head + ",".join(marks) + tail
+
+    return functools.lru_cache(maxsize=8)(rows)
 
 
 def translate_ddl(statement: str) -> str:
@@ -273,6 +280,8 @@ class PostgresConnection:
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> PostgresCursor:
         """Many rows; a plain INSERT ... VALUES goes as multi-row INSERTs of up to
         MULTI_ROW rows (one statement each instead of one per row)."""
+        import psycopg
+
         text, order = translate(sql)
         params = [reorder(row, order) for row in rows]
         multi = multi_row(text)
@@ -282,6 +291,7 @@ class PostgresConnection:
                 cursor.executemany(text, params)
                 return PostgresCursor(cursor, self)
             total = 0
+            cursor = psycopg.RawCursor(self.raw)
             for start in range(0, len(params), MULTI_ROW):
                 chunk = params[start:start + MULTI_ROW]
                 cursor.execute(multi(len(chunk)), [value for row in chunk for value in row])
