@@ -260,6 +260,7 @@ class PostgresConnection:
 
     def __init__(self, raw: Any, url: PostgresURL) -> None:
         self.raw, self.url, self.label = raw, url, str(url)
+        self.begin_pending = False  # BEGIN goes out with the transaction's first statement
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> PostgresCursor:
         """One statement; outside a transaction it is retried on a serialization
@@ -269,7 +270,10 @@ class PostgresConnection:
             try:
                 with self.errors():
                     cursor = self.raw.cursor()
-                    cursor.execute(text, reorder(params, order) if params else None)
+                    if self.begin_pending:
+                        self.send_begin(cursor, text, reorder(params, order))
+                    else:
+                        cursor.execute(text, reorder(params, order) if params else None)
                 return PostgresCursor(cursor, self)
             except OperationalError as exc:
                 if self.in_transaction or not retryable(exc, attempt):
@@ -286,6 +290,8 @@ class PostgresConnection:
         params = [reorder(row, order) for row in rows]
         multi = multi_row(text)
         with self.errors():
+            if self.begin_pending:
+                self.send_begin()
             cursor = self.raw.cursor()
             if multi is None or not params:
                 cursor.executemany(text, params)
@@ -304,19 +310,33 @@ class PostgresConnection:
     def in_transaction(self) -> bool:
         from psycopg.pq import TransactionStatus
 
-        return bool(self.raw.info.transaction_status != TransactionStatus.IDLE)
+        return self.begin_pending or self.raw.info.transaction_status != TransactionStatus.IDLE
 
     def begin(self) -> None:
-        """READ COMMITTED whatever the server's default; then the writers' turn (one
-        round trip: the two statements go as one simple query)."""
-        self.execute(f"BEGIN ISOLATION LEVEL READ COMMITTED; "
-                     f"SELECT pg_advisory_xact_lock({signed(WRITER_LOCK)})")
+        """Sent with the first statement (see send_begin): one round trip fewer."""
+        self.begin_pending = True
+
+    def send_begin(self, cursor: Any = None, text: str = "", params: Sequence[Any] = ()) -> None:
+        """BEGIN at READ COMMITTED (whatever the server's default), the writers' turn
+        (a transaction-level advisory lock) and the first statement, pipelined: one
+        round trip, and any error is still raised here, at its statement."""
+        self.begin_pending = False
+        with self.raw.pipeline():
+            self.raw.cursor().execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+            self.raw.cursor().execute("SELECT pg_advisory_xact_lock(%s)", (signed(WRITER_LOCK),))
+            if cursor is not None:
+                cursor.execute(text, params or None)
 
     def commit(self) -> None:
+        if self.begin_pending:  # nothing was written
+            self.begin_pending = False
+            return
         self.execute("COMMIT")
 
     def rollback(self) -> None:
-        if not self.raw.closed and not self.raw.broken:
+        if self.begin_pending:
+            self.begin_pending = False
+        elif not self.raw.closed and not self.raw.broken:
             self.execute("ROLLBACK")
 
     def close(self) -> None:
