@@ -3,7 +3,8 @@ style, and this module is the one place that knows how PostgreSQL differs.
 
 Conventions for SQL anywhere in digest (store.py, ledger.py, feedback.py, ...):
 
-- Parameters are `?` (or `?1`, `?2` to reuse one); never `%s`. A literal `%` is fine.
+- Parameters are `?` (or `?1`, `?2` to reuse one); never `%s` or `$1`. A literal `%`
+  is fine.
 - Run statements through `store.conn.execute` / `executemany`; read rows as tuples;
   `cursor.rowcount` and `cursor.lastrowid` work on both (lastrowid: tables whose key
   is `id INTEGER PRIMARY KEY`).
@@ -148,15 +149,14 @@ class SqliteConnection:
 
 
 @functools.lru_cache(maxsize=512)
-def translate(sql: str) -> tuple[str, tuple[int, ...] | None]:
-    """SQLite-style SQL as psycopg takes it, and for `?N` parameters the order in which
-    to pass them (None: as given)."""
+def translate(sql: str) -> str:
+    """SQLite-style SQL as PostgreSQL takes it: `?` and `?N` become its own `$N`
+    placeholders (psycopg's RawCursor passes them through unparsed)."""
     sql = INSERT_OR_IGNORE.sub("INSERT INTO", sql) + (
         " ON CONFLICT DO NOTHING" if INSERT_OR_IGNORE.search(sql) else "")
     sql = TWO_ARG.sub(lambda m: f"{LEAST[m.group(1).lower()]}({m.group(2)},{m.group(3)})", sql)
     out: list[str] = []
-    order: list[int] = []
-    numbered = False
+    last = 0  # a bare ? is the one after the highest so far, as in SQLite
     i, quote = 0, ""
     while i < len(sql):
         char = sql[i]
@@ -166,18 +166,14 @@ def translate(sql: str) -> tuple[str, tuple[int, ...] | None]:
             quote = char
         elif char == "?":
             digits = re.match(r"\d+", sql[i + 1:])
-            if digits:
-                numbered = True
-                order.append(int(digits.group()) - 1)
-                i += len(digits.group())
-            else:
-                order.append(len(order))
-            out.append("%s")
-            i += 1
+            number = int(digits.group()) if digits else last + 1
+            last = max(last, number)
+            out.append(f"${number}")
+            i += 1 + (len(digits.group()) if digits else 0)
             continue
-        out.append("%%" if char == "%" else char)
+        out.append(char)
         i += 1
-    return "".join(out), tuple(order) if numbered else None
+    return "".join(out)
 
 
 INSERT_OR_IGNORE = re.compile(r"\bINSERT\s+OR\s+IGNORE\s+INTO\b", re.IGNORECASE)
@@ -194,23 +190,26 @@ DDL = (
 
 
 MULTI_ROW = 1000  # rows per INSERT (PostgreSQL takes at most 65,535 parameters)
-VALUES = re.compile(r"^(\s*INSERT\s+INTO\s.*?\bVALUES\s*)(\((?:\s*%s\s*,)*\s*%s\s*\))(.*)$",
+VALUES = re.compile(r"^(\s*INSERT\s+INTO\s.*?\bVALUES\s*)(\((?:\s*\$\d+\s*,)*\s*\$\d+\s*\))(.*)$",
                     re.IGNORECASE | re.DOTALL)
 
 
 @functools.lru_cache(maxsize=128)
 def multi_row(text: str) -> Any:
-    """For `INSERT ... VALUES (%s, ...)` without DO UPDATE (a row may not be updated
+    """For `INSERT ... VALUES ($1, ...)` without DO UPDATE (a row may not be updated
     twice by one statement), a function giving the statement for n rows; else None."""
     match = VALUES.match(text)
     if match is None or re.search(r"\bDO\s+UPDATE\b", match.group(3), re.IGNORECASE):
         return None
-    head, row, tail = (part.replace("%%", "%") for part in match.groups())
-    width = row.count("%s")
+    head, row, tail = match.groups()
+    numbers = [int(n) for n in re.findall(r"\$(\d+)", row)]
+    if numbers != list(range(1, len(numbers) + 1)) or "$" in head + tail or "{" in row:
+        return None
+    width = len(numbers)
+    template = re.sub(r"\$(\d+)", lambda m: f"${{{int(m.group(1)) - 1}}}", row)
 
-    def rows(n: int) -> str:  # PostgreSQL's own $n placeholders: psycopg parses nothing
-        marks = (f"({','.join(f'${i * width + j + 1}' for j in range(width))})"
-                 for i in range(n))
+    def rows(n: int) -> str:
+        marks = (template.format(*range(i * width + 1, (i + 1) * width + 1)) for i in range(n))
         return head + ",".join(marks) + tail
 
     return functools.lru_cache(maxsize=8)(rows)
@@ -222,10 +221,6 @@ def translate_ddl(statement: str) -> str:
     for pattern, replacement in DDL:
         statement = pattern.sub(replacement, statement)
     return statement
-
-
-def reorder(params: Sequence[Any], order: tuple[int, ...] | None) -> Sequence[Any]:
-    return params if order is None else [params[i] for i in order]
 
 
 # ---------------------------------------------------------------- PostgreSQL: connection
@@ -265,15 +260,15 @@ class PostgresConnection:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> PostgresCursor:
         """One statement; outside a transaction it is retried on a serialization
         failure or a deadlock (inside one, Store.retrying runs the whole again)."""
-        text, order = translate(sql)
+        text = translate(sql)
         for attempt in range(ATTEMPTS):
             try:
                 with self.errors():
                     cursor = self.raw.cursor()
                     if self.begin_pending:
-                        self.send_begin(cursor, text, reorder(params, order))
+                        self.send_begin(cursor, text, params)
                     else:
-                        cursor.execute(text, reorder(params, order) if params else None)
+                        cursor.execute(text, params or None)
                 return PostgresCursor(cursor, self)
             except OperationalError as exc:
                 if self.in_transaction or not retryable(exc, attempt):
@@ -284,10 +279,8 @@ class PostgresConnection:
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> PostgresCursor:
         """Many rows; a plain INSERT ... VALUES goes as multi-row INSERTs of up to
         MULTI_ROW rows (one statement each instead of one per row)."""
-        import psycopg
-
-        text, order = translate(sql)
-        params = [reorder(row, order) for row in rows]
+        text = translate(sql)
+        params = list(rows)
         multi = multi_row(text)
         with self.errors():
             if self.begin_pending:
@@ -297,7 +290,6 @@ class PostgresConnection:
                 cursor.executemany(text, params)
                 return PostgresCursor(cursor, self)
             total = 0
-            cursor = psycopg.RawCursor(self.raw)
             for start in range(0, len(params), MULTI_ROW):
                 chunk = params[start:start + MULTI_ROW]
                 cursor.execute(multi(len(chunk)), [value for row in chunk for value in row])
@@ -323,7 +315,7 @@ class PostgresConnection:
         self.begin_pending = False
         with self.raw.pipeline():
             self.raw.cursor().execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-            self.raw.cursor().execute("SELECT pg_advisory_xact_lock(%s)", (signed(WRITER_LOCK),))
+            self.raw.cursor().execute(f"SELECT pg_advisory_xact_lock({signed(WRITER_LOCK)})")
             if cursor is not None:
                 cursor.execute(text, params or None)
 
@@ -431,7 +423,7 @@ def connect_postgres(url: PostgresURL) -> PostgresConnection:
 
     try:
         raw = psycopg.connect(url.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                              application_name="digest")
+                              application_name="digest", cursor_factory=psycopg.RawCursor)
     except psycopg.Error as exc:
         reason = first_line(exc).replace(url.dsn, str(url))
         raise StoreError(f"cannot connect to PostgreSQL at {url.where}: {reason}") from None

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from send_support import API_KEY, NOW, SECRET, write_site
+from click.testing import CliRunner
+from send_support import API_KEY, NOW, SECRET, set_send_environment, write_site
 from sendgrid_server import SendGridServer
 
+from digest.cli import cli
 from digest.ledger import Ledger
 from digest.location import PostgresURL
 from digest.store import NewSubscriber, open_store
@@ -145,3 +147,20 @@ def test_two_hosts_at_once_one_sends_the_other_exits_1(tmp_path, pg_url):
     assert first.returncode == 0, first_out + first_err
     assert sent == dict.fromkeys(emails, 1)
     assert pg_url.dsn.split(":")[2].split("@")[0] not in err + first_err + first_out
+
+
+def test_sync_marks_readers_in_a_postgresql_store(tmp_path, pg_url, monkeypatch):
+    set_send_environment(monkeypatch)
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url)
+        add_readers(pg_url, 3)
+        server.set_suppressions("unsubscribes", ["Reader0@Example.com"])
+        server.set_suppressions("bounces", ["reader1@example.com"])
+        result = CliRunner().invoke(cli, ["--config", str(config), "--db", pg_url.dsn, "sync"])
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.splitlines()[-1] == (
+        "Marked 2 subscribers: 1 unsubscribed, 1 bounced.")
+    with open_store(pg_url) as store:
+        assert {s.email: s.status for s in store.subscribers()} == {
+            "reader0@example.com": "unsubscribed", "reader1@example.com": "bounced",
+            "reader2@example.com": "active"}
