@@ -335,7 +335,11 @@ class PostgresConnection:
         self.raw.close()
 
     def schema_version(self) -> int:
-        if self.execute("SELECT to_regclass('digest_schema')").fetchone()[0] is None:
+        """0 before the first migration. An MVCC read of the catalog, not to_regclass:
+        after waiting for the writers' lock, a migration another process just committed
+        must be seen (to_regclass may use the catalog as of BEGIN)."""
+        if self.execute("SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = "
+                        "current_schema() AND tablename = 'digest_schema'").fetchone()[0] == 0:
             return 0
         row = self.execute("SELECT max(version) FROM digest_schema").fetchone()
         return int(row[0] or 0)

@@ -284,3 +284,29 @@ def test_writers_at_once_never_count_past_a_limit(db):
 
     with ThreadPoolExecutor(4) as pool:
         assert sum(pool.map(hammer, range(4))) == 30
+
+
+@pytest.mark.parametrize("version", [1, 4, 5])
+def test_an_earlier_version_is_migrated_keeping_its_data(db, version):
+    from digest.store import connect_checked, migrate
+
+    conn = connect_checked(db)
+    assert migrate(conn, MIGRATIONS[:version]) == version
+    conn.execute("INSERT INTO subscribers (email, email_key, cadence, status, created_at, "
+                 "token_salt) VALUES ('ada@example.com', 'ada@example.com', 'weekly', "
+                 "'active', '2026-01-01T00:00:00+00:00', ?)", (b"\x00",))
+    conn.close()
+    with open_store(db) as store:
+        assert store.version == len(MIGRATIONS)
+        assert [s.email for s in store.subscribers()] == ["ada@example.com"]
+
+
+def test_two_processes_opening_a_new_store_at_once_migrate_it_once(db):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def version(_: int) -> int:
+        with open_store(db) as store:
+            return store.version
+
+    with ThreadPoolExecutor(4) as pool:
+        assert set(pool.map(version, range(4))) == {len(MIGRATIONS)}
