@@ -62,8 +62,8 @@ class ConnectionLost(StoreError):
 
 
 class Cursor(Protocol):
-    rowcount: int
-
+    @property
+    def rowcount(self) -> int: ...
     @property
     def lastrowid(self) -> int | None: ...
     def fetchone(self) -> Any: ...
@@ -436,7 +436,7 @@ def connect_postgres(url: PostgresURL) -> PostgresConnection:
 
 
 def backoff(attempt: int) -> float:
-    return 0.05 * 2 ** attempt
+    return 0.05 * 2.0 ** attempt
 
 
 def retryable(exc: BaseException, attempt: int, attempts: int = ATTEMPTS) -> bool:
