@@ -27,9 +27,11 @@ Conventions for SQL anywhere in digest (store.py, ledger.py, feedback.py, ...):
 from __future__ import annotations
 
 import functools
+import os
 import re
 import sqlite3
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
@@ -432,7 +434,30 @@ def connect_postgres(url: PostgresURL) -> PostgresConnection:
         reason = first_line(exc).replace(url.dsn, str(url))
         raise StoreError(f"cannot connect to PostgreSQL at {url.where}: {reason}") from None
     raw.adapters.register_loader("numeric", WholeNumbers)
-    return PostgresConnection(raw, url)
+    conn = PostgresConnection(raw, url)
+    OPEN.add(conn)
+    return conn
+
+
+# A forked child (the render and content workers) must not keep the parent's session
+# alive: if the parent is killed, its run lock goes with its socket only when no child
+# still holds a copy. Each child points its copies at /dev/null at once, so nothing it
+# does (or its exit) can write to the parent's session either.
+OPEN: weakref.WeakSet[PostgresConnection] = weakref.WeakSet()
+
+
+def drop_inherited_sockets() -> None:
+    for conn in list(OPEN):
+        if conn.raw.closed:
+            continue
+        socket_fd = conn.raw.fileno()
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, socket_fd)
+        os.close(null)
+    OPEN.clear()
+
+
+os.register_at_fork(after_in_child=drop_inherited_sockets)
 
 
 def backoff(attempt: int) -> float:

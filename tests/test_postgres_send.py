@@ -18,6 +18,7 @@ from send_support import API_KEY, NOW, SECRET, set_send_environment, write_site
 from sendgrid_server import SendGridServer
 
 from digest.cli import cli
+from digest.errors import DeliveryError
 from digest.ledger import Ledger
 from digest.location import PostgresURL
 from digest.store import NewSubscriber, open_store
@@ -55,9 +56,9 @@ def sessions(url: PostgresURL, pid: int) -> list[int]:
             (f"digest pid {pid} %",))]
 
 
-def wait_gone(url: PostgresURL, pid: int) -> None:
+def wait_gone(url: PostgresURL, pid: int, timeout: float = WAIT_S) -> None:
     """The server notices a killed client's socket close within moments."""
-    deadline = time.monotonic() + WAIT_S
+    deadline = time.monotonic() + timeout
     while sessions(url, pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not sessions(url, pid)
@@ -164,3 +165,37 @@ def test_sync_marks_readers_in_a_postgresql_store(tmp_path, pg_url, monkeypatch)
         assert {s.email: s.status for s in store.subscribers()} == {
             "reader0@example.com": "unsubscribed", "reader1@example.com": "bounced",
             "reader2@example.com": "active"}
+
+
+HOLDER = """
+import os, sys, time
+from digest.location import PostgresURL
+from digest.store import open_store
+store = open_store(PostgresURL(sys.argv[1]))
+with store.run_lock("weekly"):
+    child = os.fork()  # as the render workers are forked during a run
+    if child == 0:
+        time.sleep(60)
+        os._exit(0)
+    print(child, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_forked_worker_does_not_keep_a_killed_runs_lock(tmp_path, pg_url):
+    open_store(pg_url).close()
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, pg_url.dsn],
+                              stdout=subprocess.PIPE, text=True)
+    child = int(holder.stdout.readline())  # type: ignore[union-attr]
+    try:
+        with open_store(pg_url) as store:
+            with pytest.raises(DeliveryError), store.run_lock("weekly"):
+                pass
+            holder.kill()
+            holder.wait(timeout=10)
+            wait_gone(pg_url, holder.pid, timeout=15)  # the forked child sleeps 60 s
+            with store.run_lock("weekly"):
+                pass
+    finally:
+        os.kill(child, signal.SIGKILL)
+        holder.stdout.close()  # type: ignore[union-attr]
