@@ -21,13 +21,24 @@ from digest.location import Location, PostgresURL
 
 BACKENDS = ("sqlite", "postgresql")
 _schemas = itertools.count(1)
+_created: list[str] = []
+
+
+def drop_schemas(server: str) -> None:
+    import psycopg
+
+    with psycopg.connect(server, autocommit=True) as conn:
+        for name in _created:
+            conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+    _created.clear()
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
     """The URL of a PostgreSQL server the tests may create schemas in."""
-    if os.environ.get("PG_TEST_URL"):
+    if os.environ.get("PG_TEST_URL"):  # a server of the caller's: leave it as it was
         yield os.environ["PG_TEST_URL"]
+        drop_schemas(os.environ["PG_TEST_URL"])
         return
     from pg_cluster import Cluster
 
@@ -47,9 +58,10 @@ def fresh_schema(server: str) -> PostgresURL:
     """A new empty schema on the server, as a URL that uses it."""
     import psycopg
 
-    name = f"t{os.getpid()}_{next(_schemas)}"
+    name = f"digest_test_{os.getpid()}_{next(_schemas)}"
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {name}")
+    _created.append(name)
     separator = "&" if "?" in server else "?"
     return PostgresURL(f"{server}{separator}options={quote(f'-csearch_path={name}')}")
 
