@@ -217,6 +217,18 @@ def multi_row(text: str) -> Any:
     return functools.lru_cache(maxsize=8)(rows)
 
 
+ONE_ROW = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)\s*\([^)]*\)\s*VALUES\s*\([^()]*\)\s*$",
+                     re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=256)
+def returns_id(text: str, identity_tables: frozenset[str]) -> bool:
+    """Whether a one-row INSERT into a table keyed by `id` should return it (so that
+    `lastrowid` costs no second round trip)."""
+    match = ONE_ROW.match(text)
+    return match is not None and match.group(1).lower() in identity_tables
+
+
 def translate_ddl(statement: str) -> str:
     if not statement.lstrip().upper().startswith(("CREATE TABLE", "ALTER TABLE")):
         return statement
@@ -231,20 +243,25 @@ def translate_ddl(statement: str) -> str:
 class PostgresCursor:
     """psycopg's cursor with sqlite3's `lastrowid` (the session's last identity value)."""
 
-    def __init__(self, cursor: Any, conn: PostgresConnection) -> None:
+    def __init__(self, cursor: Any, conn: PostgresConnection, returning: bool = False) -> None:
         self.cursor, self.conn = cursor, conn
         self.rowcount: int = cursor.rowcount
+        self.returned: int | None = cursor.fetchone()[0] if returning else None
 
     @property
     def lastrowid(self) -> int | None:
+        if self.returned is not None:
+            return self.returned
         row = self.conn.execute("SELECT lastval()").fetchone()
         return int(row[0]) if row else None
 
     def fetchone(self) -> Any:
-        return self.cursor.fetchone() if self.cursor.description else None
+        return self.cursor.fetchone() if self.cursor.description and not self.returned else None
 
     def fetchall(self) -> list[Any]:
-        return list(self.cursor.fetchall()) if self.cursor.description else []
+        if not self.cursor.description or self.returned:
+            return []
+        return list(self.cursor.fetchall())
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.fetchall())
@@ -258,11 +275,14 @@ class PostgresConnection:
     def __init__(self, raw: Any, url: PostgresURL) -> None:
         self.raw, self.url, self.label = raw, url, str(url)
         self.begin_pending = False  # BEGIN goes out with the transaction's first statement
+        self.identity_tables: frozenset[str] = frozenset()  # keyed by `id INTEGER PRIMARY KEY`
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> PostgresCursor:
         """One statement; outside a transaction it is retried on a serialization
         failure or a deadlock (inside one, Store.retrying runs the whole again)."""
         text = translate(sql)
+        returning = returns_id(text, self.identity_tables)
+        text = f"{text} RETURNING id" if returning else text
         for attempt in range(ATTEMPTS):
             try:
                 with self.errors():
@@ -271,7 +291,7 @@ class PostgresConnection:
                         self.send_begin(cursor, text, params)
                     else:
                         cursor.execute(text, params or None)
-                return PostgresCursor(cursor, self)
+                    return PostgresCursor(cursor, self, returning)
             except OperationalError as exc:
                 if self.in_transaction or not retryable(exc, attempt):
                     raise

@@ -24,6 +24,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import sqlite3
 import time
@@ -221,6 +222,9 @@ T = TypeVar("T")
 FORGET_TABLES = ("subscribers", "subscriber_events", "unsubscribe_tokens",
                  "preference_changes", "soft_bounces", "rate_hits")
 COLUMNS = "id, email, name, categories, cadence, status, created_at"
+# Tables keyed by `id INTEGER PRIMARY KEY`: on PostgreSQL an INSERT into one returns it.
+IDENTITY_TABLES = frozenset(re.findall(r"CREATE TABLE (\w+) \(\s*id INTEGER PRIMARY KEY",
+                                       "\n".join(s for m in MIGRATIONS for s in m)))
 
 
 @dataclass(frozen=True)
@@ -337,7 +341,9 @@ def open_store(path: Location, *, clock: Callable[[], datetime] = utc_now,
 def connect_checked(path: Location) -> sql.Connection:
     """A configured connection, or a StoreError naming the database."""
     if isinstance(path, PostgresURL):
-        return sql.connect_postgres(path)
+        conn = sql.connect_postgres(path)
+        conn.identity_tables = IDENTITY_TABLES
+        return conn
     try:
         return connect(path)
     except (sqlite3.DatabaseError, ValueError) as exc:  # ValueError: a NUL byte in the path
