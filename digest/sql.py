@@ -13,9 +13,14 @@ Conventions for SQL anywhere in digest (store.py, ledger.py, feedback.py, ...):
 - Portable SQL only: `INSERT OR IGNORE` and two-argument `min(a, b)` / `max(a, b)` are
   translated; `ON CONFLICT (...) DO UPDATE SET ... excluded.x` works on both (qualify
   the target's columns there: `min(t.at, excluded.at)`). A parameter PostgreSQL cannot
-  type alone needs a cast: `CAST(? AS TEXT) IS NULL`. No
-  `PRAGMA`, no `rowid`, no `LIKE` for matching addresses (case rules differ), no
-  `GLOB`, no `strftime`/`datetime()`: times are ISO 8601 text compared as text.
+  type alone needs a cast: `CAST(? AS TEXT) IS NULL`. `sum()` of integers comes back
+  as an int on both. No `PRAGMA`, no `rowid`, no `LIKE` for matching addresses (case
+  rules differ), no `GLOB`, no `strftime`/`datetime()`, no `INSERT OR REPLACE`, no
+  SELECT of a column that is neither grouped nor aggregated: times are ISO 8601 text
+  compared as text. Order by what is unique where order matters (NULLs sort first on
+  SQLite, last on PostgreSQL).
+- Inside a transaction, an error loses the whole transaction on PostgreSQL: let it roll
+  back (never catch it and go on writing in the same transaction).
 - Schema (migrations in store.py): `INTEGER` (becomes BIGINT), `INTEGER PRIMARY KEY`
   (an identity column), `TEXT` (byte order, like SQLite), `BLOB` (BYTEA), `REAL`.
   `WITHOUT ROWID` is dropped on PostgreSQL.
