@@ -31,6 +31,7 @@ Conventions for SQL anywhere in digest (store.py, ledger.py, feedback.py, ...):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -246,27 +247,47 @@ def translate_ddl(statement: str) -> str:
 
 
 class PostgresCursor:
-    """psycopg's cursor with sqlite3's `lastrowid` (the session's last identity value)."""
+    """psycopg's cursor with sqlite3's `lastrowid`. The first statement of a transaction
+    may still be on its way (see PostgresConnection.send_begin): reading anything of it
+    waits for it first."""
 
-    def __init__(self, cursor: Any, conn: PostgresConnection, returning: bool = False) -> None:
-        self.cursor, self.conn = cursor, conn
-        self.rowcount: int = cursor.rowcount
-        self.returned: int | None = cursor.fetchone()[0] if returning else None
+    def __init__(self, cursor: Any, conn: PostgresConnection, returning: bool = False,
+                 rowcount: int | None = None) -> None:
+        self.cursor, self.conn, self.returning = cursor, conn, returning
+        self._rowcount = rowcount
+        self._returned: int | None = None
+
+    @property
+    def rowcount(self) -> int:
+        if self._rowcount is None:
+            self.conn.flush()
+            self._rowcount = int(self.cursor.rowcount)
+        return self._rowcount
 
     @property
     def lastrowid(self) -> int | None:
-        if self.returned is not None:
-            return self.returned
+        if self.returning and self._returned is None:
+            self.conn.flush()
+            with self.conn.errors():
+                self._returned = int(self.cursor.fetchone()[0])
+        if self._returned is not None:
+            return self._returned
         row = self.conn.execute("SELECT lastval()").fetchone()
         return int(row[0]) if row else None
 
     def fetchone(self) -> Any:
-        return self.cursor.fetchone() if self.cursor.description and not self.returned else None
+        self.conn.flush()
+        if not self.cursor.description or self.returning:
+            return None
+        with self.conn.errors():
+            return self.cursor.fetchone()
 
     def fetchall(self) -> list[Any]:
-        if not self.cursor.description or self.returned:
+        self.conn.flush()
+        if not self.cursor.description or self.returning:
             return []
-        return list(self.cursor.fetchall())
+        with self.conn.errors():
+            return list(self.cursor.fetchall())
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.fetchall())
@@ -280,6 +301,7 @@ class PostgresConnection:
     def __init__(self, raw: Any, url: PostgresURL) -> None:
         self.raw, self.url, self.label = raw, url, str(url)
         self.begin_pending = False  # BEGIN goes out with the transaction's first statement
+        self.pipeline: Any = None  # ... which may still be in flight (see send_begin)
         self.identity_tables: frozenset[str] = frozenset()  # keyed by `id INTEGER PRIMARY KEY`
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> PostgresCursor:
@@ -288,6 +310,7 @@ class PostgresConnection:
         text = translate(sql)
         returning = returns_id(text, self.identity_tables)
         text = f"{text} RETURNING id" if returning else text
+        self.flush()
         for attempt in range(ATTEMPTS):
             try:
                 with self.errors():
@@ -309,9 +332,10 @@ class PostgresConnection:
         text = translate(sql)
         params = list(rows)
         multi = multi_row(text)
+        if self.begin_pending:
+            self.send_begin()
+        self.flush()
         with self.errors():
-            if self.begin_pending:
-                self.send_begin()
             cursor = self.raw.cursor()
             if multi is None or not params:
                 cursor.executemany(text, params)
@@ -321,41 +345,62 @@ class PostgresConnection:
                 chunk = params[start:start + MULTI_ROW]
                 cursor.execute(multi(len(chunk)), [value for row in chunk for value in row])
                 total += max(cursor.rowcount, 0)
-        result = PostgresCursor(cursor, self)
-        result.rowcount = total
-        return result
+        return PostgresCursor(cursor, self, rowcount=total)
 
     @property
     def in_transaction(self) -> bool:
         from psycopg.pq import TransactionStatus
 
-        return self.begin_pending or self.raw.info.transaction_status != TransactionStatus.IDLE
+        return (self.begin_pending or self.pipeline is not None
+                or self.raw.info.transaction_status != TransactionStatus.IDLE)
 
     def begin(self) -> None:
         """Sent with the first statement (see send_begin): one round trip fewer."""
         self.begin_pending = True
 
     def send_begin(self, cursor: Any = None, text: str = "", params: Sequence[Any] = ()) -> None:
-        """BEGIN at READ COMMITTED (whatever the server's default), the writers' turn
-        (a transaction-level advisory lock) and the first statement, pipelined: one
-        round trip, and any error is still raised here, at its statement."""
+        """BEGIN at READ COMMITTED (whatever the server's default), the writers' turn (a
+        transaction-level advisory lock) and the transaction's first statement go out
+        together in a pipeline that stays open: a one-statement transaction (a batch's
+        state) then costs one round trip with its COMMIT. Reading the statement's result,
+        the next statement and COMMIT wait for it (`flush`); its error is raised there."""
         self.begin_pending = False
-        with self.raw.pipeline():
-            self.raw.cursor().execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-            self.raw.cursor().execute(f"SELECT pg_advisory_xact_lock({signed(WRITER_LOCK)})")
-            if cursor is not None:
-                cursor.execute(text, params or None)
+        self.pipeline = self.raw.pipeline()
+        self.pipeline.__enter__()
+        self.raw.cursor().execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+        self.raw.cursor().execute(f"SELECT pg_advisory_xact_lock({signed(WRITER_LOCK)})")
+        if cursor is not None:
+            cursor.execute(text, params or None)
+
+    def flush(self) -> None:
+        """Wait for what the open pipeline carries; raise its first error."""
+        if self.pipeline is None:
+            return
+        pipeline, self.pipeline = self.pipeline, None
+        with self.errors():
+            pipeline.__exit__(None, None, None)
 
     def commit(self) -> None:
         if self.begin_pending:  # nothing was written
             self.begin_pending = False
             return
-        self.execute("COMMIT")
+        try:
+            if self.pipeline is not None:
+                self.raw.cursor().execute("COMMIT")
+                self.flush()
+            else:
+                self.execute("COMMIT")
+        except BaseException:
+            self.rollback()
+            raise
 
     def rollback(self) -> None:
-        if self.begin_pending:
-            self.begin_pending = False
-        elif not self.raw.closed and not self.raw.broken:
+        self.begin_pending = False
+        if self.pipeline is not None:
+            pipeline, self.pipeline = self.pipeline, None
+            with contextlib.suppress(Exception):  # the error was raised already
+                pipeline.__exit__(None, None, None)
+        if not self.raw.closed and not self.raw.broken and self.in_transaction:
             self.execute("ROLLBACK")
 
     def close(self) -> None:
