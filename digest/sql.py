@@ -20,7 +20,9 @@ Conventions for SQL anywhere in digest (store.py, ledger.py, feedback.py, ...):
   compared as text. Order by what is unique where order matters (NULLs sort first on
   SQLite, last on PostgreSQL).
 - Inside a transaction, an error loses the whole transaction on PostgreSQL: let it roll
-  back (never catch it and go on writing in the same transaction).
+  back (never catch it and go on writing in the same transaction). The error of a
+  transaction's first statement may be raised by the next statement or at COMMIT (it
+  travels with BEGIN); outside transactions every statement raises its own.
 - Schema (migrations in store.py): `INTEGER` (becomes BIGINT), `INTEGER PRIMARY KEY`
   (an identity column), `TEXT` (byte order, like SQLite), `BLOB` (BYTEA), `REAL`.
   `WITHOUT ROWID` is dropped on PostgreSQL.
