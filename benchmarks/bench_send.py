@@ -2,7 +2,7 @@
 against the send floor of the same run.
 
     python benchmarks/bench_send.py [--subscribers 100000] [--articles 12763] [--small]
-                                    [--scale] [--no-schema]
+                                    [--scale] [--no-schema] [--db postgresql://…]
 
 The site: 12,763 posts over three years, 200 of them in the week, 13 categories
 (benchmarks/corpus.py). The readers choose 0 to 4 categories with skewed popularity:
@@ -39,14 +39,16 @@ sys.path[:0] = [str(REPO / "benchmarks"), str(REPO / "tests")]
 from corpus import choices, generate
 from floor import send_floor
 from sendgrid_server import SendGridServer
+from stores import add_db_argument, backend, dsn, fresh_store
 
+from digest.location import Location
 from digest.store import NewSubscriber, open_store
 
 API_KEY = "SG.bench-key"
 NOW = "2026-11-29T08:00"
 
 
-def populate(db: Path, count: int, seed: int = 1) -> Counter[tuple[str, ...]]:
+def populate(db: Location, count: int, seed: int = 1) -> Counter[tuple[str, ...]]:
     rng = random.Random(seed)
     readers = [NewSubscriber(email=f"reader{i}@example{i % 89}.org", name=f"Reader {i}",
                              categories=choices(rng), cadence="weekly", status="active")
@@ -79,11 +81,10 @@ class FirstRequest:
                 return
 
 
-def weekly(root: Path, server: SendGridServer) -> tuple[float, float]:
+def weekly(root: Path, server: SendGridServer, db: Location) -> tuple[float, float]:
     """Wall time of `digest weekly`, and of its preparation before the first request."""
     env = {**os.environ, "SENDGRID_API_KEY": API_KEY, "DIGEST_SECRET_KEY": "bench" * 4,
-           "XDG_CACHE_HOME": str(root / "cache")}
-    env.pop("DIGEST_DB", None)
+           "XDG_CACHE_HOME": str(root / "cache"), "DIGEST_DB": dsn(db)}
     first = FirstRequest(server)
     started = time.perf_counter()
     result = subprocess.run(
@@ -96,21 +97,22 @@ def weekly(root: Path, server: SendGridServer) -> tuple[float, float]:
     return wall, (first.at or started) - started
 
 
-def run(root: Path, count: int, articles: int, schema: bool) -> str:
+def run(root: Path, count: int, articles: int, schema: bool, db: Location) -> str:
     generate(root / "content", articles)
-    segments = populate(root / "digest.db", count)
+    segments = populate(db, count)
     minimum = sum(math.ceil(size / 1000) for size in segments.values())
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_before = before.ru_utime + before.ru_stime
     with SendGridServer(api_key=API_KEY, schema=schema) as server:
-        wall, prepared = weekly(root, server)
+        wall, prepared = weekly(root, server, db)
         requests = len(server.statuses)
         bodies = [accepted.body for accepted in server.accepted]
         addresses = len(server.accepted_count_by_address())
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     peak, cpu = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime - cpu_before
     floor = send_floor(bodies)
-    return (f"send: {count} subscribers in {len(segments)} segments, {wall:.1f} s wall = "
+    return (f"send ({backend(db)}): {count} subscribers in {len(segments)} segments, "
+            f"{wall:.1f} s wall = "
             f"{wall / floor:.1f}x the floor ({floor:.2f} s), prepare {prepared:.1f} s "
             f"(load, select, render, plan, freeze), send {wall - prepared:.1f} s; "
             f"digest's CPU {cpu:.1f} s, "
@@ -130,13 +132,14 @@ def main() -> None:
     parser.add_argument("--no-schema", action="store_true",
                         help="The local server skips its JSON Schema validation (about 2.5 s "
                         "of its own CPU at 100,000 recipients), to time digest alone")
+    add_db_argument(parser)
     args = parser.parse_args()
     if args.small:
         args.subscribers, args.articles = 3_000, 1_500
     sizes = [10_000, 100_000, 1_000_000] if args.scale else [args.subscribers]
     for size in sizes:
-        with tempfile.TemporaryDirectory() as tmp:
-            print(run(Path(tmp), size, args.articles, not args.no_schema), flush=True)
+        with tempfile.TemporaryDirectory() as tmp, fresh_store(args.db, Path(tmp)) as db:
+            print(run(Path(tmp), size, args.articles, not args.no_schema, db), flush=True)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 store of 5,000 subscribers; prints one line: events, body size, time, events per second,
 and the time of the same batch replayed (every event a duplicate, nothing changed).
 
-    python benchmarks/bench_webhook.py [--events 10000] [--small]
+    python benchmarks/bench_webhook.py [--events 10000] [--small] [--db postgresql://…]
 
 Target: 10,000 events in a few seconds (SendGrid posts batches of events as they come).
 """
@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "tests")]
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "benchmarks")]
 
 from helpers import make_settings
+from stores import add_db_argument, backend, dsn, fresh_store
 from webhook_support import Signer, make_hooks_app, serving
 
 from digest.ledger import Ledger, PlannedSegment
+from digest.location import Location
 from digest.render import Email
 from digest.select import Window
 from digest.store import NewSubscriber, open_store
@@ -60,7 +62,7 @@ def events(count: int) -> list[dict[str, Any]]:
     return batch
 
 
-def populate(db: Path) -> None:
+def populate(db: Location) -> None:
     with open_store(db) as store:
         store.insert([NewSubscriber(f"reader{i}@example{i % 89}.org") for i in range(READERS)],
                      "import")
@@ -78,9 +80,10 @@ def signed_post(url: str, raw: bytes, signer: Signer) -> tuple[dict[str, int], f
     return answer, time.perf_counter() - started
 
 
-def run(root: Path, count: int) -> str:
+def run(root: Path, count: int, db: Location) -> str:
     signer = Signer()
-    settings = make_settings(root, sendgrid__webhook_public_key=signer.public)
+    settings = make_settings(root, sendgrid__webhook_public_key=signer.public,
+                             store__path=dsn(db))
     populate(settings.store_path)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     raw = json.dumps(events(count)).encode()
@@ -89,7 +92,8 @@ def run(root: Path, count: int) -> str:
         replay, replay_seconds = signed_post(f"{base_url}/hooks/sendgrid", raw, signer)
     if first["received"] != count or replay["duplicates"] != count:
         raise SystemExit(f"unexpected answers: {first} then {replay}")
-    return (f"webhook: {count} events in {seconds:.2f} s ({count / seconds:.0f} events/s), "
+    return (f"webhook ({backend(db)}): {count} events in {seconds:.2f} s "
+            f"({count / seconds:.0f} events/s), "
             f"{len(raw) / 1e6:.1f} MB, {first['status_changes']} status changes; "
             f"replayed in {replay_seconds:.2f} s, nothing changed")
 
@@ -98,9 +102,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--small", action="store_true", help="CI size: 500 events")
+    add_db_argument(parser)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        print(run(Path(tmp), 500 if args.small else args.events))
+    with tempfile.TemporaryDirectory() as tmp, fresh_store(args.db, Path(tmp)) as db:
+        print(run(Path(tmp), 500 if args.small else args.events, db))
 
 
 if __name__ == "__main__":

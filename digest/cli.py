@@ -28,7 +28,9 @@ from digest import (
 )
 from digest.config import Settings, find_config, load_settings
 from digest.content import LoadResult
+from digest.db_cli import db_group
 from digest.errors import DigestError
+from digest.location import LocationError, PostgresURL, parse_location
 from digest.preview import write_eml_files, write_index, write_preview, write_segment_previews
 from digest.problem_summary import summarize
 from digest.quality import Finding
@@ -60,7 +62,7 @@ class App:
     """State shared by every command: where the config and the database are."""
 
     config_path: Path | None = None
-    db_path: Path | None = None
+    db_path: str | None = None  # a path, or a postgresql:// URL (see DatabaseParam)
     offline: bool = False
 
     @cached_property
@@ -69,8 +71,22 @@ class App:
         if self.offline:
             settings = settings.override(pipeline.OFFLINE, True)
         if self.db_path is not None:
-            return settings.override("store.path", str(self.db_path.resolve()))
+            return settings.override("store.path", self.db_path)
         return settings
+
+
+class DatabaseParam(click.ParamType):  # type: ignore[type-arg]  # generic in click 8.2+
+    """--db: a SQLite file (made absolute) or a postgresql:// URL; other schemes are a
+    usage error. The value is never echoed back with its password."""
+
+    name = "PATH|URL"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        try:
+            location = parse_location(str(value), Path.cwd())
+        except LocationError as exc:
+            self.fail(str(exc), param, ctx)
+        return location.dsn if isinstance(location, PostgresURL) else str(location.resolve())
 
 
 pass_app = click.make_pass_decorator(App)
@@ -119,11 +135,11 @@ DATE = Day()
 @click.version_option(__version__, prog_name="digest")
 @click.option("--config", type=click.Path(path_type=Path, dir_okay=False),
               help="Configuration file (default: ./digest.toml).")
-@click.option("--db", type=click.Path(path_type=Path, dir_okay=False),
-              help="SQLite database (default: $DIGEST_DB, else store.path).")
+@click.option("--db", type=DatabaseParam(),
+              help="SQLite file or postgresql:// URL (default: $DIGEST_DB, else store.path).")
 @click.option("--offline", is_flag=True, help="Read feeds from their cache only.")
 @click.pass_context
-def cli(ctx: click.Context, config: Path | None, db: Path | None, offline: bool) -> None:
+def cli(ctx: click.Context, config: Path | None, db: str | None, offline: bool) -> None:
     """Build a newsletter digest from a folder of markdown articles and feeds."""
     ctx.obj = App(config, db, offline)
 
@@ -894,6 +910,9 @@ def subscriber_table(found: Sequence[Subscriber]) -> list[str]:
     lines = ["  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]])
              for row in rows] if found else []
     return [*lines, f"{len(found)} {plural(len(found), 'subscriber')}"]
+
+
+cli.add_command(db_group)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from email_validator import EmailNotValidError, validate_email
 from digest.errors import ConfigError
 from digest.feeds import feed_sources
 from digest.i18n import language_problem, parse_locale, tag_of
+from digest.location import Location, LocationError, parse_location
 from digest.sites import URL_FIELDS
 from digest.theme import DEFAULTS as THEME_DEFAULTS
 from digest.theme import Theme, theme_problems
@@ -168,8 +169,12 @@ class Settings:
         return self.root / self.text("templates.dir")
 
     @property
-    def store_path(self) -> Path:
-        return self.root / self.text("store.path")
+    def store_path(self) -> Location:
+        """The SQLite file, or the PostgreSQL server (a postgresql:// URL)."""
+        try:
+            return parse_location(self.values["store.path"], self.root)
+        except LocationError as exc:
+            raise ConfigError(f"store.path: {exc}") from None
 
     @property
     def files_dir(self) -> Path:

@@ -24,13 +24,13 @@ Events for addresses the store does not know change nothing.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from digest.ledger import IssueRow, Ledger
+from digest.sql import Connection
 from digest.store import (
     COLUMNS,
     STOPPED,
@@ -240,12 +240,12 @@ def evidence_text(event: Mapping[str, Any], now: datetime) -> str:
             f"at {timestamp(event_time(event, now))}")
 
 
-def forget_old_ids(conn: sqlite3.Connection, now: datetime) -> None:
+def forget_old_ids(conn: Connection, now: datetime) -> None:
     conn.execute("DELETE FROM webhook_events WHERE received_at < ?",
                  (timestamp(now - KEEP_EVENT_IDS),))
 
 
-def first_seen(conn: sqlite3.Connection, events: Sequence[dict[str, Any]],
+def first_seen(conn: Connection, events: Sequence[dict[str, Any]],
                now: datetime) -> list[dict[str, Any]]:
     """The events whose id was never seen (the first of any repeated in the batch);
     their ids are recorded."""
@@ -267,7 +267,7 @@ def first_seen(conn: sqlite3.Connection, events: Sequence[dict[str, Any]],
     return fresh
 
 
-def subscribers_by_key(conn: sqlite3.Connection, keys: Iterable[str]) -> dict[str, Subscriber]:
+def subscribers_by_key(conn: Connection, keys: Iterable[str]) -> dict[str, Subscriber]:
     """The subscribers with these email keys (lower-cased addresses), by key."""
     wanted = sorted(keys)
     found: dict[str, Subscriber] = {}
@@ -280,7 +280,7 @@ def subscribers_by_key(conn: sqlite3.Connection, keys: Iterable[str]) -> dict[st
     return found
 
 
-def known_issues(conn: sqlite3.Connection, keys: Iterable[str | None]) -> set[str]:
+def known_issues(conn: Connection, keys: Iterable[str | None]) -> set[str]:
     wanted = [key for key in keys if key is not None]
     found: set[str] = set()
     for start in range(0, len(wanted), CHUNK):
@@ -290,7 +290,7 @@ def known_issues(conn: sqlite3.Connection, keys: Iterable[str | None]) -> set[st
     return found
 
 
-def count_activity(conn: sqlite3.Connection, known: Sequence[tuple[dict[str, Any], Effect]],
+def count_activity(conn: Connection, known: Sequence[tuple[dict[str, Any], Effect]],
                    readers: Mapping[str, Subscriber], issues: set[str], now: datetime) -> int:
     """One row per (issue, kind, reader), at the earliest time seen; returns the events
     counted (an issue the ledger does not know is not counted)."""
@@ -300,12 +300,13 @@ def count_activity(conn: sqlite3.Connection, known: Sequence[tuple[dict[str, Any
             if effect.kind is not None and (issue := issue_of(event)) in issues]
     conn.executemany(
         "INSERT INTO issue_activity (issue_key, kind, subscriber_id, at) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (issue_key, kind, subscriber_id) DO UPDATE SET at = min(at, excluded.at)",
+        "ON CONFLICT (issue_key, kind, subscriber_id) "
+        "DO UPDATE SET at = min(issue_activity.at, excluded.at)",
         rows)
     return len(rows)
 
 
-def record_soft_bounces(conn: sqlite3.Connection,
+def record_soft_bounces(conn: Connection,
                         known: Sequence[tuple[dict[str, Any], Effect]],
                         readers: Mapping[str, Subscriber], issues: set[str],
                         now: datetime) -> int:
@@ -336,7 +337,7 @@ def soft_bounces(store: Store, subscriber: Subscriber) -> list[tuple[str, str | 
 # ---------------------------------------------------------------- statistics
 
 
-def activity_counts(conn: sqlite3.Connection, key: str) -> dict[str, int] | None:
+def activity_counts(conn: Connection, key: str) -> dict[str, int] | None:
     """Readers per kind for an issue; None if no event has arrived for it at all."""
     rows = dict(conn.execute(
         "SELECT kind, count(*) FROM issue_activity WHERE issue_key = ? GROUP BY kind", (key,)))
@@ -350,7 +351,7 @@ def issue_stats(store: Store, key: str | None = None) -> list[dict[str, Any]]:
     return [stats_row(store.conn, ledger, issue) for issue in issues]
 
 
-def stats_row(conn: sqlite3.Connection, ledger: Ledger, issue: IssueRow) -> dict[str, Any]:
+def stats_row(conn: Connection, ledger: Ledger, issue: IssueRow) -> dict[str, Any]:
     counts = ledger.counts(issue.key)
     activity = activity_counts(conn, issue.key)
     return {"key": issue.key, "cadence": issue.cadence, "status": issue.status,

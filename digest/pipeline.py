@@ -187,9 +187,10 @@ def store_segments(settings: Settings, articles: Sequence[Article], whole: Built
                    renderer: Renderer, cadence: str = "weekly") -> list[SegmentBuild]:
     """A preview per segment of the store's active readers, with its quality findings;
     none (and no file) without a store."""
-    if not settings.store_path.exists():
+    location = settings.store_path
+    if isinstance(location, Path) and not location.exists():
         return []
-    with open_store(settings.store_path) as store:
+    with open_store(location) as store:
         readers = store.subscribers(status="active", cadence=cadence)
     links = preview_links(settings)
     return build_segments(readers, articles, cadence=cadence, key=whole.issue.key,

@@ -26,7 +26,7 @@ from digest import archive, pipeline
 from digest.config import Settings, sender_problems
 from digest.errors import DeliveryError
 from digest.ledger import IssueRow, Ledger
-from digest.runlock import Echo, quiet, run_lock
+from digest.runlock import Echo, quiet
 from digest.select import Window, dates_window, in_window, issue_key, manual_key
 from digest.send import (
     Plan,
@@ -87,13 +87,9 @@ def open_run(settings: Settings, lock: str, options: Options = Options(),
              talk: Talk = Talk(), *, store: Store | None = None) -> Iterator[SendRun]:
     """The run holding the lock `lock` (a cadence, or "manual") with its store open.
     A `store` given is used (and left open) instead of opening `store.path`."""
-    path = settings.store_path
-    with run_lock(path.with_name(f"{path.name}.{lock}.lock"), talk.echo):
-        if store is not None:
-            yield SendRun(settings, store, options, talk)
-            return
-        with open_store(path) as opened:
-            yield SendRun(settings, opened, options, talk)
+    opening = nullcontext(store) if store is not None else open_store(settings.store_path)
+    with opening as opened, opened.run_lock(lock, talk.echo):
+        yield SendRun(settings, opened, options, talk)
 
 
 class SendRun:

@@ -165,8 +165,9 @@ class LiveSite:
 
     def watched(self) -> list[Path]:
         store = self.settings.store_path
-        paths = [self.settings.templates_dir, self.settings.content_dir, store,
-                 store.with_name(f"{store.name}-wal")]
+        paths = [self.settings.templates_dir, self.settings.content_dir]
+        if isinstance(store, Path):  # a PostgreSQL store is read again on each render
+            paths += [store, store.with_name(f"{store.name}-wal")]
         return paths + ([self.config] if self.config else [])
 
     def render(self) -> Snapshot:

@@ -1,4 +1,6 @@
-"""The SQLite store: subscribers, the history of their status, unsubscribe tokens.
+"""The store: subscribers, the history of their status, unsubscribe tokens; in a SQLite
+file (the default) or in PostgreSQL (a `postgresql://` URL), through the one SQL layer
+of `sql.py` (its docstring lists the conventions every query follows).
 
 The schema (every migration) and the subscribers' SQL live here; the send ledger's
 queries are in `ledger.py` and those of SendGrid's events in `feedback.py`. The rules
@@ -7,7 +9,9 @@ the one rule every caller must obey (`refusal`: nobody but the reader moves a st
 address back to `active`).
 
 Two processes may use one file: WAL journal, a busy timeout, and every write in a
-`BEGIN IMMEDIATE` transaction so a writer waits for the lock instead of failing.
+`BEGIN IMMEDIATE` transaction so a writer waits for the lock instead of failing. On
+PostgreSQL every write transaction takes one advisory lock first, so writers take turns
+the same way whichever machine they run on.
 
 Unsubscribe tokens are never stored. Each subscriber has a random salt; the token is
 HMAC-SHA256(secret, salt), so whoever holds the secret (the send path, the web app)
@@ -22,17 +26,22 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
+from digest import locks, sql
 from digest.errors import DatabaseLocked, DiskFull, StoreError, StoreUnavailable
+from digest.location import Location, PostgresURL
+from digest.runlock import Echo, quiet, run_lock
 
 Status = Literal["pending", "active", "unsubscribed", "bounced", "complained"]
 Cadence = Literal["weekly", "daily"]
@@ -225,10 +234,27 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE batches ADD COLUMN sent_at TEXT",
         "ALTER TABLE batches ADD COLUMN evidence TEXT",
     ),
+    (  # 9: rate limits shared by every web worker and host (Store.hit); keys are hashed
+        """CREATE TABLE rate_hits (
+            id INTEGER PRIMARY KEY,
+            key BLOB NOT NULL,
+            at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        )""",
+        "CREATE INDEX rate_hits_key ON rate_hits (key, at)",
+        "CREATE INDEX rate_hits_expires ON rate_hits (expires_at)",
+    ),
 )
 
 to_json = json.JSONEncoder(ensure_ascii=False).encode
+T = TypeVar("T")
+# Where a removed reader's rows were: vacuumed after a removal on PostgreSQL.
+FORGET_TABLES = ("subscribers", "subscriber_events", "unsubscribe_tokens",
+                 "preference_changes", "soft_bounces", "rate_hits")
 COLUMNS = "id, email, name, categories, cadence, status, created_at"
+# Tables keyed by `id INTEGER PRIMARY KEY`: on PostgreSQL an INSERT into one returns it.
+IDENTITY_TABLES = frozenset(re.findall(r"CREATE TABLE (\w+) \(\s*id INTEGER PRIMARY KEY",
+                                       "\n".join(s for m in MIGRATIONS for s in m)))
 
 
 @dataclass(frozen=True)
@@ -334,15 +360,16 @@ def timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
 
 
-def open_store(path: Path, *, clock: Callable[[], datetime] = utc_now) -> Store:
-    """Open (creating if needed) and migrate the database at `path`."""
+def open_store(path: Location, *, clock: Callable[[], datetime] = utc_now,
+               upgrade: bool = True) -> Store:
+    """Open (creating if needed) and migrate the database at `path`: a file, or a
+    PostgreSQL server. With `upgrade=False` nothing is migrated (digest db status)."""
+    conn = connect_checked(path)
     try:
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    except (sqlite3.DatabaseError, ValueError) as exc:  # ValueError: a NUL byte in the path
-        raise StoreError(f"{path}: cannot open the database: {exc}") from None
-    try:
-        configure(conn)
-        migrate(conn)
+        if upgrade:
+            migrate(conn)
+        elif conn.schema_version() > len(MIGRATIONS):
+            raise too_new(conn.schema_version())
     except sqlite3.DatabaseError as exc:
         conn.close()
         if isinstance(exc, sqlite3.OperationalError) and \
@@ -352,14 +379,30 @@ def open_store(path: Path, *, clock: Callable[[], datetime] = utc_now) -> Store:
     except BaseException:
         conn.close()
         raise
-    return Store(conn, clock)
+    return Store(conn, clock, path)
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """A configured connection, not migrated (for tests of the migrations)."""
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    configure(conn)
-    return conn
+def connect_checked(path: Location) -> sql.Connection:
+    """A configured connection, or a StoreError naming the database."""
+    if isinstance(path, PostgresURL):
+        conn = sql.connect_postgres(path)
+        conn.identity_tables = IDENTITY_TABLES
+        return conn
+    try:
+        return connect(path)
+    except (sqlite3.DatabaseError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise StoreError(f"{path}: cannot open the database: {exc}") from None
+
+
+def connect(path: Path) -> sql.SqliteConnection:
+    """A configured SQLite connection, not migrated (for tests of the migrations)."""
+    raw = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    try:
+        configure(raw)
+    except BaseException:
+        raw.close()
+        raise
+    return sql.SqliteConnection(raw, str(path))
 
 
 def configure(conn: sqlite3.Connection) -> None:
@@ -370,31 +413,33 @@ def configure(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA secure_delete = ON")
 
 
-def user_version(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+def user_version(conn: sql.Connection) -> int:
+    return conn.schema_version()
 
 
-def migrate(conn: sqlite3.Connection, migrations: Sequence[Sequence[str]] = MIGRATIONS) -> int:
+def too_new(version: int, known: int = len(MIGRATIONS)) -> StoreError:
+    return StoreError(f"the database is at version {version}, newer than this digest "
+                      f"knows ({known}): upgrade digest")
+
+
+def migrate(conn: sql.Connection, migrations: Sequence[Sequence[str]] = MIGRATIONS) -> int:
     """Apply the migrations the database lacks, each in its own transaction; idempotent,
-    and safe when two processes open a new file at once. Returns the final version."""
+    and safe when two processes open a new database at once. Returns the final version."""
     if user_version(conn) > len(migrations):
-        raise StoreError(
-            f"the database is at version {user_version(conn)}, newer than this digest "
-            f"knows ({len(migrations)}): upgrade digest"
-        )
+        raise too_new(user_version(conn), len(migrations))
     for number, statements in enumerate(migrations, start=1):
         if user_version(conn) >= number:
             continue
         with transaction(conn):
             if user_version(conn) < number:  # another process may have just done it
                 for statement in statements:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {number}")
+                    conn.execute(conn.translate_ddl(statement))
+                conn.set_schema_version(number)
     return user_version(conn)
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+def transaction(conn: sql.Connection) -> Iterator[None]:
     """A write transaction that takes the lock up front; nested ones join the outer one.
     A database locked past the busy time-out, or a full disk, is a StoreUnavailable,
     with the transaction rolled back."""
@@ -402,12 +447,12 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
         yield
         return
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        conn.begin()
     except sqlite3.OperationalError as exc:
         raise unavailable(exc) from None
     try:
         yield
-        conn.execute("COMMIT")
+        conn.commit()
     except sqlite3.OperationalError as exc:
         rollback(conn)
         raise unavailable(exc) from None
@@ -416,14 +461,20 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
-def rollback(conn: sqlite3.Connection) -> None:
+def rollback(conn: sql.Connection) -> None:
     if conn.in_transaction:
-        conn.execute("ROLLBACK")
+        conn.rollback()
 
 
 def unavailable(exc: sqlite3.OperationalError) -> Exception:
-    """The StoreUnavailable an error of SQLite's means, or the error itself."""
+    """The StoreUnavailable an error of the database's means, or the error itself.
+    PostgreSQL's errors say what they are by SQLSTATE: a full disk (53100) is mapped, and
+    the rest are left for `Store.retrying` (40001, 40P01) or the caller."""
     text = str(exc)
+    if isinstance(exc, sql.OperationalError):
+        return DiskFull(f"the database could not be written: no space left on the server "
+                        f"({text}); free some space, then run again") \
+            if exc.sqlstate == "53100" else exc
     if "locked" in text or "busy" in text:
         return DatabaseLocked(f"the database is locked by another process ({text} after "
                               f"{BUSY_TIMEOUT_S:g} s); try again when it has finished")
@@ -457,9 +508,16 @@ def as_status(value: str) -> Status:
 class Store:
     """One open database. Use as a context manager, or call `close()`."""
 
-    def __init__(self, conn: sqlite3.Connection, clock: Callable[[], datetime] = utc_now):
+    def __init__(self, conn: sql.Connection, clock: Callable[[], datetime] = utc_now,
+                 location: Location | None = None):
         self.conn = conn
         self.clock = clock
+        self.location = location if location is not None else Path(conn.label)
+
+    @property
+    def backend(self) -> str:
+        """"sqlite" or "postgresql"."""
+        return self.conn.backend
 
     def __enter__(self) -> Store:
         return self
@@ -477,6 +535,30 @@ class Store:
 
     def transaction(self) -> AbstractContextManager[None]:
         return transaction(self.conn)
+
+    def retrying(self, work: Callable[[], T], attempts: int = sql.ATTEMPTS) -> T:
+        """`work()` in one write transaction, run again from the start when PostgreSQL
+        reports a serialization failure or a deadlock (SQLSTATE 40001, 40P01)."""
+        for attempt in range(attempts):
+            try:
+                with self.transaction():
+                    return work()
+            except sql.OperationalError as exc:
+                if not sql.retryable(exc, attempt, attempts):
+                    raise
+                time.sleep(sql.backoff(attempt))
+        raise AssertionError("unreachable")
+
+    def run_lock(self, cadence: str, echo: Echo = quiet) -> AbstractContextManager[None]:
+        """Held for the whole run of `cadence` (weekly, daily, manual): another run of it,
+        on this machine or another, gets `another run is sending`. SQLite: a file lock
+        beside the database (runlock.py: a dead or foreign holder is taken over, said
+        through `echo`); PostgreSQL: a session advisory lock. Either goes when the process
+        dies."""
+        if isinstance(self.conn, sql.PostgresConnection):
+            return locks.advisory_lock(self.conn, f"digest run {cadence}")
+        path = Path(self.conn.label)
+        return run_lock(path.with_name(f"{path.name}.{cadence}.lock"), echo)
 
     def now(self) -> datetime:
         return self.clock()
@@ -498,8 +580,9 @@ class Store:
                     ) -> list[Subscriber]:
         """Every subscriber (or those with `status` and `cadence`), ordered by address."""
         rows = self.conn.execute(
-            f"SELECT {COLUMNS} FROM subscribers WHERE (?1 IS NULL OR status = ?1) "
-            "AND (?2 IS NULL OR cadence = ?2) ORDER BY email_key", (status, cadence),
+            f"SELECT {COLUMNS} FROM subscribers WHERE (CAST(?1 AS TEXT) IS NULL OR "
+            "status = ?1) AND (CAST(?2 AS TEXT) IS NULL OR cadence = ?2) ORDER BY email_key",
+            (status, cadence),
         )
         return [to_subscriber(row) for row in rows]
 
@@ -630,11 +713,49 @@ class Store:
         return emails
 
     def scrub(self) -> None:
-        """Checkpoint and truncate the WAL, so earlier copies of deleted rows are gone."""
+        """Checkpoint and truncate the WAL, so earlier copies of deleted rows are gone.
+        PostgreSQL: VACUUM the tables that held the reader, so the dead rows' space is
+        reclaimed (the README says what its WAL and backups keep)."""
+        if self.backend == "postgresql":
+            for table in FORGET_TABLES:
+                self.conn.execute(f"VACUUM {table}")
+            return
         busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         if busy:
             raise StoreError("removed, but another process is using the database: the old "
                              "bytes stay in the -wal file until its next checkpoint")
+
+    # Shared rate limits
+
+    def hit(self, key: str, limits: Sequence[tuple[int, float]]) -> bool:
+        """Whether one more event for `key` is within every (count, seconds) limit; if
+        so it is counted. One count for every process and host using this store: a web
+        app on several workers enforces one limit. Only a hash of the key is kept, and
+        expired hits are deleted on every call."""
+        return self.hit_all([(key, limits)]) is None
+
+    def hit_all(self, checks: Sequence[tuple[str, Sequence[tuple[int, float]]]]
+                ) -> int | None:
+        """`hit` for several keys at once, in one transaction: the index of the first
+        key over one of its limits (and nothing is counted), else None (each counted)."""
+        now = self.now().timestamp()
+        hashed = [(hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest(), limits)
+                  for key, limits in checks]
+
+        def count() -> int | None:
+            self.conn.execute("DELETE FROM rate_hits WHERE expires_at <= ?", (now,))
+            for index, (digest, limits) in enumerate(hashed):
+                for most, seconds in limits:
+                    seen = self.conn.execute("SELECT count(*) FROM rate_hits WHERE key = ? "
+                                             "AND at > ?", (digest, now - seconds)).fetchone()[0]
+                    if seen >= most:
+                        return index
+            self.conn.executemany(
+                "INSERT INTO rate_hits (key, at, expires_at) VALUES (?, ?, ?)",
+                [(digest, now, now + max(s for _, s in limits)) for digest, limits in hashed])
+            return None
+
+        return self.retrying(count)
 
     # Unsubscribe tokens
 

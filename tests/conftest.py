@@ -81,3 +81,6 @@ def browser() -> Iterator[object]:
         )
         yield launched
         launched.close()
+
+
+pytest_plugins = ("backends",)  # db, pg_url, pg_server: both backends (tests/backends.py)

@@ -133,7 +133,7 @@ def test_the_site_sends_at_most_max_confirmations_per_hour(tmp_path, clock):
 
 def test_the_default_site_cap_is_100_an_hour(tmp_path, clock):
     app, _ = make(tmp_path, clock)
-    assert app.extensions["digest"].confirmations.site.limits == ((100, 3600.0),)
+    assert app.extensions["digest"].confirmations.site_limits == ((100, 3600.0),)
 
 
 # ---------------------------------------------------------------- proxies and redirects
@@ -273,9 +273,14 @@ def test_a_form_sent_within_3_seconds_is_shown_again(tmp_path, clock):
 # ---------------------------------------------------------------- the same work either way
 
 
+def address_blind(lines):
+    return [line for line in lines if not line.startswith('INSERT INTO "rate_hits"')]
+
+
 def test_the_request_itself_reads_and_writes_nothing(tmp_path, clock):
-    """Whatever the address, the answer comes before any store work: a paused mail
-    thread leaves the database as it was until it runs."""
+    """Whatever the address, the answer comes before any store work about it: a paused
+    mail thread leaves the database as it was until it runs, but for the counts every
+    request makes alike (its client's sign-ups, its form's nonce: `rate_hits`)."""
     app, client = make(tmp_path, clock)
     for email, status in [("active@example.com", "active"), ("gone@example.com", "unsubscribed")]:
         add_reader(tmp_path, email, status=status)
@@ -285,7 +290,7 @@ def test_the_request_itself_reads_and_writes_nothing(tmp_path, clock):
     forms = tokens(app, clock, 3)
     replies = [sign_up(client, next(forms), email)
                for email in ["new@example.com", "active@example.com", "gone@example.com"]]
-    assert dump(tmp_path) == before
+    assert address_blind(dump(tmp_path)) == address_blind(before)
     gate.set()
     drain(app)
     assert len({(r.status_code, r.text) for r in replies}) == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sqlite3
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +20,7 @@ from digest import feedback
 from digest.config import Settings
 from digest.errors import StoreError
 from digest.ledger import Ledger, PlannedSegment
+from digest.location import Location, PostgresURL
 from digest.render import Email
 from digest.select import Window
 from digest.store import Change, NewSubscriber, Store, open_store
@@ -91,15 +91,22 @@ def statuses(path: Path) -> dict[str, str]:
         return {s.email: s.status for s in store.subscribers()}
 
 
-def snapshot(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+def snapshot(path: Location) -> dict[str, list[tuple[Any, ...]]]:
     """Every row that the webhook may write, to show that nothing changed."""
-    conn = sqlite3.connect(path)
-    try:
-        return {table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall())
+    with open_store(path) as store:
+        return {table: sorted(tuple(row) for row in store.conn.execute(
+                    f"SELECT * FROM {table}").fetchall())
                 for table in ("subscribers", "subscriber_events", "webhook_events",
                               "issue_activity", "soft_bounces")}
-    finally:
-        conn.close()
+
+
+def stored_bytes(path: Location) -> bytes:
+    """What the store keeps: the SQLite files' bytes, or every row of every table."""
+    if isinstance(path, Path):
+        return b"".join(p.read_bytes() for p in path.parent.glob(f"{path.name}*"))
+    with open_store(path) as store:
+        return "\n".join(repr(row) for table in store.conn.tables()
+                         for row in store.conn.execute(f"SELECT * FROM {table}")).encode()
 
 
 def plan_issue(store: Store, key: str = ISSUE) -> None:
@@ -116,9 +123,11 @@ def signer() -> Signer:
 
 
 @pytest.fixture
-def site(tmp_path: Path, signer: Signer) -> Settings:
+def site(tmp_path: Path, signer: Signer, db: Location) -> Settings:
+    """The readers and a planned issue, in each backend in turn (the `db` fixture)."""
     settings = make_settings(tmp_path, sendgrid__webhook_public_key=signer.public,
-                             sendgrid__asm_group_id=GROUP)
+                             sendgrid__asm_group_id=GROUP,
+                             store__path=db.dsn if isinstance(db, PostgresURL) else str(db))
     with open_store(settings.store_path) as store:
         store.insert([NewSubscriber(email, status=status) for email, status in READERS.items()],
                      "cli")
@@ -182,7 +191,7 @@ def test_nothing_but_counts_is_kept_of_an_event(site, signer, client):
     with open_store(site.store_path) as store:
         soft = store.conn.execute("SELECT * FROM soft_bounces").fetchall()
     assert [row[4:] for row in soft] == [("Reputation", "4.7.1")]
-    data = b"".join(p.read_bytes() for p in site.store_path.parent.glob("digest.db*"))
+    data = stored_bytes(site.store_path)
     for trace in (b"stranger@example.com", b"no such user", b"192.0.2.1", b"try later",
                   b"msg1.filter0001", b"posts/a"):
         assert trace not in data

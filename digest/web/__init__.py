@@ -37,9 +37,9 @@ from digest.web.captcha import captcha_for
 from digest.web.language import _
 from digest.web.logs import redact, redact_logger
 from digest.web.mail import Mailer
-from digest.web.ratelimit import RateLimiter
 from digest.web.readers import SiteCategories
-from digest.web.state import EXTENSION, WebState, close_store
+from digest.web.shared_limits import SharedLimiter
+from digest.web.state import EXTENSION, WebState, close_store, request_store
 from digest.web.state import web_state as web_state_of
 from digest.web.tokens import FORM_MAX_AGE, Tokens
 
@@ -52,10 +52,9 @@ DEV_SECRET = ("no web.secret_key / DIGEST_SECRET_KEY: --dev uses a random secret
               "process, so its confirmation links and forms stop working when it stops")
 
 # Subscribe requests per client (an IPv4 address or an IPv6 /64): 20 per 10 minutes.
-# The confirmation emails' limits are in abuse.py; ratelimit.py says what "in-process"
-# implies.
+# The confirmation emails' limits are in abuse.py. Every count is kept in the store, so
+# any number of workers and hosts enforce one limit.
 CLIENT_LIMITS = ((20, 600.0),)
-MAX_NONCES = 100_000  # sign-up forms used in the last FORM_MAX_AGE that are remembered
 MAX_FORM_BYTES = 64 * 1024
 
 CAPTCHA_CSP = ("default-src 'none'; style-src 'self' {sources}; img-src 'self'; "
@@ -127,17 +126,13 @@ def app_secret(settings: Settings, dev: bool) -> str:
 
 def web_state(settings: Settings, secret: str, clock: Callable[[], datetime],
               transport: Transport) -> WebState:
-    def seconds() -> float:
-        return clock().timestamp()
-
     return WebState(
         settings=settings, secret=secret, clock=clock, transport=transport,
         tokens=Tokens(secret, clock), mailer=Mailer(transport),
-        confirmations=ConfirmationLimits(settings["web.max_confirmations_per_hour"],
-                                         clock=seconds),
-        client_limits=RateLimiter(CLIENT_LIMITS, clock=seconds),
-        form_nonces=RateLimiter(((1, FORM_MAX_AGE.total_seconds()),), max_keys=MAX_NONCES,
-                                clock=seconds),
+        confirmations=ConfirmationLimits(settings.integer("web.max_confirmations_per_hour")),
+        client_limits=SharedLimiter("client", CLIENT_LIMITS, request_store),
+        form_nonces=SharedLimiter("nonce", ((1, FORM_MAX_AGE.total_seconds()),),
+                                  request_store),
         categories=SiteCategories(settings), captcha=captcha_for(settings))
 
 

@@ -11,18 +11,16 @@ cannot vary for free:
 - besides each mailbox, each domain and the whole site have a cap
   (`ConfirmationLimits`; the site's is `web.max_confirmations_per_hour`).
 
-The counters are `RateLimiter`s kept in this process. `ConfirmationLimits.allow` is
-the one call the app makes, so moving the counts into a shared store changes this
-module only.
+The counts live in the store (`Store.hit_all`), so every worker and host enforces one
+limit.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import threading
-from collections.abc import Callable
 
-from digest.web.ratelimit import Limit, RateLimiter
+from digest.store import Store
+from digest.web.ratelimit import Limit
 
 GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 IPV6_PREFIX = 64
@@ -61,23 +59,16 @@ def client_key(address: str) -> str:
 
 class ConfirmationLimits:
     """Whether one more confirmation email may go to an address: within its mailbox's,
-    its domain's and the site's hourly limit. Counted only when all three allow it."""
+    its domain's and the site's hourly limit. Counted in the store (one count for every
+    worker and host), and only when all three allow it."""
 
-    def __init__(self, per_hour: int, *, clock: Callable[[], float]) -> None:
-        self.mailboxes = RateLimiter(MAILBOX_LIMITS, clock=clock)
-        self.domains = RateLimiter(DOMAIN_LIMITS, clock=clock)
-        self.site = RateLimiter(((per_hour, HOUR_S),), max_keys=1, clock=clock)
-        self._lock = threading.Lock()
+    def __init__(self, per_hour: int) -> None:
+        self.site_limits: tuple[Limit, ...] = ((per_hour, HOUR_S),)
 
-    def allow(self, email: str) -> str | None:
+    def allow(self, email: str, store: Store) -> str | None:
         """None if it may be sent (and it is counted), else which limit refuses it."""
-        checks = ((self.mailboxes, mailbox_key(email), "mailbox"),
-                  (self.domains, domain_of(email), "domain"),
-                  (self.site, "site", "site"))
-        with self._lock:
-            for limiter, key, name in checks:
-                if not limiter.would_allow(key):
-                    return name
-            for limiter, key, _ in checks:
-                limiter.allow(key)
-        return None
+        checks = ((f"mailbox\x00{mailbox_key(email)}", MAILBOX_LIMITS, "mailbox"),
+                  (f"domain\x00{domain_of(email)}", DOMAIN_LIMITS, "domain"),
+                  ("site", self.site_limits, "site"))
+        refused = store.hit_all([(key, limits) for key, limits, _ in checks])
+        return None if refused is None else checks[refused][2]

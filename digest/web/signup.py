@@ -49,7 +49,7 @@ def confirmation(store: Store, state: WebState, email: str) -> Message | None:
     subscriber = readers.request_subscription(store, email)
     if not readers.may_confirm(subscriber):
         return None
-    refused = state.confirmations.allow(email)
+    refused = state.confirmations.allow(email, store)
     if refused is not None:
         log.info("no confirmation email sent: the %s limit was reached", refused)
         return None

@@ -15,8 +15,8 @@ from digest.transports import Transport
 from digest.web.abuse import ConfirmationLimits
 from digest.web.captcha import Captcha
 from digest.web.mail import Mailer
-from digest.web.ratelimit import RateLimiter
 from digest.web.readers import SiteCategories
+from digest.web.shared_limits import Limiter
 from digest.web.tokens import Tokens
 
 EXTENSION = "digest"
@@ -30,9 +30,9 @@ class WebState:
     transport: Transport
     tokens: Tokens
     mailer: Mailer
-    confirmations: ConfirmationLimits  # per mailbox, per domain, per hour
-    client_limits: RateLimiter  # subscribe requests per client (IPv4, IPv6 /64)
-    form_nonces: RateLimiter  # the sign-up forms' nonces already used
+    confirmations: ConfirmationLimits  # per mailbox, per domain, per hour (in the store)
+    client_limits: Limiter  # subscribe requests per client (IPv4, IPv6 /64; in the store)
+    form_nonces: Limiter  # the sign-up forms' nonces already used (in the store)
     categories: SiteCategories
     captcha: Captcha | None  # web.captcha: Turnstile or hCaptcha, checked on sign-up
 
