@@ -97,7 +97,7 @@ def create_app(settings: Settings, *, dev: bool = False,
     # takes large batches, raises its own request's limit.
     app.config.update(SECRET_KEY=secret, MAX_CONTENT_LENGTH=MAX_FORM_BYTES,
                       MAX_FORM_MEMORY_SIZE=MAX_FORM_BYTES,
-                      DIGEST_SETTINGS=settings)  # what digest.web.hooks reads
+                      DIGEST_SETTINGS=settings)  # what digest.web.archive reads
     app.jinja_env.undefined = jinja2.StrictUndefined
     app.extensions[EXTENSION] = web_state(settings, secret, clock, transport)
     if settings.integer("web.proxies"):
