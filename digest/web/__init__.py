@@ -96,8 +96,7 @@ def create_app(settings: Settings, *, dev: bool = False,
     # Every body is capped at 64 KB (urlencoded and chunked ones too); the webhook, which
     # takes large batches, raises its own request's limit.
     app.config.update(SECRET_KEY=secret, MAX_CONTENT_LENGTH=MAX_FORM_BYTES,
-                      MAX_FORM_MEMORY_SIZE=MAX_FORM_BYTES,
-                      DIGEST_SETTINGS=settings)  # what digest.web.archive reads
+                      MAX_FORM_MEMORY_SIZE=MAX_FORM_BYTES)
     app.jinja_env.undefined = jinja2.StrictUndefined
     app.extensions[EXTENSION] = web_state(settings, secret, clock, transport)
     if settings.integer("web.proxies"):
