@@ -172,11 +172,11 @@ class SendRun:
             self.talk.echo(f"No articles from {window.start:%Y-%m-%d %H:%M} to "
                            f"{window.end:%Y-%m-%d %H:%M}: nothing to send.")
             return None
-        readers = self.store.subscribers(status="active", cadence=cadence)
-        if not readers:
+        subscribers = self.store.subscribers(status="active", cadence=cadence)
+        if not subscribers:
             self.talk.echo(f"No active {cadence} subscribers: nothing to send")
             return None
-        plan = plan_issue(loaded.articles, readers, cadence=cadence, key=key,
+        plan = plan_issue(loaded.articles, subscribers, cadence=cadence, key=key,
                                window=window, settings=self.settings,
                                renderer=pipeline.renderer_for(self.settings))
         self.talk.show_plan(key, plan)

@@ -620,7 +620,7 @@ def test_a_doctype_without_entity_declarations_is_read(server, load):
 def test_the_readers_pages_take_feed_categories_from_the_cache_only(server, tmp_path):
     from digest import pipeline
     from digest.config import load_settings
-    from digest.web.readers import SiteCategories
+    from digest.web.subscribers import SiteCategories
 
     url = serve(server, "/atom", "atom_xhtml.xml", ATOM)
     settings = load_settings(write_feed_site(tmp_path, f'feeds = ["{url}"]\n',

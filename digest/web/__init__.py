@@ -2,7 +2,7 @@
 
 `create_app(settings)` builds it; `digest web` serves it with Werkzeug's server for
 local use, and `digest.web.wsgi:app` is the entry for gunicorn. The pages are in
-`pages.py`, what they do to the store in `readers.py`.
+`pages.py`, what they do to the store in `subscribers.py`.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from digest.web.language import _
 from digest.web.logs import redact, redact_logger
 from digest.web.mail import Mailer
 from digest.web.ratelimit import RateLimiter
-from digest.web.readers import SiteCategories
 from digest.web.state import EXTENSION, WebState, close_store
 from digest.web.state import web_state as web_state_of
+from digest.web.subscribers import SiteCategories
 from digest.web.tokens import FORM_MAX_AGE, Tokens
 
 log = logging.getLogger("digest.web")

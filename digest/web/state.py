@@ -16,7 +16,7 @@ from digest.web.abuse import ConfirmationLimits
 from digest.web.captcha import Captcha
 from digest.web.mail import Mailer
 from digest.web.ratelimit import RateLimiter
-from digest.web.readers import SiteCategories
+from digest.web.subscribers import SiteCategories
 from digest.web.tokens import Tokens
 
 EXTENSION = "digest"
