@@ -262,13 +262,25 @@ def excerpt_from_html(markup: str, limit: int = EXCERPT_LIMIT) -> str:
     """The plain text of an HTML fragment (a feed's summary or content), cut at a word to
     `limit`: tags removed, references decoded once, images, figures, scripts, styles and
     embeds dropped, blocks separated by a space."""
-    source = remove_controls(markup[:HTML_SOURCE_LIMIT])
+    return excerpt_and_image_from_html(markup, limit)[0]
+
+
+def excerpt_and_image_from_html(markup: str, limit: int = EXCERPT_LIMIT, *,
+                                source_limit: int = HTML_SOURCE_LIMIT) -> tuple[str, str | None]:
+    """`excerpt_from_html` of the first `source_limit` characters, and the `src` of the
+    first `<img>` that has one (None if none), from the same parse."""
+    source = remove_controls(markup[:source_limit])
     if "<" not in source:
-        return shorten(one_line(decode_references(source)), limit)
+        return shorten(one_line(decode_references(source)), limit), None
     try:
         fragment = lxml_html.fragment_fromstring(source, create_parent="div")
     except (ParserError, ValueError):  # nothing but white space or comments
-        return ""
+        return "", None
+    image = next((str(src) for src in fragment.xpath("//img/@src")), None)
+    return fragment_text(fragment, limit), image
+
+
+def fragment_text(fragment: lxml_html.HtmlElement, limit: int) -> str:
     for element in fragment.xpath(DROPPED_ELEMENTS):
         element.drop_tree()
     for element in fragment.iter():

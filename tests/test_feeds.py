@@ -21,6 +21,7 @@ from digest.feeds import (
     FeedSource,
     FetchPolicy,
     combine,
+    html_text_and_image,
     html_to_text,
     load_feeds,
     normalize_url,
@@ -470,6 +471,13 @@ def test_normalised_urls(url, normal):
 def test_html_to_text_drops_tags_scripts_and_decodes_references_once():
     html = "<p>A &amp;amp; B</p><script>alert(1)</script><style>p{}</style><br>C&nbsp;D &lt;x&gt;"
     assert html_to_text(html) == "A &amp; B C D <x>"
+
+
+
+def test_an_items_figure_gives_its_image_but_not_its_caption_as_an_articles_does():
+    html = ('<p>See the chart</p><figure><img data-src="lazy.png"><img src="chart.png">'
+            "<figcaption>Rainfall by month</figcaption></figure><p>Next.</p>")
+    assert html_text_and_image(html) == ("See the chart Next.", "chart.png")
 
 
 # The site: configuration, every command's loading, check, the CLI
