@@ -38,6 +38,7 @@ from digest.send import (
     window_for,
 )
 from digest.store import Cadence, Store, open_store, secret_problem
+from digest.text import plural
 from digest.transports import Outcome, Transport, transport_for
 
 Progress = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
@@ -334,7 +335,3 @@ def test_copy_window(settings: Settings, key: str | None,
     if days is None:
         raise ValueError("a test copy needs an issue key or days")
     return manual_key(*days), dates_window(*days, settings.timezone)
-
-
-def plural(count: int, word: str, many: str | None = None) -> str:
-    return word if count == 1 else (many or f"{word}s")
