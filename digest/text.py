@@ -14,7 +14,7 @@ from html.entities import html5
 from typing import Any
 
 from lxml import html as lxml_html
-from lxml.etree import ParserError
+from lxml.etree import ParserError, XPath
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
@@ -258,7 +258,8 @@ def shorten(text: str, limit: int = EXCERPT_LIMIT) -> str:
 
 
 HTML_SOURCE_LIMIT = 5 * EXCERPT_SOURCE_LIMIT  # HTML is wordier than markdown
-DROPPED_ELEMENTS = "//script|//style|//figure|//img|//picture|//iframe|//svg|//noscript|//template"
+DROPPED_ELEMENTS = XPath(
+    "//script|//style|//figure|//img|//picture|//iframe|//svg|//noscript|//template")
 BLOCK_ELEMENTS = frozenset({"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5",
                             "h6", "tr", "td", "th", "blockquote", "pre", "section", "article",
                             "header", "footer", "dd", "dt", "hr", "table"})
@@ -282,12 +283,13 @@ def excerpt_and_image_from_html(markup: str, limit: int = EXCERPT_LIMIT, *,
         fragment = lxml_html.fragment_fromstring(source, create_parent="div")
     except (ParserError, ValueError):  # nothing but white space or comments
         return "", None
-    image = next((str(src) for src in fragment.xpath("//img/@src")), None)
+    image = next((str(img.get("src")) for img in fragment.iter("img") if "src" in img.attrib),
+                 None)
     return fragment_text(fragment, limit), image
 
 
 def fragment_text(fragment: lxml_html.HtmlElement, limit: int) -> str:
-    for element in fragment.xpath(DROPPED_ELEMENTS):
+    for element in DROPPED_ELEMENTS(fragment):
         element.drop_tree()
     for element in fragment.iter():
         if isinstance(element.tag, str) and element.tag.lower() in BLOCK_ELEMENTS:
