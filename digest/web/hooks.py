@@ -37,8 +37,8 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
 
 from digest import feedback
-from digest.store import open_store
-from digest.web.state import WebState, web_state
+from digest.config import Settings
+from digest.web.state import request_store, web_state
 
 log = logging.getLogger("digest.web.hooks")
 blueprint = Blueprint("hooks", __name__)
@@ -74,20 +74,18 @@ def sendgrid_events() -> Response | tuple[Response | str, int]:
                 return "request too large", 413
             if verified(key, signature, digest):
                 spool.seek(0)
-                return apply(state, spool.read())
+                return apply(settings, spool.read())
         problem = "invalid signature"
     log.warning("SendGrid event webhook refused: %s", problem)
     return problem, 403
 
 
-def apply(state: WebState, raw: bytes) -> Response | tuple[str, int]:
+def apply(settings: Settings, raw: bytes) -> Response | tuple[str, int]:
     events = parse(raw)
     if events is None:
         return "the body is not a JSON array of events", 400
-    settings = state.settings
-    with open_store(settings.store_path, clock=state.clock) as store:
-        applied = feedback.apply_events(
-            store, events, group_id=settings.optional_integer("sendgrid.asm_group_id"))
+    applied = feedback.apply_events(  # the request's store, on the app's clock
+        request_store(), events, group_id=settings.optional_integer("sendgrid.asm_group_id"))
     log.info("SendGrid event webhook: %s", applied.as_dict())
     return jsonify(applied.as_dict())
 
