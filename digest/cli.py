@@ -36,6 +36,7 @@ from digest.problem_summary import summarize
 from digest.quality import Finding
 from digest.screenshots import take_screenshots
 from digest.store import CADENCES, STATUSES, Store, Subscriber, as_cadence, open_store
+from digest.text import plural
 
 
 class DigestGroup(click.Group):
@@ -515,10 +516,6 @@ def print_preview(built: pipeline.Built, paths: Sequence[Path], settings: Settin
     if built.trimmed:
         click.echo(f"Trimmed {built.trimmed} {plural(built.trimmed, 'article')} to stay under "
                    f"the {settings.integer('email.size_budget_kb')} KB size budget.")
-
-
-def plural(count: int, word: str, many: str | None = None) -> str:
-    return word if count == 1 else (many or f"{word}s")
 
 
 # The web archive

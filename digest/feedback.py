@@ -130,20 +130,20 @@ def next_status(current: Status, wanted: Status) -> Status | None:
 
 
 def transitions(effects: Iterable[tuple[Mapping[str, Any], Effect]],
-                readers: Mapping[str, Subscriber]) -> list[Change]:
+                subscribers: Mapping[str, Subscriber]) -> list[Change]:
     """The status changes, in event order, each from the status the previous one left."""
-    current = dict(readers)
+    current = dict(subscribers)
     changes = []
     for event, effect in effects:
         key = email_key(event["email"])
-        reader = current.get(key)
-        if reader is None or effect.status is None:
+        subscriber = current.get(key)
+        if subscriber is None or effect.status is None:
             continue
-        target = next_status(reader.status, effect.status)
+        target = next_status(subscriber.status, effect.status)
         if target is None:
             continue
-        after = replace(reader, status=target)
-        changes.append(Change(reader, after, event=str(event["event"])))
+        after = replace(subscriber, status=target)
+        changes.append(Change(subscriber, after, event=str(event["event"])))
         current[key] = after
     return changes
 
@@ -186,18 +186,18 @@ def apply_events(store: Store, events: Sequence[Any], *, group_id: int | None) -
         forget_old_ids(store.conn, now)
         fresh = first_seen(store.conn, valid, now)
         applied.duplicates = len(valid) - len(fresh)
-        readers = subscribers_by_key(store.conn, {email_key(e["email"]) for e in fresh})
+        subscribers = subscribers_by_key(store.conn, {email_key(e["email"]) for e in fresh})
         ordered = sorted(fresh, key=lambda event: event_time(event, now))
         known = [(e, effect_of(e, group_id)) for e in ordered
-                 if email_key(e["email"]) in readers]
+                 if email_key(e["email"]) in subscribers]
         applied.unknown_addresses = len(ordered) - len(known)
-        changes = transitions(known, readers)
+        changes = transitions(known, subscribers)
         store.update(changes, "webhook")
         applied.status_changes = len(changes)
         issues = known_issues(store.conn, {issue_of(e) for e, _ in known} - {None})
-        applied.counted = count_activity(store.conn, known, readers, issues, now)
-        applied.soft_bounces = record_soft_bounces(store.conn, known, readers, issues, now)
-        applied.batches_resolved = resolve_batches(Ledger(store), fresh, readers, now)
+        applied.counted = count_activity(store.conn, known, subscribers, issues, now)
+        applied.soft_bounces = record_soft_bounces(store.conn, known, subscribers, issues, now)
+        applied.batches_resolved = resolve_batches(Ledger(store), fresh, subscribers, now)
     return applied
 
 
@@ -205,14 +205,14 @@ def apply_events(store: Store, events: Sequence[Any], *, group_id: int | None) -
 
 
 def resolve_batches(ledger: Ledger, events: Sequence[dict[str, Any]],
-                    readers: Mapping[str, Subscriber], now: datetime) -> int:
+                    subscribers: Mapping[str, Subscriber], now: datetime) -> int:
     """Batches SendGrid's events show it accepted (it processed, delivered, deferred,
     bounced or dropped mail of theirs) are marked accepted with the evidence, whether
     the event comes before or after the next run; returns how many changed."""
     evidence: dict[int, dict[str, Any]] = {}
     for event in events:
         if event.get("event") in ACCEPTED_EVENTS and (
-                batch_id := batch_of(ledger, event, readers)) is not None:
+                batch_id := batch_of(ledger, event, subscribers)) is not None:
             evidence.setdefault(batch_id, event)
     changed = [batch_id for batch_id, event in evidence.items()
                if ledger.accept_on_evidence(batch_id, evidence_text(event, now))]
@@ -222,7 +222,7 @@ def resolve_batches(ledger: Ledger, events: Sequence[dict[str, Any]],
 
 
 def batch_of(ledger: Ledger, event: Mapping[str, Any],
-             readers: Mapping[str, Subscriber]) -> int | None:
+             subscribers: Mapping[str, Subscriber]) -> int | None:
     """The batch an event is about: by its `segment` and `batch` custom args (exact),
     else (mail sent before digest added `batch`) by the reader's place in the issue."""
     issue = issue_of(event)
@@ -231,8 +231,8 @@ def batch_of(ledger: Ledger, event: Mapping[str, Any],
     segment, number = event.get("segment"), event.get("batch")
     if isinstance(segment, str) and isinstance(number, str) and number.isdigit():
         return ledger.batch_id(issue, segment, int(number))
-    reader = readers.get(email_key(event["email"]))
-    return ledger.batch_of_reader(issue, reader.id) if reader else None
+    subscriber = subscribers.get(email_key(event["email"]))
+    return ledger.batch_of_subscriber(issue, subscriber.id) if subscriber else None
 
 
 def evidence_text(event: Mapping[str, Any], now: datetime) -> str:
@@ -291,10 +291,10 @@ def known_issues(conn: Connection, keys: Iterable[str | None]) -> set[str]:
 
 
 def count_activity(conn: Connection, known: Sequence[tuple[dict[str, Any], Effect]],
-                   readers: Mapping[str, Subscriber], issues: set[str], now: datetime) -> int:
+                   subscribers: Mapping[str, Subscriber], issues: set[str], now: datetime) -> int:
     """One row per (issue, kind, reader), at the earliest time seen; returns the events
     counted (an issue the ledger does not know is not counted)."""
-    rows = [(issue, effect.kind, readers[email_key(event["email"])].id,
+    rows = [(issue, effect.kind, subscribers[email_key(event["email"])].id,
              timestamp(event_time(event, now)))
             for event, effect in known
             if effect.kind is not None and (issue := issue_of(event)) in issues]
@@ -308,11 +308,11 @@ def count_activity(conn: Connection, known: Sequence[tuple[dict[str, Any], Effec
 
 def record_soft_bounces(conn: Connection,
                         known: Sequence[tuple[dict[str, Any], Effect]],
-                        readers: Mapping[str, Subscriber], issues: set[str],
+                        subscribers: Mapping[str, Subscriber], issues: set[str],
                         now: datetime) -> int:
     """Blocked messages: when, which issue, SendGrid's classification and the SMTP
     status code; not the reason text, which often quotes the address."""
-    rows = [(readers[email_key(event["email"])].id,
+    rows = [(subscribers[email_key(event["email"])].id,
              issue if (issue := issue_of(event)) in issues else None,
              timestamp(event_time(event, now)),
              short(event.get("bounce_classification")), short(event.get("status")))

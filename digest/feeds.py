@@ -26,7 +26,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from html.parser import HTMLParser
 from http.client import HTTPException
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ from digest.content import (
 )
 from digest.errors import ConfigError, ContentError
 from digest.fileio import write_atomically
-from digest.text import EXCERPT_LIMIT, remove_controls, shorten
+from digest.text import EXCERPT_LIMIT, excerpt_and_image_from_html, remove_controls, shorten
 
 USER_AGENT = f"digest/{__version__} (newsletter digest builder; feed reader)"
 ACCEPT = ("application/rss+xml, application/atom+xml, application/feed+json, "
@@ -594,49 +593,14 @@ def clean(value: Any) -> str:
     return " ".join(remove_controls(str(value)).split()) if value is not None else ""
 
 
-# HTML to text (issue 18 writes a shared helper; this is the one function to replace)
-
-BLOCK_TAGS = frozenset({"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6",
-                        "blockquote", "pre", "tr", "td", "th", "table", "section", "article",
-                        "figure", "figcaption", "hr", "dd", "dt"})
-HIDDEN_TAGS = frozenset({"script", "style", "template", "noscript", "head", "title"})
-
-
-class TextAndImage(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.image: str | None = None
-        self.hidden = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in HIDDEN_TAGS:
-            self.hidden += 1
-        elif tag in BLOCK_TAGS:
-            self.parts.append(" ")
-        elif tag == "img" and self.image is None:
-            self.image = dict(attrs).get("src")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in HIDDEN_TAGS:
-            self.hidden = max(0, self.hidden - 1)
-        elif tag in BLOCK_TAGS:
-            self.parts.append(" ")
-
-    def handle_data(self, data: str) -> None:
-        if not self.hidden:
-            self.parts.append(data)
-
+# HTML to text: digest.text's, with no-break spaces made spaces as in every feed field
 
 def html_text_and_image(html: str) -> tuple[str, str | None]:
-    """The text of `html` (tags dropped, references decoded once, whitespace collapsed)
-    and the `src` of its first `<img>`."""
-    if "<" not in html and "&" not in html:
-        return clean(html), None
-    parser = TextAndImage()
-    parser.feed(html[:HTML_SOURCE_LIMIT])
-    parser.close()
-    return clean("".join(parser.parts)), parser.image
+    """The whole text of `html` (see text.excerpt_from_html) and the `src` of its first
+    `<img>`, from its first HTML_SOURCE_LIMIT characters."""
+    text, image = excerpt_and_image_from_html(html, HTML_SOURCE_LIMIT,
+                                              source_limit=HTML_SOURCE_LIMIT)
+    return clean(text), image
 
 
 def html_to_text(html: str) -> str:

@@ -264,7 +264,7 @@ class Ledger:
             (key, segment, number)).fetchone()
         return int(row[0]) if row else None
 
-    def batch_of_reader(self, key: str, subscriber_id: int) -> int | None:
+    def batch_of_subscriber(self, key: str, subscriber_id: int) -> int | None:
         """The batch a reader is in for issue `key` (each reader is in at most one)."""
         row = self.conn.execute(
             "SELECT batch_id FROM deliveries WHERE issue_key = ? AND subscriber_id = ?",

@@ -191,9 +191,9 @@ def store_segments(settings: Settings, articles: Sequence[Article], whole: Built
     if isinstance(location, Path) and not location.exists():
         return []
     with open_store(location) as store:
-        readers = store.subscribers(status="active", cadence=cadence)
+        subscribers = store.subscribers(status="active", cadence=cadence)
     links = preview_links(settings)
-    return build_segments(readers, articles, cadence=cadence, key=whole.issue.key,
+    return build_segments(subscribers, articles, cadence=cadence, key=whole.issue.key,
                           window=whole.issue.window, settings=settings, renderer=renderer,
                           check=True, unsubscribe_url=links.unsubscribe_url,
                           preferences_url=links.preferences_url)

@@ -118,13 +118,13 @@ def write_eml_files(settings: Settings, main: Built, segments: Sequence[SegmentB
 def preview_message(settings: Settings, built: Built, key: str) -> Message:
     name, address = settings.sender
     unsubscribe = settings.unsubscribe_url("preview")
-    reader = Recipient("reader@example.com", "A Reader", {},
+    sample = Recipient("reader@example.com", "A Reader", {},
                        list_unsubscribe_headers(unsubscribe, settings.text("unsubscribe.mailto")))
     return Message(
         subject=built.email.subject, html=built.email.html, text=built.email.text,
         from_email=address or f"newsletter@{urlsplit(settings.base_url).hostname}",
         from_name=name or settings.site_name, reply_to=settings.text("email.reply_to") or None,
-        recipients=(reader,), categories=("digest", key), custom_args={"issue": key})
+        recipients=(sample,), categories=("digest", key), custom_args={"issue": key})
 
 
 def write_bytes(path: Path, data: bytes) -> None:

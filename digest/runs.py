@@ -38,6 +38,7 @@ from digest.send import (
     window_for,
 )
 from digest.store import Cadence, Store, open_store, secret_problem
+from digest.text import plural
 from digest.transports import Outcome, Transport, transport_for
 
 Progress = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
@@ -168,11 +169,11 @@ class SendRun:
             self.talk.echo(f"No articles from {window.start:%Y-%m-%d %H:%M} to "
                            f"{window.end:%Y-%m-%d %H:%M}: nothing to send.")
             return None
-        readers = self.store.subscribers(status="active", cadence=cadence)
-        if not readers:
+        subscribers = self.store.subscribers(status="active", cadence=cadence)
+        if not subscribers:
             self.talk.echo(f"No active {cadence} subscribers: nothing to send")
             return None
-        plan = plan_issue(loaded.articles, readers, cadence=cadence, key=key,
+        plan = plan_issue(loaded.articles, subscribers, cadence=cadence, key=key,
                                window=window, settings=self.settings,
                                renderer=pipeline.renderer_for(self.settings))
         self.talk.show_plan(key, plan)
@@ -330,7 +331,3 @@ def test_copy_window(settings: Settings, key: str | None,
     if days is None:
         raise ValueError("a test copy needs an issue key or days")
     return manual_key(*days), dates_window(*days, settings.timezone)
-
-
-def plural(count: int, word: str, many: str | None = None) -> str:
-    return word if count == 1 else (many or f"{word}s")

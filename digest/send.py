@@ -67,11 +67,11 @@ def window_for(ledger: Ledger, cadence: str, now: datetime) -> Window:
     return Window(start, now)
 
 
-def plan_issue(articles: Sequence[Article], readers: Sequence[Subscriber], *, cadence: str,
+def plan_issue(articles: Sequence[Article], subscribers: Sequence[Subscriber], *, cadence: str,
                key: str, window: Window, settings: Settings, renderer: Renderer) -> Plan:
     """One render per segment, with the per-recipient unsubscribe URL left as a tag."""
     builds = pipeline.build_segments(
-        readers, articles, cadence=cadence, key=key, window=window, settings=settings,
+        subscribers, articles, cadence=cadence, key=key, window=window, settings=settings,
         renderer=renderer, unsubscribe_url=UNSUBSCRIBE_TAG, preferences_url=PREFERENCES_TAG,
         samples={UNSUBSCRIBE_TAG: settings.unsubscribe_url(SAMPLE_TOKEN),
                  PREFERENCES_TAG: settings.preferences_url(SAMPLE_TOKEN)},
@@ -131,22 +131,23 @@ class Sender:
                 "if it was not delivered")
 
     def send_all(self, key: str, todo: Sequence[Batch], summary: Summary) -> None:
-        readers = {s.id: s for s in self.store.subscribers()}
+        subscribers = {s.id: s for s in self.store.subscribers()}
         planned = {i for batch in todo for i in batch.recipients}
         self.tokens = self.store.tokens(
-            [r for i, r in readers.items() if i in planned and r.status == "active"], self.secret)
+            [s for i, s in subscribers.items() if i in planned and s.status == "active"],
+            self.secret)
         emails: dict[str, Email] = {}
         desk = Desk()
         with ThreadPoolExecutor(self.workers) as pool, desk.closing():
             for batch in todo:
                 while len(desk.running) >= self.workers:
                     self.collect(desk, summary)
-                sendable = self.trim(batch, readers, summary)
+                sendable = self.trim(batch, subscribers, summary)
                 if sendable is None:
                     continue
                 email = emails.setdefault(batch.segment, self.ledger.email(key, batch.segment))
                 message = compose(self.settings, email,
-                                  [readers[i] for i in sendable.recipients], self.tokens,
+                                  [subscribers[i] for i in sendable.recipients], self.tokens,
                                   key=key, segment=batch.segment, batch=batch.number)
                 desk.submit(pool, self.transport, message, sendable)
             while desk.running:
@@ -182,13 +183,13 @@ class Sender:
             summary.reasons.append(f"{label}: outcome unknown: {outcome.reason}")
         self.progress(count)
 
-    def trim(self, batch: Batch, readers: dict[int, Subscriber],
+    def trim(self, batch: Batch, subscribers: dict[int, Subscriber],
              summary: Summary) -> Batch | None:
         """The batch without readers who stopped or were removed since the plan: they are
         taken out of the ledger and counted. None (the batch marked accepted) if nobody
         is left to send to."""
         active = tuple(i for i in batch.recipients
-                       if i in readers and readers[i].status == "active")
+                       if i in subscribers and subscribers[i].status == "active")
         if batch.removed or len(active) < len(batch.recipients):
             summary.dropped += self.ledger.drop_recipients(
                 batch.id, set(batch.recipients) - set(active))
@@ -280,19 +281,19 @@ def required_sender(settings: Settings) -> tuple[str | None, str]:
     return name, address
 
 
-def compose(settings: Settings, email: Email, readers: Sequence[Subscriber],
+def compose(settings: Settings, email: Email, subscribers: Sequence[Subscriber],
             tokens: dict[int, str], *, key: str, segment: str, batch: int) -> Message:
     """One request: the segment's email with each reader's own unsubscribe link."""
     from_name, from_email = required_sender(settings)
     group = settings.optional_integer("sendgrid.asm_group_id")
     recipients = []
-    for reader in readers:
-        url = settings.unsubscribe_url(tokens[reader.id])
+    for subscriber in subscribers:
+        url = settings.unsubscribe_url(tokens[subscriber.id])
         headers = {} if group else list_unsubscribe_headers(
             url, settings.text("unsubscribe.mailto"))
         links = {UNSUBSCRIBE_TAG: url,
-                 PREFERENCES_TAG: settings.preferences_url(tokens[reader.id])}
-        recipients.append(Recipient(reader.email, reader.name or None, links, headers))
+                 PREFERENCES_TAG: settings.preferences_url(tokens[subscriber.id])}
+        recipients.append(Recipient(subscriber.email, subscriber.name or None, links, headers))
     return Message(
         subject=email.subject, html=email.html, text=email.text, from_email=from_email,
         from_name=from_name, reply_to=settings.text("email.reply_to") or None,

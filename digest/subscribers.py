@@ -1,6 +1,6 @@
 """What `subscribers add`, `import` and `unsubscribe` do; the CLI only prints the result.
 
-The status rule (DESIGN.md): `add` and `import` never move an unsubscribed, bounced
+The status rule (`store.refusal`): `add` and `import` never move an unsubscribed, bounced
 or complained address back to `active`; only the reader confirming again does.
 An import is planned and written inside one write transaction, so nothing another
 process does in between can be overwritten.

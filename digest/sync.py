@@ -136,15 +136,15 @@ def latest_listing(lists: Mapping[str, Iterable[Listed]]) -> dict[str, float | N
     return latest
 
 
-def returned_since_listed(back: Mapping[int, datetime], readers: Iterable[Subscriber],
+def returned_since_listed(back: Mapping[int, datetime], subscribers: Iterable[Subscriber],
                           latest: Mapping[str, float | None]) -> set[int]:
     """Ids of readers who confirmed again after SendGrid listed them (or on an undated
     list): their return wins. A listing after their return is a new opt-out and counts."""
     kept = set()
-    for reader in readers:
-        at, listed = back.get(reader.id), latest.get(email_key(reader.email))
+    for subscriber in subscribers:
+        at, listed = back.get(subscriber.id), latest.get(email_key(subscriber.email))
         if at is not None and (listed is None or listed < at.timestamp()):
-            kept.add(reader.id)
+            kept.add(subscriber.id)
     return kept
 
 
@@ -161,15 +161,15 @@ def wanted_statuses(lists: Mapping[str, Iterable[str]]) -> dict[str, Status]:
     return wanted
 
 
-def plan(readers: Iterable[Subscriber], wanted: Mapping[str, Status],
+def plan(subscribers: Iterable[Subscriber], wanted: Mapping[str, Status],
          came_back: Iterable[int] = ()) -> list[Change]:
     """Active or pending readers on a list move to its status; stopped ones stay, and so
     do those in `came_back` (ids of readers who confirmed again after leaving)."""
     back = set(came_back)
-    return [Change(reader, replace(reader, status=wanted[email_key(reader.email)]))
-            for reader in sorted(readers, key=lambda r: email_key(r.email))
-            if email_key(reader.email) in wanted and reader.status not in STOPPED
-            and reader.id not in back]
+    return [Change(subscriber, replace(subscriber, status=wanted[email_key(subscriber.email)]))
+            for subscriber in sorted(subscribers, key=lambda r: email_key(r.email))
+            if email_key(subscriber.email) in wanted and subscriber.status not in STOPPED
+            and subscriber.id not in back]
 
 
 # ---------------------------------------------------------------- SendGrid

@@ -14,7 +14,7 @@ from html.entities import html5
 from typing import Any
 
 from lxml import html as lxml_html
-from lxml.etree import ParserError
+from lxml.etree import ParserError, XPath
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
@@ -244,6 +244,12 @@ def tag_name(tag: str) -> str:
     return re.split(r"[\s/>]", tag.lstrip("</"), maxsplit=1)[0].lower()
 
 
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """`word` for one, else `many` (by default `word` + "s"): the CLI's and the run's
+    English messages."""
+    return word if count == 1 else (many or f"{word}s")
+
+
 def shorten(text: str, limit: int = EXCERPT_LIMIT) -> str:
     if len(text) <= limit:
         return text
@@ -252,7 +258,8 @@ def shorten(text: str, limit: int = EXCERPT_LIMIT) -> str:
 
 
 HTML_SOURCE_LIMIT = 5 * EXCERPT_SOURCE_LIMIT  # HTML is wordier than markdown
-DROPPED_ELEMENTS = "//script|//style|//figure|//img|//picture|//iframe|//svg|//noscript|//template"
+DROPPED_ELEMENTS = XPath(
+    "//script|//style|//figure|//img|//picture|//iframe|//svg|//noscript|//template")
 BLOCK_ELEMENTS = frozenset({"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5",
                             "h6", "tr", "td", "th", "blockquote", "pre", "section", "article",
                             "header", "footer", "dd", "dt", "hr", "table"})
@@ -262,14 +269,27 @@ def excerpt_from_html(markup: str, limit: int = EXCERPT_LIMIT) -> str:
     """The plain text of an HTML fragment (a feed's summary or content), cut at a word to
     `limit`: tags removed, references decoded once, images, figures, scripts, styles and
     embeds dropped, blocks separated by a space."""
-    source = remove_controls(markup[:HTML_SOURCE_LIMIT])
+    return excerpt_and_image_from_html(markup, limit)[0]
+
+
+def excerpt_and_image_from_html(markup: str, limit: int = EXCERPT_LIMIT, *,
+                                source_limit: int = HTML_SOURCE_LIMIT) -> tuple[str, str | None]:
+    """`excerpt_from_html` of the first `source_limit` characters, and the `src` of the
+    first `<img>` that has one (None if none), from the same parse."""
+    source = remove_controls(markup[:source_limit])
     if "<" not in source:
-        return shorten(one_line(decode_references(source)), limit)
+        return shorten(one_line(decode_references(source)), limit), None
     try:
         fragment = lxml_html.fragment_fromstring(source, create_parent="div")
     except (ParserError, ValueError):  # nothing but white space or comments
-        return ""
-    for element in fragment.xpath(DROPPED_ELEMENTS):
+        return "", None
+    image = next((str(img.get("src")) for img in fragment.iter("img") if "src" in img.attrib),
+                 None)
+    return fragment_text(fragment, limit), image
+
+
+def fragment_text(fragment: lxml_html.HtmlElement, limit: int) -> str:
+    for element in DROPPED_ELEMENTS(fragment):
         element.drop_tree()
     for element in fragment.iter():
         if isinstance(element.tag, str) and element.tag.lower() in BLOCK_ELEMENTS:

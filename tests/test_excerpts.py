@@ -84,3 +84,10 @@ def test_a_component_tag_longer_than_the_scan_limit_is_left_as_text():
 ])
 def test_excerpt_from_html(markup, expected):
     assert text.excerpt_from_html(markup) == expected
+
+
+def test_the_first_image_comes_from_the_excerpts_parse():
+    markup = '<p>Intro</p><noscript><img src="first.png"></noscript><img src="second.png">'
+    assert text.excerpt_and_image_from_html(markup) == ("Intro", "first.png")
+    assert text.excerpt_and_image_from_html("no tags &amp; no image") == ("no tags & no image",
+                                                                           None)

@@ -21,6 +21,7 @@ from digest.feeds import (
     FeedSource,
     FetchPolicy,
     combine,
+    html_text_and_image,
     html_to_text,
     load_feeds,
     normalize_url,
@@ -472,6 +473,13 @@ def test_html_to_text_drops_tags_scripts_and_decodes_references_once():
     assert html_to_text(html) == "A &amp; B C D <x>"
 
 
+
+def test_an_items_figure_gives_its_image_but_not_its_caption_as_an_articles_does():
+    html = ('<p>See the chart</p><figure><img data-src="lazy.png"><img src="chart.png">'
+            "<figcaption>Rainfall by month</figcaption></figure><p>Next.</p>")
+    assert html_text_and_image(html) == ("See the chart Next.", "chart.png")
+
+
 # The site: configuration, every command's loading, check, the CLI
 
 def write_feed_site(root: Path, feeds: str, articles: dict[str, str] | None = None) -> Path:
@@ -620,7 +628,7 @@ def test_a_doctype_without_entity_declarations_is_read(server, load):
 def test_the_readers_pages_take_feed_categories_from_the_cache_only(server, tmp_path):
     from digest import pipeline
     from digest.config import load_settings
-    from digest.web.readers import SiteCategories
+    from digest.web.subscribers import SiteCategories
 
     url = serve(server, "/atom", "atom_xhtml.xml", ATOM)
     settings = load_settings(write_feed_site(tmp_path, f'feeds = ["{url}"]\n',

@@ -19,7 +19,7 @@ from send_support import (
 )
 from sendgrid_server import SendGridServer
 from web_support import Clock, add_reader, http, serving, site_settings
-from webhook_support import Signer
+from webhook_support import Signer, make_hooks_app
 
 from digest import ledger as ledger_module
 from digest import runs
@@ -29,7 +29,6 @@ from digest.errors import DiskFull
 from digest.ledger import Ledger
 from digest.store import open_store
 from digest.transports.sendgrid import SendGridTransport
-from digest.web.hooks import blueprint
 
 SUNDAY = datetime.fromisoformat("2026-11-29T08:00+01:00")
 
@@ -144,13 +143,9 @@ def test_marking_needs_an_unknown_batch_and_a_finding(tmp_path, env):
 
 
 def signed_post(settings, signer, events):
-    from flask import Flask
-
-    app = Flask(__name__)
-    app.config["DIGEST_SETTINGS"] = settings
-    app.register_blueprint(blueprint)
     raw = json.dumps(events).encode()
-    return app.test_client().post("/hooks/sendgrid", data=raw, headers=signer.headers(raw))
+    return make_hooks_app(settings).test_client().post(
+        "/hooks/sendgrid", data=raw, headers=signer.headers(raw))
 
 
 def event(body, index, kind="processed", **extra):

@@ -314,6 +314,16 @@ def test_nine_minutes_of_clock_skew_is_accepted(site, signer, client):
     assert post(client, signer, the_batch(), time.time() - 540).status_code == 200
 
 
+def test_the_app_clock_judges_the_timestamp_and_dates_the_changes(site, signer):
+    app_time = datetime(2031, 5, 4, 12, 0, tzinfo=UTC)  # years from the real time
+    client = make_hooks_app(site, clock=lambda: app_time).test_client()
+    assert post(client, signer, the_batch()).status_code == 403  # signed at the real time
+    assert post(client, signer, the_batch(), app_time.timestamp()).status_code == 200
+    with open_store(site.store_path) as store:
+        bob = store.get("bob@example.com")
+        assert [(e.at, e.new) for e in store.events(bob)][-1] == (app_time, "bounced")
+
+
 def test_without_a_public_key_every_request_gets_503(site, signer):
     client = make_hooks_app(site.override("sendgrid.webhook_public_key", "")).test_client()
     before = snapshot(site.store_path)

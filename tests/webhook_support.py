@@ -6,8 +6,9 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -16,7 +17,9 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from digest.config import Settings
-from digest.web.hooks import blueprint
+from digest.store import utc_now
+from digest.transports.files import FilesTransport
+from digest.web import create_app
 
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -38,12 +41,14 @@ class Signer:
                 "Content-Type": "application/json"}
 
 
-def make_hooks_app(settings: Settings) -> Flask:
-    """The blueprint alone, registered as the readers' app factory will register it."""
-    app = Flask(__name__)
-    app.config["DIGEST_SETTINGS"] = settings
-    app.register_blueprint(blueprint)
-    return app
+def make_hooks_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Flask:
+    """The readers' app, which serves the webhook, with `clock` (given a secret and a
+    sender if `settings` lack them; confirmation emails would go to files)."""
+    for key, value in (("web.secret_key", "webhook-test-secret-0123456789"),
+                       ("email.from", "Example News <news@example.org>")):
+        if not settings.text(key):
+            settings = settings.override(key, value)
+    return create_app(settings, clock=clock, transport=FilesTransport(settings.root / "out"))
 
 
 @contextmanager

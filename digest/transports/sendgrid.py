@@ -1,6 +1,6 @@
 """Send a Message as one request to SendGrid's v3 mail/send, with the official client.
 
-Retries (DESIGN.md, "Retries and the ledger"): 429 waits for `X-RateLimit-Reset`
+Retries (README, Sending, "Retries" and "Once, whatever happens"): 429 waits for `X-RateLimit-Reset`
 (at most 60 s), 5xx and failures to connect back off exponentially; a time-out or
 a broken connection after the request was sent is "unknown" and never retried,
 since SendGrid may have accepted it. The API key never leaves the client: not in
@@ -135,7 +135,7 @@ def os_error_text(error: BaseException | str) -> str:
 
 
 class SendGridTransport:
-    """`send(message)`: one mail/send request, retried as DESIGN.md says."""
+    """`send(message)`: one mail/send request, retried as the module docstring says."""
 
     def __init__(
         self,

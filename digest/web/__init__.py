@@ -2,7 +2,7 @@
 
 `create_app(settings)` builds it; `digest web` serves it with Werkzeug's server for
 local use, and `digest.web.wsgi:app` is the entry for gunicorn. The pages are in
-`pages.py`, what they do to the store in `readers.py`.
+`pages.py`, what they do to the store in `subscribers.py`.
 """
 
 from __future__ import annotations
@@ -37,10 +37,9 @@ from digest.web.captcha import captcha_for
 from digest.web.language import _
 from digest.web.logs import redact, redact_logger
 from digest.web.mail import Mailer
-from digest.web.readers import SiteCategories
 from digest.web.shared_limits import SharedLimiter
-from digest.web.state import EXTENSION, WebState, close_store, request_store
-from digest.web.state import web_state as web_state_of
+from digest.web.state import EXTENSION, WebState, close_store, request_store, web_state
+from digest.web.subscribers import SiteCategories
 from digest.web.tokens import FORM_MAX_AGE, Tokens
 
 log = logging.getLogger("digest.web")
@@ -95,10 +94,9 @@ def create_app(settings: Settings, *, dev: bool = False,
     # Every body is capped at 64 KB (urlencoded and chunked ones too); the webhook, which
     # takes large batches, raises its own request's limit.
     app.config.update(SECRET_KEY=secret, MAX_CONTENT_LENGTH=MAX_FORM_BYTES,
-                      MAX_FORM_MEMORY_SIZE=MAX_FORM_BYTES,
-                      DIGEST_SETTINGS=settings)  # what digest.web.hooks reads
+                      MAX_FORM_MEMORY_SIZE=MAX_FORM_BYTES)
     app.jinja_env.undefined = jinja2.StrictUndefined
-    app.extensions[EXTENSION] = web_state(settings, secret, clock, transport)
+    app.extensions[EXTENSION] = new_state(settings, secret, clock, transport)
     if settings.integer("web.proxies"):
         app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
             app.wsgi_app, settings.integer("web.proxies"), settings.names("web.trusted_proxies"))
@@ -124,7 +122,7 @@ def app_secret(settings: Settings, dev: bool) -> str:
     return secret
 
 
-def web_state(settings: Settings, secret: str, clock: Callable[[], datetime],
+def new_state(settings: Settings, secret: str, clock: Callable[[], datetime],
               transport: Transport) -> WebState:
     return WebState(
         settings=settings, secret=secret, clock=clock, transport=transport,
@@ -173,7 +171,7 @@ def relative_location(response: Response) -> None:
 def security_headers(response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():  # a page may set its own CSP (/archive/)
         response.headers.setdefault(name, value)
-    captcha = web_state_of().captcha
+    captcha = web_state().captcha
     if captcha is not None and response.headers["Content-Security-Policy"] == \
             SECURITY_HEADERS["Content-Security-Policy"]:  # the widget's script and frame
         response.headers["Content-Security-Policy"] = CAPTCHA_CSP.format(

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import os
 
-from flask import Blueprint, current_app, redirect, send_from_directory, url_for
+from flask import Blueprint, redirect, send_from_directory, url_for
 from werkzeug.exceptions import NotFound
 from werkzeug.security import safe_join
 from werkzeug.wrappers import Response
 
-from digest.config import Settings
+from digest.web.state import web_state
 
 blueprint = Blueprint("archive", __name__)
 
@@ -23,8 +23,7 @@ ARCHIVE_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src https: da
 @blueprint.get("/archive/", defaults={"path": ""})
 @blueprint.get("/archive/<path:path>")
 def archive_file(path: str) -> Response:
-    settings: Settings = current_app.config["DIGEST_SETTINGS"]
-    folder = settings.archive_dir
+    folder = web_state().settings.archive_dir
     if folder is None or path.startswith(".") or "/." in path:
         raise NotFound()
     found = safe_join(str(folder), path)

@@ -1,9 +1,9 @@
 """SendGrid's signed event webhook: `POST /hooks/sendgrid`.
 
-Contract with the app that registers `blueprint`: `app.config["DIGEST_SETTINGS"]` holds
-the newsletter's `Settings`; each request reads `sendgrid.webhook_public_key` (the
-verification key SendGrid shows for the signed event webhook: base64 DER, PEM armour
-allowed), `sendgrid.asm_group_id` and the store path from it.
+Registered by `create_app`: each request reads the app's state (`digest.web.state`): its
+`Settings` (`sendgrid.webhook_public_key`, the verification key SendGrid shows for the
+signed event webhook: base64 DER, PEM armour allowed; `sendgrid.asm_group_id`; the
+store path) and its clock, which both dates the events and judges the timestamp.
 
 A request must carry SendGrid's ECDSA signature over timestamp + raw body
 (`X-Twilio-Email-Event-Webhook-Signature` and `-Timestamp`) and a timestamp within
@@ -25,8 +25,6 @@ import functools
 import json
 import logging
 import tempfile
-import time
-from collections.abc import Callable
 from typing import IO, Any
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -34,13 +32,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
 
 from digest import feedback
 from digest.config import Settings
-from digest.store import open_store
+from digest.web.state import request_store, web_state
 
 log = logging.getLogger("digest.web.hooks")
 blueprint = Blueprint("hooks", __name__)
@@ -53,24 +51,25 @@ SPOOL_BYTES = 256 * 1024  # an unverified body past this waits in a temporary fi
 MIN_SIGNATURE_BYTES, MAX_SIGNATURE_BYTES, MAX_SIGNATURE_CHARS = 8, 72, 96
 SIGNATURE = EventWebhookHeader.SIGNATURE
 TIMESTAMP = EventWebhookHeader.TIMESTAMP
-clock: Callable[[], float] = time.time  # tests may replace it
 
 
 @blueprint.post("/hooks/sendgrid")
 def sendgrid_events() -> Response | tuple[Response | str, int]:
-    settings = current_app.config["DIGEST_SETTINGS"]
-    key = public_key(settings["sendgrid.webhook_public_key"])
+    state = web_state()
+    settings = state.settings
+    key = public_key(settings.text("sendgrid.webhook_public_key"))
     if key is None:
         log.error("SendGrid event webhook refused: sendgrid.webhook_public_key is not set "
                   "or is not an ECDSA public key")
         return "the event webhook is not configured", 503
     signature, stamp = request.headers.get(SIGNATURE), request.headers.get(TIMESTAMP)
-    problem = header_problem(signature, stamp, clock())  # before a byte of the body
+    now = state.clock().timestamp()
+    problem = header_problem(signature, stamp, now)  # before a byte of the body
     if problem is None:
         assert signature is not None and stamp is not None
         with tempfile.SpooledTemporaryFile(SPOOL_BYTES) as spool:
-            digest = read_signed(stamp, settings["sendgrid.webhook_max_mb"] * 1024 * 1024,
-                                 spool)
+            limit = settings.integer("sendgrid.webhook_max_mb") * 1024 * 1024
+            digest = read_signed(stamp, limit, spool)
             if digest is None:
                 return "request too large", 413
             if verified(key, signature, digest):
@@ -85,9 +84,8 @@ def apply(settings: Settings, raw: bytes) -> Response | tuple[str, int]:
     events = parse(raw)
     if events is None:
         return "the body is not a JSON array of events", 400
-    with open_store(settings.store_path) as store:
-        applied = feedback.apply_events(store, events,
-                                        group_id=settings["sendgrid.asm_group_id"])
+    applied = feedback.apply_events(  # the request's store, on the app's clock
+        request_store(), events, group_id=settings.optional_integer("sendgrid.asm_group_id"))
     log.info("SendGrid event webhook: %s", applied.as_dict())
     return jsonify(applied.as_dict())
 

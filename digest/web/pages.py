@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response
 from digest.i18n import N_
 from digest.store import STOPPED, Subscriber
 from digest.subscriber_files import checked_email
-from digest.web import readers
+from digest.web import subscribers
 from digest.web.abuse import client_key
 from digest.web.language import _
 from digest.web.signup import sign_up
@@ -130,7 +130,7 @@ def subscribe() -> tuple[str, int] | str:
 
 def claim_or_404(token: str) -> ConfirmClaim:
     claim = web_state().tokens.confirm_claim(token)
-    if claim is None or readers.claimed(request_store(), claim) is None:
+    if claim is None or subscribers.claimed(request_store(), claim) is None:
         not_found()
     return claim
 
@@ -146,7 +146,7 @@ def confirm_page(token: str) -> str:
 def confirm(token: str) -> Response:
     claim = claim_or_404(token)
     require_csrf(confirm_binding(token))
-    link_token = readers.confirm(request_store(), claim, web_state().secret)
+    link_token = subscribers.confirm(request_store(), claim, web_state().secret)
     if link_token is None:
         not_found()
     return redirect(url_for(".preferences", token=link_token, welcome=1), 303)
@@ -155,8 +155,8 @@ def confirm(token: str) -> Response:
 # ---------------------------------------------------------------- preferences
 
 
-def reader_or_404(token: str) -> Subscriber:
-    subscriber = readers.reader(request_store(), token)
+def subscriber_or_404(token: str) -> Subscriber:
+    subscriber = subscribers.subscriber_of_link(request_store(), token)
     if subscriber is None:
         not_found()
     return subscriber
@@ -164,37 +164,37 @@ def reader_or_404(token: str) -> Subscriber:
 
 @blueprint.get("/preferences/<token>")
 def preferences(token: str) -> str:
-    subscriber = reader_or_404(token)
+    subscriber = subscriber_or_404(token)
     return preferences_page(token, subscriber, saved=request.args.get("saved") == "1",
                             welcome=request.args.get("welcome") == "1")
 
 
 @blueprint.post("/preferences/<token>")
 def save_preferences(token: str) -> Response | tuple[str, int]:
-    subscriber = reader_or_404(token)
+    subscriber = subscriber_or_404(token)
     require_csrf(binding_of(token))
     if subscriber.status in STOPPED:  # a form from before they left: nothing to save
         return preferences_page(token, subscriber), 409
     site = web_state().categories.names()
-    offered = readers.options(site, subscriber.categories)
+    offered = subscribers.options(site, subscriber.categories)
     picked = request.form.getlist("category")
-    choice = readers.parse_choice(offered, site, picked, request.form.get("cadence"),
+    choice = subscribers.parse_choice(offered, site, picked, request.form.get("cadence"),
                                   subscriber)
     if isinstance(choice, str):
         folded = {name.casefold() for name in picked}
-        shown = [readers.Option(o.name, o.name.casefold() in folded) for o in offered]
+        shown = [subscribers.Option(o.name, o.name.casefold() in folded) for o in offered]
         return preferences_page(token, subscriber, error=_(choice), shown=shown), 422
-    readers.save_preferences(request_store(), token, choice.categories, choice.cadence)
+    subscribers.save_preferences(request_store(), token, choice.categories, choice.cadence)
     return redirect(url_for(".preferences", token=token, saved=1), 303)
 
 
 def preferences_page(token: str, subscriber: Subscriber, *, saved: bool = False,
                      welcome: bool = False, error: str | None = None,
-                     shown: Sequence[readers.Option] | None = None) -> str:
+                     shown: Sequence[subscribers.Option] | None = None) -> str:
     site = web_state().categories.names()
     context: dict[str, Any] = {
         "subscriber": subscriber, "stopped": subscriber.status in STOPPED,
-        "options": shown if shown is not None else readers.options(site, subscriber.categories),
+        "options": shown if shown is not None else subscribers.options(site, subscriber.categories),
         "cadences": (("weekly", _("Weekly")), ("daily", _("Daily"))),
         "status_label": status_label(subscriber.status),
         "csrf": csrf(binding_of(token)), "saved": saved, "welcome": welcome, "error": error,
@@ -217,7 +217,7 @@ def status_label(status: str) -> str:
 @blueprint.get("/unsubscribe/<token>")
 def unsubscribe_page(token: str) -> str:
     """A page with a button: mail scanners follow links, so a GET changes nothing."""
-    subscriber = reader_or_404(token)
+    subscriber = subscriber_or_404(token)
     return render_template("unsubscribe.html", subscriber=subscriber,
                            stopped=subscriber.status in STOPPED, csrf=csrf(binding_of(token)),
                            action=url_for(".unsubscribe", token=token),
@@ -228,10 +228,10 @@ def unsubscribe_page(token: str) -> str:
 def unsubscribe(token: str) -> str:
     """RFC 8058 one-click (body `List-Unsubscribe=One-Click`, urlencoded or multipart,
     no CSRF: it can only ever unsubscribe), or the page's own form with its CSRF token."""
-    reader_or_404(token)
+    subscriber_or_404(token)
     if request.form.get(ONE_CLICK[0]) != ONE_CLICK[1]:
         require_csrf(binding_of(token))
-    subscriber = readers.unsubscribe(request_store(), token)
+    subscriber = subscribers.unsubscribe(request_store(), token)
     if subscriber is None:
         not_found()
     return render_template("unsubscribed.html", subscriber=subscriber,

@@ -21,7 +21,7 @@ from flask import Flask, render_template
 from digest.errors import DigestError
 from digest.store import Store, open_store
 from digest.transports import Message
-from digest.web import readers
+from digest.web import subscribers
 from digest.web.language import _
 from digest.web.mail import confirmation_message
 from digest.web.state import EXTENSION, WebState
@@ -46,8 +46,8 @@ def sign_up(app: Flask, email: str) -> None:
 
 def confirmation(store: Store, state: WebState, email: str) -> Message | None:
     """The confirmation email for `email` (its sign-up recorded), or None."""
-    subscriber = readers.request_subscription(store, email)
-    if not readers.may_confirm(subscriber):
+    subscriber = subscribers.request_subscription(store, email)
+    if not subscribers.may_confirm(subscriber):
         return None
     refused = state.confirmations.allow(email, store)
     if refused is not None:
@@ -58,7 +58,7 @@ def confirmation(store: Store, state: WebState, email: str) -> Message | None:
         log.info("no confirmation email sent: %d were sent without a confirmation",
                  MAX_UNCONFIRMED)
         return None
-    claim = readers.claim_for(store, subscriber, number)
+    claim = subscribers.claim_for(store, subscriber, number)
     url = f"{state.settings.web_url}/confirm/{state.tokens.confirm_token(claim)}"
     html = render_template("confirm_email.html", url=url)
     text = render_template("confirm_email.txt", url=url).strip() + "\n"

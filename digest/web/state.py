@@ -15,8 +15,8 @@ from digest.transports import Transport
 from digest.web.abuse import ConfirmationLimits
 from digest.web.captcha import Captcha
 from digest.web.mail import Mailer
-from digest.web.readers import SiteCategories
 from digest.web.shared_limits import Limiter
+from digest.web.subscribers import SiteCategories
 from digest.web.tokens import Tokens
 
 EXTENSION = "digest"

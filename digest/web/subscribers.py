@@ -1,4 +1,4 @@
-"""What the readers' pages do to the store; the Flask views only parse and answer.
+"""What the subscribers' pages do to the store; the Flask views only parse and answer.
 
 Every change is written with source `web`, inside one write transaction that reads the
 subscriber again first, so a concurrent send, import or webhook is never overwritten.
@@ -95,7 +95,7 @@ def confirm(store: Store, claim: ConfirmClaim, secret: str) -> str | None:
 # ---------------------------------------------------------------- link token pages
 
 
-def reader(store: Store, token: str) -> Subscriber | None:
+def subscriber_of_link(store: Store, token: str) -> Subscriber | None:
     """The subscriber an unsubscribe/preferences link was made for; None for a token
     that is unknown or not even shaped like one."""
     if not LINK_TOKEN.fullmatch(token):
@@ -107,7 +107,7 @@ def unsubscribe(store: Store, token: str) -> Subscriber | None:
     """Unsubscribe the link's reader (source `web`); an address already stopped stays
     as it is (bounced and complained keep their reason)."""
     with store.transaction():
-        current = reader(store, token)
+        current = subscriber_of_link(store, token)
         if current is None or current.status in STOPPED:
             return current
         after = replace(current, status="unsubscribed")
@@ -119,7 +119,7 @@ def save_preferences(store: Store, token: str, categories: tuple[str, ...],
                      cadence: Cadence) -> Subscriber | None:
     """Write the reader's chosen categories (empty: every one) and cadence."""
     with store.transaction():
-        current = reader(store, token)
+        current = subscriber_of_link(store, token)
         if current is None:
             return None
         after = replace(current, categories=categories, cadence=cadence)
