@@ -9,7 +9,9 @@ A lock held although the process it names is gone (a leftover child of a run kil
 by an older digest), or names a live process that is not that run (its pid reused, or
 not a digest process at all), is stale: the next run takes it over, says so, and goes
 on. It replaces the file, so whatever still holds the old one holds nothing that
-matters; a short second lock (`.takeover`) keeps two runs from both taking it over.
+matters. A short second lock (`.takeover`) is held while the lock is taken and its
+holder written, and while a stale one is taken over, so no run can read a stale holder
+that a live run is about to replace.
 """
 
 from __future__ import annotations
@@ -39,28 +41,44 @@ def quiet(message: str, *, err: bool = False) -> None:
 
 @contextmanager
 def run_lock(path: Path, echo: Echo = quiet) -> Iterator[None]:
-    """Held by this process for the whole run; a stale holder is taken over."""
+    """Held by this process for the whole run; a stale holder is taken over. The file
+    is emptied when the run ends, so a clean finish leaves no pid behind."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = acquire(path, echo)
     except OSError as exc:
         raise DeliveryError(f"{path}: cannot take the run lock: {os_problem(exc)}") from None
     with handle:
-        yield
+        try:
+            yield
+        finally:
+            handle.truncate(0)
 
 
 def acquire(path: Path, echo: Echo) -> IO[str]:
+    """The lock, taken and its holder written under the short `.takeover` lock, so no
+    other run can read a stale holder between the two and take over a live lock."""
     for _ in range(ATTEMPTS):
         handle = open(path, "a+")  # noqa: SIM115 (returned, held for the run)
         try:
-            if locked(handle, echo) and same_file(path, handle):
-                write_identity(handle)
-                return handle
+            with fence(path):
+                if locked(handle, echo) and same_file(path, handle):
+                    write_identity(handle)
+                    return handle
         except BaseException:
             handle.close()
             raise
         handle.close()
     raise DeliveryError(f"another run keeps replacing the lock file {path}; try again")
+
+
+@contextmanager
+def fence(path: Path) -> Iterator[None]:
+    """A second lock held for a moment while the run lock is taken or taken over, never
+    across a run."""
+    with open(path.with_name(f"{path.name}.takeover"), "a") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        yield
 
 
 def locked(handle: IO[str], echo: Echo) -> bool:
@@ -79,7 +97,8 @@ def locked(handle: IO[str], echo: Echo) -> bool:
         raise DeliveryError(f"another run is sending ({name}); "
                             "try again when it has finished") from None
     path = Path(handle.name)
-    if take_over(path, handle):
+    if same_file(path, handle):  # under the fence: nobody replaced it meanwhile
+        os.unlink(path)
         echo(f"Warning: took over the run lock {path}: {stale}", err=True)
     return False
 
@@ -96,17 +115,6 @@ def write_identity(handle: IO[str]) -> None:
     started = start_time(os.getpid())
     handle.write(f"pid {os.getpid()}\n" + (f"started {started}\n" if started else ""))
     handle.flush()
-
-
-def take_over(path: Path, handle: IO[str]) -> bool:
-    """Remove the stale lock file, unless another run replaced it first."""
-    guard = path.with_name(f"{path.name}.takeover")
-    with open(guard, "a") as fence:
-        fcntl.flock(fence, fcntl.LOCK_EX)  # held for a moment, never across a run
-        if not same_file(path, handle):
-            return False
-        os.unlink(path)
-        return True
 
 
 def stale_reason(holder: str) -> str | None:
