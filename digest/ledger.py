@@ -238,18 +238,22 @@ class Ledger:
                 (key, email.subject, email.preheader, email.html, email.text))
 
     def mark(self, batch_id: int, status: str, *, message_id: str | None = None,
-             reason: str | None = None) -> None:
-        """Record a batch's state now (each call is its own committed transaction)."""
-        self.write("UPDATE batches SET status = ?, message_id = ?, reason = ?, updated_at = ? "
-                   "WHERE id = ?", (status, message_id, reason, timestamp(self.store.now()),
-                                    batch_id))
+             reason: str | None = None) -> bool:
+        """Record a batch's state now (each call is its own committed transaction). An
+        accepted batch stays accepted (SendGrid's events may say so while its request is
+        still out): False then, and nothing changed."""
+        return self.write(
+            "UPDATE batches SET status = ?, message_id = ?, reason = ?, updated_at = ? "
+            "WHERE id = ? AND (CAST(? AS TEXT) = 'accepted' OR status != 'accepted')",
+            (status, message_id, reason, timestamp(self.store.now()), batch_id, status)) > 0
 
-    def attempting(self, batch_id: int, number: int) -> None:
-        """Before attempt `number` at the batch's request: in flight from now on."""
+    def attempting(self, batch_id: int, number: int) -> bool:
+        """Before attempt `number` at the batch's request: in flight from now on. False
+        (nothing changed, and no request may start) if it is accepted already."""
         now = timestamp(self.store.now())
-        self.write("UPDATE batches SET status = 'in-flight', attempts = attempts + 1, "
-                   "sent_at = ?, reason = NULL, updated_at = ? WHERE id = ?",
-                   (now, now, batch_id))
+        return self.write("UPDATE batches SET status = 'in-flight', attempts = attempts + 1, "
+                          "sent_at = ?, reason = NULL, updated_at = ? "
+                          "WHERE id = ? AND status != 'accepted'", (now, now, batch_id)) > 0
 
     def resolve(self, batch_id: int, *, delivered: bool, evidence: str) -> None:
         """Record what became of a batch whose outcome was unknown: delivered counts as
@@ -287,15 +291,16 @@ class Ledger:
         return str(self.conn.execute("SELECT issue_key FROM batches WHERE id = ?",
                                      (batch_id,)).fetchone()[0])
 
-    def write(self, sql: str, params: Sequence[object]) -> None:
+    def write(self, sql: str, params: Sequence[object]) -> int:
         """One committed write, tried again for up to WRITE_RETRY_S while the database is
-        locked by another process (each try waits the busy time-out first)."""
+        locked by another process (each try waits the busy time-out first); the number of
+        rows it changed."""
         deadline = time.monotonic() + WRITE_RETRY_S
         while True:
             try:
                 with self.store.transaction():
-                    self.conn.execute(sql, params)
-                return
+                    changed: int = self.conn.execute(sql, params).rowcount
+                return changed
             except DatabaseLocked:
                 if time.monotonic() >= deadline:
                     raise

@@ -158,27 +158,31 @@ class Sender:
         record an attempt or a wait before the worker goes on, or record an outcome."""
         news = desk.news.get()
         if isinstance(news, Attempting):
-            self.ledger.attempting(news.batch.id, news.number)
+            news.accepted = not self.ledger.attempting(news.batch.id, news.number)
         elif isinstance(news, Waiting):
-            self.ledger.mark(news.batch.id, "pending",
-                             reason=f"waiting {news.seconds:.1f} s to retry: {news.reason}")
+            news.accepted = not self.ledger.mark(
+                news.batch.id, "pending",
+                reason=f"waiting {news.seconds:.1f} s to retry: {news.reason}")
         else:
             self.record(desk.running.pop(news), outcome_of(news), summary)
             return
         news.recorded.set()
 
     def record(self, batch: Batch, outcome: Outcome, summary: Summary) -> None:
+        """The outcome in the ledger and the summary. A batch SendGrid's events marked
+        accepted meanwhile stays accepted, whatever the answer to its request said."""
         count = len(batch.recipients)
         label = f"batch {batch.segment}#{batch.number} ({count} recipients)"
         if outcome.status == "accepted":
             self.ledger.mark(batch.id, "accepted", message_id=outcome.message_id)
             summary.accepted += count
+        elif not self.ledger.mark(batch.id, "failed" if outcome.status == "failed"
+                                  else "in-flight", reason=outcome.reason):
+            summary.accepted += count
         elif outcome.status == "failed":
-            self.ledger.mark(batch.id, "failed", reason=outcome.reason)
             summary.failed += count
             summary.reasons.append(f"{label}: failed: {outcome.reason}")
         else:
-            self.ledger.mark(batch.id, "in-flight", reason=outcome.reason)
             summary.unknown += count
             summary.reasons.append(f"{label}: outcome unknown: {outcome.reason}")
         self.progress(count)
@@ -204,6 +208,8 @@ class Sender:
 def outcome_of(future: Future[Outcome]) -> Outcome:
     try:
         return future.result()
+    except AlreadyAccepted:
+        return Outcome("accepted", reason="SendGrid's events show it accepted the batch")
     except DeliveryError as exc:
         return Outcome("failed", reason=str(exc))
 
@@ -213,6 +219,7 @@ class Attempting:
     batch: Batch
     number: int
     recorded: threading.Event = field(default_factory=threading.Event)
+    accepted: bool = False  # the ledger had it accepted already: no request may start
 
 
 @dataclass
@@ -221,10 +228,16 @@ class Waiting:
     reason: str
     seconds: float
     recorded: threading.Event = field(default_factory=threading.Event)
+    accepted: bool = False  # accepted while it waited: it is not sent again
 
 
 class Stopped(Exception):
     """The run stopped (its ledger could not be written): no request is started."""
+
+
+class AlreadyAccepted(DeliveryError):
+    """SendGrid's events marked the batch accepted (the webhook, while an earlier request
+    of it was out or it waited to retry): no further request is started."""
 
 
 class Desk:
@@ -258,6 +271,9 @@ class Desk:
         while not news.recorded.wait(RELAY_POLL_S):
             if self.stopped.is_set():
                 raise Stopped()
+        if news.accepted:
+            raise AlreadyAccepted(f"batch {news.batch.segment}#{news.batch.number} is "
+                                  "accepted already")
 
 
 @dataclass(frozen=True)

@@ -387,11 +387,12 @@ class PostgresConnection:
             self.begin_pending = False
             return
         try:
-            if self.pipeline is not None:
-                self.raw.cursor().execute("COMMIT")
-                self.flush()
-            else:
-                self.execute("COMMIT")
+            with self.errors():  # a pipelined statement's error may surface only here
+                if self.pipeline is not None:
+                    self.raw.cursor().execute("COMMIT")
+                    self.flush()
+                else:
+                    self.execute("COMMIT")
         except BaseException:
             self.rollback()
             raise

@@ -321,3 +321,72 @@ def test_a_full_disk_is_one_line_from_the_cli(tmp_path, env, monkeypatch):
         1, "Error: the database could not be written: no space left on the device "
            "(database or disk is full); free some space, then run again\n")
     assert not (tmp_path / "outbox").exists()  # nothing sent
+
+
+# ---------------------------------------------------------------- events while a request is out
+
+
+def one_batch_issue(tmp_path):
+    """Issue K with one batch of one reader, planned; the store stays open."""
+    from digest.ledger import PlannedSegment
+    from digest.render import Email
+    from digest.select import Window
+    from digest.store import NewSubscriber
+
+    store = open_store(tmp_path / "digest.db")
+    store.insert([NewSubscriber("ada@example.com")], "test")
+    ledger = Ledger(store)
+    ledger.create("K", "weekly", Window(SUNDAY, SUNDAY), [PlannedSegment(
+        "all", (), (), Email("s", "", "<p>h</p>", "t"), (store.subscribers()[0].id,))])
+    return store, ledger
+
+
+def test_an_answer_after_the_webhook_accepted_the_batch_leaves_it_accepted(tmp_path):
+    """SendGrid's `processed` event marks the batch accepted while its request waits for
+    an answer that then times out: the batch stays accepted (the event will not come
+    again), and the run counts it accepted, not unknown."""
+    from digest.send import Sender, Summary
+    from digest.transports import Outcome
+
+    store, ledger = one_batch_issue(tmp_path)
+    with store:
+        batch = ledger.batches("K")[0]
+        assert ledger.attempting(batch.id, 1)
+        assert ledger.accept_on_evidence(batch.id, "SendGrid reported 'processed'")
+        sender, summary = Sender.__new__(Sender), Summary("K")
+        sender.ledger, sender.progress = ledger, lambda count: None
+        sender.record(ledger.batches("K")[0], Outcome("unknown", reason="timed out"), summary)
+        after = ledger.batches("K")[0]
+    assert (after.status, after.evidence) == ("accepted", "SendGrid reported 'processed'")
+    assert (summary.accepted, summary.unknown) == (1, 0)
+
+
+def test_a_batch_accepted_by_its_events_while_it_waits_to_retry_is_not_sent_again(tmp_path):
+    """SendGrid answered 500 but had accepted the request; its event arrives during the
+    back-off: the retry is not sent."""
+    from digest.send import Sender
+    from digest.transports import Outcome
+
+    store, ledger = one_batch_issue(tmp_path)
+    settings = load_settings(write_site(tmp_path))
+    requests = []
+
+    class AcceptedDespite500:
+        def send(self, message, attempts=None):
+            for attempt in (1, 2):
+                attempts.attempting(attempt)
+                requests.append(attempt)
+                if attempt == 1:
+                    with open_store(tmp_path / "digest.db") as webhook:  # the web app's
+                        hooks = Ledger(webhook)
+                        assert hooks.accept_on_evidence(hooks.batch_id("K", "all", 1),
+                                                        "SendGrid reported 'processed'")
+                    attempts.waiting("SendGrid answered 500", 0.01)
+            return Outcome("accepted", message_id="second")
+
+    with store:
+        summary = Sender(store, AcceptedDespite500(), settings, "s" * 40, workers=1).run("K")
+        after = ledger.batches("K")[0]
+    assert requests == [1]
+    assert (after.status, after.attempts, after.message_id) == ("accepted", 1, None)
+    assert summary.accepted == 1 and summary.ok
