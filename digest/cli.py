@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -40,13 +41,17 @@ from digest.text import plural
 
 
 class DigestGroup(click.Group):
-    """Turns every DigestError into click's `Error: …` on stderr with exit code 1."""
+    """Turns every DigestError into click's `Error: …` on stderr with exit code 1, and so
+    an error the database server answers that digest has no words of its own for (a
+    read-only replica, a statement time-out): PostgreSQL's arrive as sqlite3's classes."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except DigestError as exc:
             raise click.ClickException(str(exc)) from None
+        except sqlite3.Error as exc:
+            raise click.ClickException(f"the database refused: {exc}") from None
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         """Arguments are text: bytes that are not UTF-8 are a usage error, not a crash."""

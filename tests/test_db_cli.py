@@ -139,3 +139,15 @@ def test_the_subscriber_commands_work_the_same_on_both_backends(tmp_path, db):
     with open_store(db) as opened:
         assert [(s.email, s.status) for s in opened.subscribers()] == [
             ("bob@example.com", "unsubscribed")]
+
+
+def test_a_read_only_server_is_an_error_line_not_a_traceback(tmp_path, pg_url):
+    """A replica or a failover answers every write with an error digest has no words of
+    its own for: one `Error:` line and exit 1."""
+    open_store(pg_url).close()  # migrated while it could still be written
+    read_only = pg_url.dsn.replace("options=", "options=-cdefault_transaction_read_only%3Don%20")
+    result = digest("--config", str(write_site(tmp_path)), "--db", read_only,
+                    "subscribers", "add", "ada@example.com")
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == ("Error: the database refused: cannot execute INSERT in a "
+                             "read-only transaction\n")

@@ -303,6 +303,20 @@ def test_the_web_app_answers_503_when_the_database_is_locked(tmp_path, monkeypat
     assert reply.headers["Retry-After"] == "60"
     assert "answered 503: the database is locked by another process" in caplog.text
     assert "Traceback" not in caplog.text
+    assert "The newsletter&#39;s database is busy: please try again in a minute." in reply.body
+
+
+def test_the_503_page_speaks_the_site_language(tmp_path):
+    from flask import abort
+
+    from digest.web import create_app
+
+    settings = site_settings(tmp_path).override("site.language", "de")
+    app = create_app(settings)
+    app.add_url_rule("/busy", "busy", lambda: abort(503))
+    reply = app.test_client().get("/busy")
+    assert reply.status_code == 503
+    assert "Die Datenbank des Newsletters ist gerade beschäftigt." in reply.text
 
 
 def test_a_full_disk_is_one_line_from_the_cli(tmp_path, env, monkeypatch):

@@ -77,6 +77,10 @@ ERROR_TEXT = {  # translated when shown (digest.web.language)
     413: (N_("Too large"), N_("That request was too large.")),
     429: (N_("Too many requests"), N_("Too many sign-ups from your network: please try "
                                       "again in a few minutes.")),
+    500: (N_("Something went wrong"), N_("This page could not be shown: please try again "
+                                         "later. Nothing was changed.")),
+    503: (N_("Try again soon"), N_("The newsletter's database is busy: please try again "
+                                   "in a minute.")),
 }
 
 
