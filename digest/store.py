@@ -23,6 +23,7 @@ link is looked up; hashes from an earlier secret stay valid after the secret cha
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -486,8 +487,15 @@ def unavailable(exc: sqlite3.OperationalError) -> Exception:
 
 def to_subscriber(row: Any) -> Subscriber:
     id_, email, name, categories, cadence, status, created = row
-    return Subscriber(id_, email, name, tuple(json.loads(categories)), as_cadence(cadence),
+    return Subscriber(id_, email, name, category_tuple(categories), as_cadence(cadence),
                       as_status(status), datetime.fromisoformat(created))
+
+
+@functools.lru_cache(maxsize=8192)
+def category_tuple(stored: str) -> tuple[str, ...]:
+    """A subscriber's categories as stored (JSON): a large list shares a few thousand
+    distinct choices, so each is parsed once (a send reads every reader twice)."""
+    return tuple(json.loads(stored))
 
 
 def as_cadence(value: str) -> Cadence:
