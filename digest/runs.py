@@ -115,14 +115,23 @@ class SendRun:
             return None
         self.prepare()
         if issue is None:
-            window = window or self.window(cadence, now)
-            plan = self.plan(key, window, cadence)
-            if plan is None or not self.approve(key, plan):
+            if not self.plan_and_freeze(key, window or self.window(cadence, now), cadence,
+                                        ledger_cadence or cadence):
                 return None
-            self.freeze(key, ledger_cadence or cadence, window, plan)
         elif not self.review(key):
             return None
         return self.deliver(key)
+
+    def plan_and_freeze(self, key: str, window: Window, cadence: Cadence,
+                        ledger_cadence: str) -> bool:
+        """Plan, ask, freeze; whether it was frozen. The plan (every segment's rendered
+        email and articles) is let go before the sending starts, which reads what it
+        needs back from the ledger."""
+        plan = self.plan(key, window, cadence)
+        if plan is None or not self.approve(key, plan):
+            return False
+        self.freeze(key, ledger_cadence, window, plan)
+        return True
 
     def complete(self, key: str) -> Summary | None:
         """Finish a planned issue."""
