@@ -700,11 +700,6 @@ class Store:
             self.scrub()
         return bool(deleted)
 
-    def renew_pending(self, subscriber: Subscriber) -> None:
-        """A pending sign-up asked for again: it counts from now (see forget_unconfirmed)."""
-        self.conn.execute("UPDATE subscribers SET created_at = ? WHERE id = ? AND "
-                          "status = 'pending'", (timestamp(self.now()), subscriber.id))
-
     def forget_unconfirmed(self, before: datetime) -> list[str]:
         """Forget, as `remove` does, the sign-ups still `pending` since before `before`:
         nobody confirmed them, so nothing may be kept. Returns their addresses."""

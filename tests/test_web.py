@@ -41,7 +41,6 @@ from digest.cli import cli
 from digest.errors import ConfigError
 from digest.store import open_store
 from digest.web import create_app
-from digest.web.ratelimit import RateLimiter
 from digest.web.tokens import ConfirmClaim, Tokens
 
 ADA = "ada@example.com"
@@ -618,27 +617,3 @@ def test_the_wsgi_entry_reads_digest_config(tmp_path):
 def test_the_readers_app_serves_the_event_webhook(tmp_path):
     app = create_app(site_settings(tmp_path))  # no webhook key: refused, but routed
     assert app.test_client().post("/hooks/sendgrid", data=b"[]").status_code == 503
-
-
-# ---------------------------------------------------------------- the rate limiter itself
-
-
-def test_the_rate_limiter_counts_per_key_within_each_window():
-    now = [0.0]
-    limiter = RateLimiter([(1, 600), (3, 86_400)], clock=lambda: now[0])
-    allowed = []
-    for minute in range(0, 24 * 60, 5):
-        now[0] = minute * 60.0
-        allowed += [minute] if limiter.allow("a") else []
-    assert allowed == [0, 10, 20]
-    now[0] = 86_400.0
-    assert limiter.allow("a") and limiter.allow("b") and not limiter.allow("b")
-
-
-def test_the_rate_limiter_memory_is_bounded():
-    now = [0.0]
-    limiter = RateLimiter([(1, 600)], max_keys=100, clock=lambda: now[0])
-    assert all(limiter.allow(f"key{i}") for i in range(10_000))
-    assert len(limiter) == 100
-    now[0] = 601.0
-    assert limiter.allow("fresh") and len(limiter) == 1  # the expired ones are gone

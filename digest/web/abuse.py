@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 
 from digest.store import Store
-from digest.web.ratelimit import Limit
+from digest.web.shared_limits import Limit
 
 GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 IPV6_PREFIX = 64

@@ -1,7 +1,6 @@
 """Rate limits counted in the store, so every worker and host enforces one limit.
 
-`SharedLimiter` has `RateLimiter`'s `allow(key)` (ratelimit.py keeps the in-process
-one); each call is one `Store.hit` on the request's store, under a name per limiter
+`SharedLimiter.allow(key)` is one `Store.hit` on the request's store, under a name per limiter
 (`address`, `client`) so the two never share a count. The store keeps only a hash of
 the key and deletes expired hits.
 """
@@ -13,13 +12,15 @@ from typing import Protocol
 
 from digest.store import Store
 
+Limit = tuple[int, float]  # at most `count` events per `seconds`
+
 
 class Limiter(Protocol):
     def allow(self, key: str) -> bool: ...
 
 
 class SharedLimiter:
-    def __init__(self, name: str, limits: Sequence[tuple[int, float]],
+    def __init__(self, name: str, limits: Sequence[Limit],
                  store: Callable[[], Store]) -> None:
         if not limits or any(count < 1 or seconds <= 0 for count, seconds in limits):
             raise ValueError("each limit needs a count of at least 1 and a positive period")
