@@ -13,15 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from digest.errors import DeliveryError
+from digest.runlock import busy
 
 if TYPE_CHECKING:
     from digest.sql import PostgresConnection
-
-
-def busy(holder: str) -> DeliveryError:
-    return DeliveryError(f"another run is sending ({holder}); "
-                         "try again when it has finished")
 
 
 def holder_name() -> str:

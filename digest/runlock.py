@@ -39,6 +39,12 @@ def quiet(message: str, *, err: bool = False) -> None:
     """Says nothing (the default `echo`)."""
 
 
+def busy(holder: str) -> DeliveryError:
+    """The refusal of a second run, whichever backend holds the lock."""
+    return DeliveryError(f"another run is sending ({holder}); "
+                         "try again when it has finished")
+
+
 @contextmanager
 def run_lock(path: Path, echo: Echo = quiet) -> Iterator[None]:
     """Held by this process for the whole run; a stale holder is taken over. The file
@@ -94,8 +100,7 @@ def locked(handle: IO[str], echo: Echo) -> bool:
     stale = stale_reason(holder)
     if stale is None:
         name = holder.splitlines()[0].strip() if holder.strip() else "another process"
-        raise DeliveryError(f"another run is sending ({name}); "
-                            "try again when it has finished") from None
+        raise busy(name) from None
     path = Path(handle.name)
     if same_file(path, handle):  # under the fence: nobody replaced it meanwhile
         os.unlink(path)
