@@ -302,11 +302,11 @@ def compose(settings: Settings, email: Email, subscribers: Sequence[Subscriber],
     """One request: the segment's email with each reader's own unsubscribe link."""
     from_name, from_email = required_sender(settings)
     group = settings.optional_integer("sendgrid.asm_group_id")
+    mailto = settings.text("unsubscribe.mailto")
     recipients = []
     for subscriber in subscribers:
         url = settings.unsubscribe_url(tokens[subscriber.id])
-        headers = {} if group else list_unsubscribe_headers(
-            url, settings.text("unsubscribe.mailto"))
+        headers = {} if group else list_unsubscribe_headers(url, mailto)
         links = {UNSUBSCRIBE_TAG: url,
                  PREFERENCES_TAG: settings.preferences_url(tokens[subscriber.id])}
         recipients.append(Recipient(subscriber.email, subscriber.name or None, links, headers))
