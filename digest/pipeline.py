@@ -19,7 +19,7 @@ from digest.i18n import Language, html_lang, language_findings
 from digest.problem_summary import problem_lines
 from digest.quality import Finding, check_email
 from digest.render import Email, Renderer, Site
-from digest.segments import Segment, plan_segments
+from digest.segments import Member, Segment, plan_segments
 from digest.select import (
     Caps,
     Issue,
@@ -32,7 +32,7 @@ from digest.select import (
     within,
 )
 from digest.site_files import SiteFiles
-from digest.store import Subscriber, open_store
+from digest.store import as_cadence, open_store
 from digest.theme import Theme, contrast_pairs
 from digest.workers import process_pool
 
@@ -191,7 +191,7 @@ def store_segments(settings: Settings, articles: Sequence[Article], whole: Built
     if isinstance(location, Path) and not location.exists():
         return []
     with open_store(location) as store:
-        subscribers = store.subscribers(status="active", cadence=cadence)
+        subscribers = store.members("active", as_cadence(cadence))
     links = preview_links(settings)
     return build_segments(subscribers, articles, cadence=cadence, key=whole.issue.key,
                           window=whole.issue.window, settings=settings, renderer=renderer,
@@ -387,7 +387,7 @@ class RenderJob:
 
 
 def build_segments(
-    subscribers: Iterable[Subscriber],
+    subscribers: Iterable[Member],
     articles: Sequence[Article],
     *,
     cadence: str,

@@ -178,7 +178,7 @@ class SendRun:
             self.talk.echo(f"No articles from {window.start:%Y-%m-%d %H:%M} to "
                            f"{window.end:%Y-%m-%d %H:%M}: nothing to send.")
             return None
-        subscribers = self.store.subscribers(status="active", cadence=cadence)
+        subscribers = self.store.members("active", cadence)
         if not subscribers:
             self.talk.echo(f"No active {cadence} subscribers: nothing to send")
             return None

@@ -12,10 +12,10 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from digest.content import Article
 from digest.select import Caps, Issue, Window, select
-from digest.store import Subscriber
 
 ALL = "all"
 MAX_SLUG = 60
@@ -23,11 +23,25 @@ HASH_LENGTH = 10
 PLAIN_CATEGORY = re.compile(r"[a-z0-9]+(?: [a-z0-9]+)*")
 
 
+class Member(Protocol):
+    """What a segment needs of a subscriber (a Subscriber, or the store's lighter
+    Member)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def categories(self) -> Sequence[str]: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def cadence(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class Segment:
     slug: str  # stable, for file names: `all`, `productivity_tools`, …
     categories: tuple[str, ...]  # in the site's spelling, sorted; () means every category
-    recipients: tuple[Subscriber, ...]
+    recipients: tuple[Member, ...]
     issue: Issue
 
     @property
@@ -62,7 +76,7 @@ class SegmentPlan:
 
 
 def plan_segments(
-    subscribers: Iterable[Subscriber],
+    subscribers: Iterable[Member],
     articles: Sequence[Article],
     *,
     cadence: str,
@@ -87,24 +101,31 @@ def plan_segments(
     return SegmentPlan(tuple(sorted(segments, key=lambda s: (len(s.categories), s.slug))))
 
 
-def group_subscribers(subscribers: Iterable[Subscriber], cadence: str
-                      ) -> dict[frozenset[str], list[Subscriber]]:
-    """Active subscribers of `cadence` by their casefolded set of chosen categories."""
-    groups: dict[frozenset[str], list[Subscriber]] = {}
+def group_subscribers(subscribers: Iterable[Member], cadence: str
+                      ) -> dict[frozenset[str], list[Member]]:
+    """Active subscribers of `cadence` by their casefolded set of chosen categories
+    (each distinct choice is folded once), in the order given."""
+    groups: dict[frozenset[str], list[Member]] = {}
+    folded: dict[tuple[str, ...], list[Member]] = {}
     for subscriber in subscribers:
         if subscriber.status == "active" and subscriber.cadence == cadence:
-            folded = frozenset(name.casefold() for name in subscriber.categories)
-            groups.setdefault(folded, []).append(subscriber)
+            choice = tuple(subscriber.categories)
+            members = folded.get(choice)
+            if members is None:
+                members = groups.setdefault(frozenset(n.casefold() for n in choice), [])
+                folded[choice] = members
+            members.append(subscriber)
     return groups
 
 
-def spellings(articles: Iterable[Article], groups: Iterable[list[Subscriber]]
+def spellings(articles: Iterable[Article], groups: Iterable[list[Member]]
               ) -> dict[str, str]:
     """casefolded name → how to show it: the site's spelling, else a subscriber's."""
     names: dict[str, str] = {}
     for article in articles:
         names.setdefault(article.category.casefold(), article.category)
-    chosen = sorted({name for members in groups for s in members for name in s.categories})
+    choices = {tuple(s.categories) for members in groups for s in members}
+    chosen = sorted({name for choice in choices for name in choice})
     for name in chosen:
         names.setdefault(name.casefold(), name)
     return names

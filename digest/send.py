@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -25,8 +25,9 @@ from digest.errors import DeliveryError
 from digest.ledger import Batch, Ledger, PlannedSegment
 from digest.quality import Finding
 from digest.render import PREFERENCES_TAG, UNSUBSCRIBE_TAG, Email, Renderer
+from digest.segments import Member
 from digest.select import Window
-from digest.store import Store, Subscriber
+from digest.store import Addressee, Store
 from digest.transports import Message, Outcome, Recipient, Transport, list_unsubscribe_headers
 
 WORKERS = 4  # requests in flight at once (sendgrid.concurrency)
@@ -67,7 +68,7 @@ def window_for(ledger: Ledger, cadence: str, now: datetime) -> Window:
     return Window(start, now)
 
 
-def plan_issue(articles: Sequence[Article], subscribers: Sequence[Subscriber], *, cadence: str,
+def plan_issue(articles: Sequence[Article], subscribers: Sequence[Member], *, cadence: str,
                key: str, window: Window, settings: Settings, renderer: Renderer) -> Plan:
     """One render per segment, with the per-recipient unsubscribe URL left as a tag."""
     builds = pipeline.build_segments(
@@ -106,7 +107,6 @@ class Sender:
         self.store, self.ledger = store, Ledger(store)
         self.transport, self.settings, self.secret = transport, settings, secret
         self.workers, self.progress = workers, progress
-        self.tokens: dict[int, str] = {}
 
     def run(self, key: str, *, resend_unknown: bool = False) -> Summary:
         summary = Summary(key)
@@ -131,23 +131,21 @@ class Sender:
                 "if it was not delivered")
 
     def send_all(self, key: str, todo: Sequence[Batch], summary: Summary) -> None:
-        subscribers = {s.id: s for s in self.store.subscribers()}
         planned = {i for batch in todo for i in batch.recipients}
-        self.tokens = self.store.tokens(
-            [s for i, s in subscribers.items() if i in planned and s.status == "active"],
-            self.secret)
+        addressees = self.store.addressees(planned, self.secret)
+        del planned
         emails: dict[str, Email] = {}
         desk = Desk()
         with ThreadPoolExecutor(self.workers) as pool, desk.closing():
             for batch in todo:
                 while len(desk.running) >= self.workers:
                     self.collect(desk, summary)
-                sendable = self.trim(batch, subscribers, summary)
+                sendable = self.trim(batch, addressees, summary)
                 if sendable is None:
                     continue
                 email = emails.setdefault(batch.segment, self.ledger.email(key, batch.segment))
                 message = compose(self.settings, email,
-                                  [subscribers[i] for i in sendable.recipients], self.tokens,
+                                  [addressees[i] for i in sendable.recipients],
                                   key=key, segment=batch.segment, batch=batch.number)
                 desk.submit(pool, self.transport, message, sendable)
             while desk.running:
@@ -187,13 +185,12 @@ class Sender:
             summary.reasons.append(f"{label}: outcome unknown: {outcome.reason}")
         self.progress(count)
 
-    def trim(self, batch: Batch, subscribers: dict[int, Subscriber],
+    def trim(self, batch: Batch, addressees: Mapping[int, Addressee],
              summary: Summary) -> Batch | None:
         """The batch without readers who stopped or were removed since the plan: they are
         taken out of the ledger and counted. None (the batch marked accepted) if nobody
         is left to send to."""
-        active = tuple(i for i in batch.recipients
-                       if i in subscribers and subscribers[i].status == "active")
+        active = tuple(i for i in batch.recipients if i in addressees)
         if batch.removed or len(active) < len(batch.recipients):
             summary.dropped += self.ledger.drop_recipients(
                 batch.id, set(batch.recipients) - set(active))
@@ -297,19 +294,19 @@ def required_sender(settings: Settings) -> tuple[str | None, str]:
     return name, address
 
 
-def compose(settings: Settings, email: Email, subscribers: Sequence[Subscriber],
-            tokens: dict[int, str], *, key: str, segment: str, batch: int) -> Message:
+def compose(settings: Settings, email: Email, addressees: Sequence[Addressee], *,
+            key: str, segment: str, batch: int) -> Message:
     """One request: the segment's email with each reader's own unsubscribe link."""
     from_name, from_email = required_sender(settings)
     group = settings.optional_integer("sendgrid.asm_group_id")
     mailto = settings.text("unsubscribe.mailto")
     recipients = []
-    for subscriber in subscribers:
-        url = settings.unsubscribe_url(tokens[subscriber.id])
+    for addressee in addressees:
+        url = settings.unsubscribe_url(addressee.token)
         headers = {} if group else list_unsubscribe_headers(url, mailto)
         links = {UNSUBSCRIBE_TAG: url,
-                 PREFERENCES_TAG: settings.preferences_url(tokens[subscriber.id])}
-        recipients.append(Recipient(subscriber.email, subscriber.name or None, links, headers))
+                 PREFERENCES_TAG: settings.preferences_url(addressee.token)}
+        recipients.append(Recipient(addressee.email, addressee.name or None, links, headers))
     return Message(
         subject=email.subject, html=email.html, text=email.text, from_email=from_email,
         from_name=from_name, reply_to=settings.text("email.reply_to") or None,

@@ -31,13 +31,13 @@ import re
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence, Sized
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, Literal, NamedTuple, TypeVar, get_args
 
 from digest import locks, sql
 from digest.errors import DatabaseLocked, DiskFull, StoreError, StoreUnavailable
@@ -279,6 +279,24 @@ class Subscriber:
     created: datetime
 
 
+class Addressee(NamedTuple):
+    """Who one email of a send goes to, with the token of their links."""
+
+    email: str
+    name: str
+    token: str
+
+
+class Member(NamedTuple):
+    """What planning an issue needs of a subscriber: who, and which categories (a
+    million of these fit where a million Subscribers would not)."""
+
+    id: int
+    categories: tuple[str, ...]
+    status: str
+    cadence: str
+
+
 @dataclass(frozen=True)
 class Change:
     """One subscriber before and after an edit; the store writes `after`. `event` names
@@ -325,7 +343,7 @@ def derive_token(secret: str, salt: bytes) -> str:
     It never starts with "-", so that `digest subscribers unsubscribe TOKEN`
     is not read as an option (1 in 64 tokens would be): a leading "-" becomes "_".
     """
-    mac = hmac.new(secret.encode(), TOKEN_CONTEXT + salt, hashlib.sha256).digest()
+    mac = hmac.digest(secret.encode(), TOKEN_CONTEXT + salt, "sha256")
     token = base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
     return "_" + token[1:] if token.startswith("-") else token
 
@@ -485,6 +503,17 @@ def unavailable(exc: sqlite3.OperationalError) -> Exception:
     return exc
 
 
+PARAMETERS = 500  # per statement: SQLite before 3.32 allows 999
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    return (items[start:start + size] for start in range(0, len(items), size))
+
+
+def marks(chunk: Sized) -> str:
+    return ",".join("?" * len(chunk))
+
+
 def to_subscriber(row: Any) -> Subscriber:
     id_, email, name, categories, cadence, status, created = row
     return Subscriber(id_, email, name, category_tuple(categories), as_cadence(cadence),
@@ -593,6 +622,14 @@ class Store:
             (status, cadence),
         )
         return [to_subscriber(row) for row in rows]
+
+    def members(self, status: Status, cadence: Cadence) -> list[Member]:
+        """The subscribers with `status` and `cadence`, ordered by address, as Members."""
+        rows = self.conn.execute(
+            "SELECT id, categories FROM subscribers WHERE status = ? AND cadence = ? "
+            "ORDER BY email_key", (status, cadence))
+        return [Member(id_, category_tuple(categories), status, cadence)
+                for id_, categories in rows]
 
     def by_email_key(self) -> dict[str, Subscriber]:
         return {email_key(s.email): s for s in self.subscribers()}
@@ -767,22 +804,46 @@ class Store:
         check_secret(secret)
         salts = self.salts([s.id for s in subscribers])
         tokens = {id_: derive_token(secret, salt) for id_, salt in salts.items()}
+        self.record_tokens(tokens)
+        return tokens
+
+    def addressees(self, ids: Collection[int], secret: str) -> dict[int, Addressee]:
+        """The active subscribers among `ids`, with their tokens (recorded for look-up),
+        read in one pass: a send's list held as little more than its addresses."""
+        check_secret(secret)
+        rows = self.conn.execute(
+            "SELECT id, email, name, token_salt FROM subscribers WHERE status = 'active'")
+        found = {id_: Addressee(email, name, derive_token(secret, salt))
+                 for id_, email, name, salt in rows if id_ in ids}
+        self.record_tokens({id_: addressee.token for id_, addressee in found.items()})
+        return found
+
+    def record_tokens(self, tokens: Mapping[int, str]) -> None:
+        """Record the hashes of these tokens (subscriber id → token) not recorded yet."""
+        hashes = {token_hash(token): id_ for id_, token in tokens.items()}
+        known = self.known_hashes(list(tokens))
         at = timestamp(self.now())
         with self.transaction():
             self.conn.executemany(
                 "INSERT OR IGNORE INTO unsubscribe_tokens (token_hash, subscriber_id, "
                 "created_at) VALUES (?, ?, ?)",
-                [(token_hash(token), id_, at) for id_, token in tokens.items()])
-        return tokens
+                [(hash_, id_, at) for hash_, id_ in hashes.items() if hash_ not in known])
+
+    def known_hashes(self, ids: Sequence[int]) -> set[bytes]:
+        """The token hashes recorded for these subscribers (all of them, when many)."""
+        if len(ids) > PARAMETERS:
+            return {bytes(h) for h, in self.conn.execute(
+                "SELECT token_hash FROM unsubscribe_tokens")}
+        return {bytes(h) for h, in self.conn.execute(
+            "SELECT token_hash FROM unsubscribe_tokens WHERE subscriber_id IN "
+            f"({marks(ids)})", ids)} if ids else set()
 
     def salts(self, ids: Sequence[int]) -> dict[int, bytes]:
         """The token salts of these subscribers (in chunks: SQLite limits parameters)."""
         salts: dict[int, bytes] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk in chunks(ids, PARAMETERS):
             salts.update(self.conn.execute(
-                f"SELECT id, token_salt FROM subscribers WHERE id IN ({marks})", chunk))
+                f"SELECT id, token_salt FROM subscribers WHERE id IN ({marks(chunk)})", chunk))
         return salts
 
     def by_token(self, token: str) -> Subscriber | None:
