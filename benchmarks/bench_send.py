@@ -81,20 +81,25 @@ class FirstRequest:
                 return
 
 
-def weekly(root: Path, server: SendGridServer, db: Location) -> tuple[float, float]:
-    """Wall time of `digest weekly`, and of its preparation before the first request."""
+def weekly(root: Path, server: SendGridServer, db: Location
+           ) -> tuple[float, float, dict[str, float]]:
+    """Wall time of `digest weekly`, of its preparation before the first request, and
+    of each stage its --timings report (load, plan, freeze, send)."""
     env = {**os.environ, "SENDGRID_API_KEY": API_KEY, "DIGEST_SECRET_KEY": "bench" * 4,
            "XDG_CACHE_HOME": str(root / "cache"), "DIGEST_DB": dsn(db)}
     first = FirstRequest(server)
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "digest", "--config", str(write_config(root, server.url)),
-         "weekly", "--now", NOW], env=env, capture_output=True, text=True, check=False)
+         "weekly", "--now", NOW, "--timings"], env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
     first.done.set()
     if result.returncode != 0:
         raise SystemExit(f"digest weekly failed:\n{result.stdout}\n{result.stderr}")
-    return wall, (first.at or started) - started
+    stages = {name: float(seconds) for name, seconds, _ in (
+        line.removeprefix("Timing: ").split(" ") for line in result.stderr.splitlines()
+        if line.startswith("Timing: "))}
+    return wall, (first.at or started) - started, stages
 
 
 def run(root: Path, count: int, articles: int, schema: bool, db: Location) -> str:
@@ -104,7 +109,7 @@ def run(root: Path, count: int, articles: int, schema: bool, db: Location) -> st
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_before = before.ru_utime + before.ru_stime
     with SendGridServer(api_key=API_KEY, schema=schema) as server:
-        wall, prepared = weekly(root, server, db)
+        wall, prepared, stages = weekly(root, server, db)
         requests = len(server.statuses)
         bodies = [accepted.body for accepted in server.accepted]
         addresses = len(server.accepted_count_by_address())
@@ -114,7 +119,8 @@ def run(root: Path, count: int, articles: int, schema: bool, db: Location) -> st
     return (f"send ({backend(db)}): {count} subscribers in {len(segments)} segments, "
             f"{wall:.1f} s wall = "
             f"{wall / floor:.1f}x the floor ({floor:.2f} s), prepare {prepared:.1f} s "
-            f"(load, select, render, plan, freeze), send {wall - prepared:.1f} s; "
+            f"(load, select, render, freeze), send {wall - prepared:.1f} s "
+            f"[{', '.join(f'{name} {seconds:.1f}' for name, seconds in stages.items())}]; "
             f"digest's CPU {cpu:.1f} s, "
             f"peak RSS {peak:.0f} MB, {requests} requests (minimum {minimum}, "
             f"{(requests - minimum) / minimum:+.1%}), {addresses} addresses accepted, "

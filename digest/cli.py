@@ -285,6 +285,8 @@ def cadence_options(command: Any) -> Any:
                      help="Send even if the quality checks find errors."),
         click.option("--resend-unknown", is_flag=True,
                      help="Send again the batches whose outcome is unknown."),
+        click.option("--timings", is_flag=True,
+                     help="Print how long each stage took (load, plan, freeze, send)."),
     ]):
         command = option(command)
     return command
@@ -294,7 +296,7 @@ def cadence_options(command: Any) -> Any:
 @cadence_options
 @pass_app
 def weekly(app: App, now: datetime | None, dry_run: bool, force: bool,
-           resend_unknown: bool) -> None:
+           resend_unknown: bool, timings: bool) -> None:
     """Send this week's issue to weekly subscribers: for cron, safe to run again.
 
     The window runs from the end of the previous weekly issue (the first time, the
@@ -302,17 +304,17 @@ def weekly(app: App, now: datetime | None, dry_run: bool, force: bool,
     completes the plan.
     """
     options = runs.Options(dry_run=dry_run, force=force, resend_unknown=resend_unknown)
-    finish(runs.send_cadence(app.settings, "weekly", now, options, talk()))
+    finish(runs.send_cadence(app.settings, "weekly", now, options, talk(timings)))
 
 
 @cli.command()
 @cadence_options
 @pass_app
 def daily(app: App, now: datetime | None, dry_run: bool, force: bool,
-          resend_unknown: bool) -> None:
+          resend_unknown: bool, timings: bool) -> None:
     """Send today's issue to daily subscribers: for cron, safe to run again."""
     options = runs.Options(dry_run=dry_run, force=force, resend_unknown=resend_unknown)
-    finish(runs.send_cadence(app.settings, "daily", now, options, talk()))
+    finish(runs.send_cadence(app.settings, "daily", now, options, talk(timings)))
 
 
 @cli.command("send")
@@ -329,10 +331,12 @@ def daily(app: App, now: datetime | None, dry_run: bool, force: bool,
 @click.option("--resend-unknown", is_flag=True,
               help="Send again the batches whose outcome is unknown.")
 @click.option("--force", is_flag=True, help="Send even if the quality checks find errors.")
+@click.option("--timings", is_flag=True,
+              help="Print how long each stage took (load, plan, freeze, send).")
 @pass_app
 def send_command(app: App, issue_key_: str | None, since: datetime | None,
                  until: datetime | None, cadence: str, to: tuple[str, ...], dry_run: bool,
-                 yes: bool, resend_unknown: bool, force: bool) -> None:
+                 yes: bool, resend_unknown: bool, force: bool, timings: bool) -> None:
     """Send an issue by hand: a window (--since/--until), or complete one (--issue).
 
     Without --yes it shows the plan and asks first.
@@ -348,9 +352,10 @@ def send_command(app: App, issue_key_: str | None, since: datetime | None,
     options = runs.Options(dry_run=dry_run, force=force, resend_unknown=resend_unknown,
                            ask=not yes)
     if issue_key_ is not None:
-        return finish(runs.complete_issue(app.settings, issue_key_, options, talk()))
+        return finish(runs.complete_issue(app.settings, issue_key_, options, talk(timings)))
     assert days is not None
-    finish(runs.send_window(app.settings, *days, as_cadence(cadence), options, talk()))
+    finish(runs.send_window(app.settings, *days, as_cadence(cadence), options,
+                            talk(timings)))
 
 
 @cli.group("issues", invoke_without_command=True)
@@ -420,10 +425,16 @@ def table(rows: Sequence[Sequence[str]]) -> str:
                      .rstrip() for row in rows)
 
 
-def talk() -> runs.Talk:
-    """How a send run talks here: lines, a confirmation that aborts, the plan, a bar."""
+def talk(timings: bool = False) -> runs.Talk:
+    """How a send run talks here: lines, a confirmation that aborts, the plan, a bar,
+    and with `timings` each stage's time."""
     return runs.Talk(echo=click.echo, confirm=lambda question: click.confirm(
-        question, abort=True), show_plan=print_plan, progress=progress_bar)
+        question, abort=True), show_plan=print_plan, progress=progress_bar,
+        stage=print_stage if timings else lambda name, seconds: None)
+
+
+def print_stage(name: str, seconds: float) -> None:
+    click.echo(f"Timing: {name} {seconds:.2f} s", err=True)
 
 
 @contextmanager

@@ -10,7 +10,8 @@ and `complete_issue` are the three ways `weekly`, `daily` and `send` use it, and
 
 Whoever starts a run talks to it through `Talk`: `echo(text, err=...)` for each line,
 `confirm(question)` before anything is frozen or sent when `Options.ask`,
-`show_plan(key, plan)` and `progress(label, total)` for a progress callback. All of
+`show_plan(key, plan)`, `progress(label, total)` for a progress callback, and
+`stage(name, seconds)` as each stage of the run ends (load, plan, freeze, send). All of
 them default to silence, so tests call the library directly.
 """
 
@@ -56,6 +57,7 @@ class Talk:
     confirm: Callable[[str], bool] = field(default=lambda question: True)
     show_plan: Callable[[str, Plan], None] = field(default=lambda key, plan: None)
     progress: Progress = no_progress
+    stage: Callable[[str, float], None] = field(default=lambda name, seconds: None)
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,13 @@ class SendRun:
             return None
         return self.deliver(key)
 
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Tell `talk.stage` how long `stage` took (when it ends without an error)."""
+        started = time.perf_counter()
+        yield
+        self.talk.stage(stage, time.perf_counter() - started)
+
     def plan_and_freeze(self, key: str, window: Window, cadence: Cadence,
                         ledger_cadence: str) -> bool:
         """Plan, ask, freeze; whether it was frozen. The plan (every segment's rendered
@@ -130,7 +139,8 @@ class SendRun:
         plan = self.plan(key, window, cadence)
         if plan is None or not self.approve(key, plan):
             return False
-        self.freeze(key, ledger_cadence, window, plan)
+        with self.timed("freeze"):
+            self.freeze(key, ledger_cadence, window, plan)
         return True
 
     def complete(self, key: str) -> Summary | None:
@@ -171,7 +181,8 @@ class SendRun:
     def plan(self, key: str, window: Window, cadence: Cadence) -> Plan | None:
         """The plan (shown through `show_plan`, and past the quality gate), or None, said
         why, when there is nothing to send."""
-        loaded = pipeline.load(self.settings)
+        with self.timed("load"):
+            loaded = pipeline.load(self.settings)
         for problem in loaded.problems:
             self.talk.echo(f"Warning: {problem} (skipped)", err=True)
         if not any(in_window(article, window) for article in loaded.articles):
@@ -182,9 +193,10 @@ class SendRun:
         if not subscribers:
             self.talk.echo(f"No active {cadence} subscribers: nothing to send")
             return None
-        plan = plan_issue(loaded.articles, subscribers, cadence=cadence, key=key,
-                               window=window, settings=self.settings,
-                               renderer=pipeline.renderer_for(self.settings))
+        with self.timed("plan"):
+            plan = plan_issue(loaded.articles, subscribers, cadence=cadence, key=key,
+                              window=window, settings=self.settings,
+                              renderer=pipeline.renderer_for(self.settings))
         self.talk.show_plan(key, plan)
         gate(plan.findings, self.options.force)
         return plan
@@ -234,7 +246,8 @@ class SendRun:
                              workers=self.settings.integer("sendgrid.concurrency"))
         self.await_webhook(key)
         counts = self.ledger.counts(key)
-        with self.talk.progress(f"Sending {key}", self.left_to_send(counts)) as update:
+        with self.talk.progress(f"Sending {key}", self.left_to_send(counts)) as update, \
+                self.timed("send"):
             sender.progress = update
             summary = sender.run(key, resend_unknown=self.options.resend_unknown)
         summary.skipped = counts["skipped"]

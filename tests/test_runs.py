@@ -264,3 +264,16 @@ def test_sendgrid_concurrency_bounds_the_requests_in_flight(tmp_path, env, concu
         server.set_delay(0.2)  # six segments: six requests
         assert runs.send_cadence(settings, "weekly", SUNDAY).ok
         assert server.peak_in_flight == concurrency
+
+
+def test_each_stage_of_a_run_is_timed_in_order(tmp_path, env):
+    stages: list[str] = []
+    with SendGridServer(api_key=API_KEY) as server:
+        settings, _ = site(tmp_path, server.url)
+        talk = runs.Talk(stage=lambda name, seconds: stages.append(name) if seconds >= 0
+                         else None)
+        runs.send_cadence(settings, "weekly", SUNDAY, talk=talk)
+        assert stages == ["load", "plan", "freeze", "send"]
+        stages.clear()
+        runs.send_cadence(settings, "weekly", SUNDAY, talk=talk)  # sent: nothing to time
+        assert stages == []

@@ -45,6 +45,7 @@ def test_weekly_sends_each_reader_once_with_their_own_unsubscribe_link(tmp_path,
         assert server.accepted_count_by_address() == dict.fromkeys(emails, 1)
         bodies = [a.body for a in server.accepted]
     assert len(bodies) == 6  # one request per segment
+    assert not [line for line in result.output.splitlines() if line.startswith("Timing:")]
     body = bodies[0]
     assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
     assert body["categories"] == ["digest", "2026-W48"]
@@ -475,3 +476,16 @@ def test_a_short_secret_stops_before_anything_is_planned(tmp_path, env, monkeypa
            "characters\n")
     with open_store(tmp_path / "digest.db") as store:
         assert Ledger(store).issues() == []
+
+
+def test_timings_prints_each_stage_on_stderr(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url)
+        add_readers(tmp_path, 3)
+        result = digest(config, "weekly", "--now", NOW, "--timings")
+    assert result.exit_code == 0, result.output
+    timed = [line.rsplit(" ", 2) for line in result.stderr.splitlines()
+             if line.startswith("Timing: ")]
+    assert [name for name, _, unit in timed] == [
+        "Timing: load", "Timing: plan", "Timing: freeze", "Timing: send"]
+    assert all(unit == "s" for _, _, unit in timed)
