@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from digest.content import Article
-from digest.select import Caps, Issue, Window, select
+from digest.select import Caps, Issue, Selector, Window
 
 ALL = "all"
 MAX_SLUG = 60
@@ -88,13 +88,14 @@ def plan_segments(
     """A segment for each distinct set of categories the active `cadence` subscribers chose."""
     groups = group_subscribers(subscribers, cadence)
     names = spellings(articles, groups.values())
+    selector = Selector(articles, window)
     segments = [
         Segment(
             segment_slug(folded),
             tuple(sorted((names[name] for name in folded), key=str.casefold)),
             tuple(members),
-            select(articles, key=key, window=window, caps=caps, categories=folded,
-                   category_order=category_order),
+            selector.select(key=key, caps=caps, categories=folded,
+                            category_order=category_order),
         )
         for folded, members in groups.items()
     ]

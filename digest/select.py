@@ -114,6 +114,31 @@ def select(
     return Issue(key, window, apply_caps(ordered, caps), caps)
 
 
+class Selector:
+    """`select` for many sets of categories from one window's articles: the window is
+    filtered, deduplicated and grouped once, so each further selection costs
+    microseconds. When dropping duplicates could depend on which categories are chosen
+    (aliases, or a repeated slug or source), each selection falls back to `select`."""
+
+    def __init__(self, articles: Iterable[Article], window: Window) -> None:
+        self.articles, self.window = within(articles, window), window
+        self.exact = not any(a.aliases for a in self.articles) and \
+            len(dedupe(self.articles)) == len(self.articles)
+        self.groups = {name.casefold(): (name, items)
+                       for name, items in group_by_category(self.articles).items()}
+
+    def select(self, *, key: str, caps: Caps, categories: Iterable[str] = (),
+               category_order: Sequence[str] = ()) -> Issue:
+        """What `select(articles, ...)` returns for the same arguments."""
+        if not self.exact:
+            return select(self.articles, key=key, window=self.window, caps=caps,
+                          categories=categories, category_order=category_order)
+        wanted = {name.casefold() for name in categories} or self.groups.keys()
+        groups = dict(self.groups[name] for name in wanted if name in self.groups)
+        ordered = order_categories(groups, category_order)
+        return Issue(key, self.window, apply_caps(ordered, caps), caps)
+
+
 def in_window(article: Article, window: Window) -> bool:
     """Whether the article is new in `window`: a publishDate later than its date (Hugo) is
     when it appears, and an expiryDate at or before the window's end keeps it out."""

@@ -58,6 +58,8 @@ READER_EVENTS: dict[tuple[str, str], frozenset[tuple[str, str]]] = {
     ("webhook", "group_resubscribe"): frozenset({("unsubscribed", "active")}),
 }
 BUSY_TIMEOUT_S = 10.0
+CACHE_KIB = 16384  # SQLite's page cache at most, per connection: a million-row freeze
+# or token insert touches index pages all over the file (the default, 2 MB, took longer)
 SQLITE_FULL = 13
 MIN_SECRET_LENGTH = 16
 TOKEN_CONTEXT = b"digest unsubscribe token v1\x00"
@@ -430,6 +432,7 @@ def configure(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA secure_delete = ON")
+    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
 
 
 def user_version(conn: sql.Connection) -> int:
@@ -827,7 +830,7 @@ class Store:
             self.conn.executemany(
                 "INSERT OR IGNORE INTO unsubscribe_tokens (token_hash, subscriber_id, "
                 "created_at) VALUES (?, ?, ?)",
-                [(hash_, id_, at) for hash_, id_ in hashes.items() if hash_ not in known])
+                sorted((hash_, id_, at) for hash_, id_ in hashes.items() if hash_ not in known))
 
     def known_hashes(self, ids: Sequence[int]) -> set[bytes]:
         """The token hashes recorded for these subscribers (all of them, when many)."""

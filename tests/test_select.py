@@ -6,6 +6,7 @@ from helpers import BERLIN, make_article
 
 from digest.select import (
     Caps,
+    Selector,
     Window,
     cadence_window,
     dates_window,
@@ -161,3 +162,34 @@ def test_articles_outside_the_window_are_ignored():
         make_article("in", NOW - timedelta(days=1)),
     ]
     assert slugs(pick(articles)) == ["in"]
+
+
+def busy_week(duplicate: dict | None = None):
+    """60 articles over 9 days in 7 categories (two spellings of one), ties included."""
+    names = ["Work", "work", "Tools", "Policy", "Research", "Security", "Open Source", "AI"]
+    articles = [make_article(f"a{i}", NOW - timedelta(hours=3 * i + (i % 4)), names[i % 8])
+                for i in range(60)]
+    return articles + ([make_article(when=NOW - timedelta(hours=5), **duplicate)]
+                       if duplicate else [])
+
+
+CHOICES = [(), ("Work",), ("WORK", "tools"), ("AI", "Policy", "Security"),
+           ("Research", "Open Source", "ai", "Tools"), ("Missing",), ("missing", "Policy")]
+
+
+@pytest.mark.parametrize("duplicate", [
+    None,  # the fast path
+    {"slug": "a3", "category": "Tools"},  # a repeated slug: which one is kept depends on
+    {"slug": "dup", "category": "AI", "source": "https://source.example/a5"},  # the choice
+    {"slug": "moved", "category": "AI", "aliases": ("/posts/a1",)},
+], ids=["distinct", "same-slug", "same-source", "aliases"])
+@pytest.mark.parametrize("caps", [DEFAULT_CAPS, Caps(per_category=2, total=7)])
+def test_a_selector_selects_what_select_does_for_every_choice(duplicate, caps):
+    articles = busy_week(duplicate)
+    selector = Selector(articles, WEEK)
+    assert selector.exact is (duplicate is None)
+    for categories in CHOICES:
+        for order in [(), ("Security", "work")]:
+            assert selector.select(key="k", caps=caps, categories=categories,
+                                   category_order=order) == pick(
+                articles, caps=caps, categories=categories, category_order=order)
