@@ -265,17 +265,24 @@ class LiveSite:
     def refreshed(self) -> Snapshot:
         """Planned again after the articles, config or store changed; unrendered after
         the templates did. Stamps are taken first: a save during a render shows next time."""
-        now = time.monotonic()
-        if now - self.checked >= SLOW_CHECK_S:
-            self.checked, stamp = now, fingerprint(self.watched())
-            if stamp != self.stamp:
-                self.stamp, self.templates = stamp, fingerprint([self.settings.templates_dir])
-                self.snapshot = self.plan()
-                return self.snapshot
-        templates = fingerprint([self.settings.templates_dir])
-        if templates != self.templates:
-            self.templates, self.snapshot = templates, self.snapshot.unrendered()
+        if not self.replanned():
+            templates = fingerprint([self.settings.templates_dir])
+            if templates != self.templates:
+                self.templates, self.snapshot = templates, self.snapshot.unrendered()
         return self.snapshot
+
+    def replanned(self) -> bool:
+        """Whether the articles, config or store changed (looked at once a SLOW_CHECK_S at
+        most: on a large archive that takes a while), and so the site was planned again."""
+        now = time.monotonic()
+        if now - self.checked < SLOW_CHECK_S:
+            return False
+        self.checked, stamp = now, fingerprint(self.watched())
+        if stamp == self.stamp:
+            return False
+        self.stamp, self.templates = stamp, fingerprint([self.settings.templates_dir])
+        self.snapshot = self.plan()
+        return True
 
     def watched(self) -> list[Path]:
         """What the plan is made of: the articles, the store and the config file."""
