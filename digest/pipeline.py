@@ -219,14 +219,17 @@ class PreviewPlan:
 
 def plan_preview(settings: Settings, articles: Sequence[Article], *,
                  since: date | None = None, until: date | None = None,
-                 now: datetime | None = None, cadence: str = "weekly") -> PreviewPlan:
+                 now: datetime | None = None, cadence: str = "weekly",
+                 readers: Sequence[Subscriber] | None = None) -> PreviewPlan:
     """The issue `build_preview` would build and its segments, selected from the window's
-    articles once. Raises WindowError when `until` is before `since`."""
+    articles once; `readers` are the store's active `cadence` readers, read when not
+    given. Raises WindowError when `until` is before `since`."""
     key, window = preview_window(settings, articles, since=since, until=until, now=now)
     articles = within(articles, window)
     caps, order = caps_of(settings), settings.names("selection.category_order")
     whole = select(articles, key=key, window=window, caps=caps, category_order=order)
-    plan = plan_segments(active_readers(settings, cadence), articles, cadence=cadence,
+    readers = active_readers(settings, cadence) if readers is None else readers
+    plan = plan_segments(readers, articles, cadence=cadence,
                          key=key, window=window, caps=caps, category_order=order)
     links = preview_links(settings)
     job = RenderJob(articles, key, window, settings, site_of(settings),

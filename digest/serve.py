@@ -20,7 +20,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from functools import cached_property
@@ -35,16 +35,18 @@ import jinja2
 from digest import pipeline
 from digest.config import Settings, load_settings
 from digest.errors import DigestError
+from digest.location import Location
 from digest.preview import variant_stem
 from digest.quality import Finding
 from digest.render import Renderer, template_problem
 from digest.segments import Segment
 from digest.site_files import FOLDER, SiteFiles
+from digest.store import Subscriber
 
 HOST = "127.0.0.1"
 VIEWS = {"mobile": "Mobile (375 px)", "desktop": "Desktop (1280 px, at half size)"}
 POLL_MS = 250  # how often the page asks whether what it shows changed
-SLOW_CHECK_S = 1.0  # the articles, config and store are looked at no more often than this
+SLOW_CHECK_S = 0.5  # the articles, config and store are looked at no more often than this
 Stamp = tuple[tuple[str, int, int], ...]
 Reply = tuple[HTTPStatus, str, str]  # status, content type, body
 
@@ -169,13 +171,15 @@ def token(parts: Iterable[str]) -> str:
     return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()[:12]
 
 
-def plan_site(settings: Settings, *, period: Period | None = None) -> Snapshot:
-    """The whole issue, and one variant per segment of the store's active weekly readers,
-    selected and not rendered."""
+def plan_site(settings: Settings, *, period: Period | None = None,
+              readers: Sequence[Subscriber] | None = None) -> Snapshot:
+    """The whole issue, and one variant per segment of the store's active readers of the
+    period's cadence (`readers`, else read from the store), selected and not rendered."""
     loaded = pipeline.load(settings)
     period = period or Period()
     plan = pipeline.plan_preview(settings, loaded.articles, since=period.since,
-                                 until=period.until, now=period.now, cadence=period.cadence)
+                                 until=period.until, now=period.now, cadence=period.cadence,
+                                 readers=readers)
     key = plan.whole.key
     whole = Variant(variant_stem(key), "(whole issue)", "every category", None, (),
                     len(plan.whole.articles))
@@ -245,6 +249,7 @@ class LiveSite:
         self.checked = -SLOW_CHECK_S  # when `stamp` was last compared (time.monotonic)
         self.snapshot = Snapshot()
         self.renders: list[str] = []
+        self.read: tuple[tuple[str, str, Stamp], list[Subscriber]] = (("", "", ()), [])
 
     def current(self) -> Snapshot:
         with self.lock:
@@ -286,19 +291,30 @@ class LiveSite:
 
     def watched(self) -> list[Path]:
         """What the plan is made of: the articles, the store and the config file."""
-        store = self.settings.store_path
-        paths = [self.settings.content_dir]
-        if isinstance(store, Path):  # a PostgreSQL store is read again on each plan
-            paths += [store, store.with_name(f"{store.name}-wal")]
+        paths = [self.settings.content_dir, *store_files(self.settings.store_path)]
         return paths + ([self.config] if self.config else [])
 
     def plan(self) -> Snapshot:
         try:
             if self.config is not None:
                 self.settings = reloaded(self.config, self.overrides)
-            return plan_site(self.settings, period=self.period)
+            return plan_site(self.settings, period=self.period, readers=self.readers())
         except Exception as exc:  # the author must see whatever stopped it
             return Snapshot(error=describe(exc))
+
+    def readers(self) -> list[Subscriber]:
+        """The store's readers of the period's cadence, read again only when the store's
+        files changed (each time from PostgreSQL): an article's save keeps them."""
+        store, cadence = self.settings.store_path, (self.period or Period()).cadence
+        source = (str(store), cadence, fingerprint(store_files(store)))
+        if not isinstance(store, Path) or source != self.read[0]:
+            self.read = source, pipeline.active_readers(self.settings, cadence)
+        return self.read[1]
+
+
+def store_files(store: Location) -> list[Path]:
+    """The SQLite store's files; none for a PostgreSQL store (read again on each plan)."""
+    return [store, store.with_name(f"{store.name}-wal")] if isinstance(store, Path) else []
 
 
 def overrides_of(settings: Settings, config: Path | None) -> dict[str, Any]:
