@@ -232,9 +232,10 @@ def plan_preview(settings: Settings, articles: Sequence[Article], *,
     plan = plan_segments(readers, articles, cadence=cadence,
                          key=key, window=window, caps=caps, category_order=order)
     links = preview_links(settings)
-    job = RenderJob(articles, key, window, settings, site_of(settings),
-                    settings.templates_dir, links.unsubscribe_url, links.preferences_url,
-                    check=True)
+    job = RenderJob(articles=articles, key=key, window=window, settings=settings,
+                    site=site_of(settings), templates_dir=settings.templates_dir,
+                    unsubscribe_url=links.unsubscribe_url,
+                    preferences_url=links.preferences_url, check=True)
     return PreviewPlan(whole, plan.segments, job)
 
 

@@ -23,7 +23,8 @@ from click.testing import CliRunner
 from digest.cli import cli
 from digest.config import load_settings
 from digest.errors import DigestError
-from digest.serve import Period, PreviewServer, make_server, plan_site
+from digest.pipeline import build_preview, load
+from digest.serve import LiveSite, Period, PreviewServer, make_server, plan_site
 from digest.store import NewSubscriber, open_store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -224,6 +225,18 @@ def test_a_variant_not_on_screen_renders_when_asked_for_once(running, segments):
     assert get(f"{running.url}email/{KEY}--gardening.html")[0] == 404
     assert get(f"{running.url}email/{KEY}--nobody.html")[0] == 404
     assert running.live.renders == [KEY, both]
+
+
+def test_each_variant_is_rendered_as_digest_preview_renders_it(site, segments):
+    settings = load_settings(site)
+    live = LiveSite(settings, config=site)
+    shown = build_preview(settings, load(settings).articles)
+    builds = {KEY: (shown.whole, shown.findings),
+              **{f"{KEY}--{item.segment.slug}": (item.built, item.findings)
+                 for item in shown.segments if item.built}}
+    served = {stem: (live.view(stem).rendered.built, live.view(stem).rendered.findings)
+              for stem in builds}
+    assert served == builds and len(builds) == 4
 
 
 def test_an_error_in_one_variant_shows_on_its_page(served, segments, site):
