@@ -595,10 +595,10 @@ def serve(app: App, port: int, host: str, content_dir: Path | None, since: datet
                          cadence)
     server, url = live.make_server(settings, host, port, period=period,
                                    config=find_config(app.config_path, Path.cwd()))
-    snapshot = server.live.current()
-    if snapshot.error:
-        click.echo(f"Warning: {snapshot.error} (shown on the page until fixed)", err=True)
-    click.echo(f"Serving previews of {snapshot.key or settings.site_name} at {url} "
+    shown = server.live.view()  # the whole issue, rendered as the page will first show it
+    if shown.error:
+        click.echo(f"Warning: {shown.error} (shown on the page until fixed)", err=True)
+    click.echo(f"Serving previews of {shown.snapshot.key or settings.site_name} at {url} "
                "(Ctrl-C to stop)")
     try:
         server.serve_forever()

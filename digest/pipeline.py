@@ -187,16 +187,56 @@ def store_segments(settings: Settings, articles: Sequence[Article], whole: Built
                    renderer: Renderer, cadence: str = "weekly") -> list[SegmentBuild]:
     """A preview per segment of the store's active readers, with its quality findings;
     none (and no file) without a store."""
-    location = settings.store_path
-    if isinstance(location, Path) and not location.exists():
+    subscribers = active_readers(settings, cadence)
+    if not subscribers:
         return []
-    with open_store(location) as store:
-        subscribers = store.members("active", as_cadence(cadence))
     links = preview_links(settings)
     return build_segments(subscribers, articles, cadence=cadence, key=whole.issue.key,
                           window=whole.issue.window, settings=settings, renderer=renderer,
                           check=True, unsubscribe_url=links.unsubscribe_url,
                           preferences_url=links.preferences_url)
+
+
+def active_readers(settings: Settings, cadence: str) -> Sequence[Member]:
+    """The store's active `cadence` readers; none (and no file made) without a store."""
+    location = settings.store_path
+    if isinstance(location, Path) and not location.exists():
+        return []
+    with open_store(location) as store:
+        return store.members("active", as_cadence(cadence))
+
+
+@dataclass(frozen=True)
+class PreviewPlan:
+    """What `digest serve` lists before it renders anything: the issue and the segments
+    of the store's `cadence` readers, selected (cheap) but not rendered (not cheap), and
+    the job that renders any of them with its quality findings (`render_one`)."""
+
+    whole: Issue
+    segments: tuple[Segment, ...]
+    job: RenderJob
+
+
+def plan_preview(settings: Settings, articles: Sequence[Article], *,
+                 since: date | None = None, until: date | None = None,
+                 now: datetime | None = None, cadence: str = "weekly",
+                 readers: Sequence[Member] | None = None) -> PreviewPlan:
+    """The issue `build_preview` would build and its segments, selected from the window's
+    articles once; `readers` are the store's active `cadence` readers, read when not
+    given. Raises WindowError when `until` is before `since`."""
+    key, window = preview_window(settings, articles, since=since, until=until, now=now)
+    articles = within(articles, window)
+    caps, order = caps_of(settings), settings.names("selection.category_order")
+    whole = select(articles, key=key, window=window, caps=caps, category_order=order)
+    readers = active_readers(settings, cadence) if readers is None else readers
+    plan = plan_segments(readers, articles, cadence=cadence,
+                         key=key, window=window, caps=caps, category_order=order)
+    links = preview_links(settings)
+    job = RenderJob(articles=articles, key=key, window=window, settings=settings,
+                    site=site_of(settings), templates_dir=settings.templates_dir,
+                    unsubscribe_url=links.unsubscribe_url,
+                    preferences_url=links.preferences_url, check=True)
+    return PreviewPlan(whole, plan.segments, job)
 
 
 def caps_of(settings: Settings) -> Caps:

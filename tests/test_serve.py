@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from click.testing import CliRunner
@@ -22,7 +23,8 @@ from click.testing import CliRunner
 from digest.cli import cli
 from digest.config import load_settings
 from digest.errors import DigestError
-from digest.serve import Period, make_server, render_site
+from digest.pipeline import build_preview, load
+from digest.serve import LiveSite, Period, PreviewServer, make_server, plan_site
 from digest.store import NewSubscriber, open_store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,11 +50,12 @@ def get(url: str, host: str | None = None) -> tuple[int, str, str]:
         return error.code, error.headers["Content-Type"], error.read().decode()
 
 
-def new_version(url: str, old: str) -> str:
-    """Poll /version until it differs from `old`; fail after WAIT_S seconds."""
+def new_version(url: str, old: str, stem: str = "") -> str:
+    """Poll /version (of variant `stem`) until it differs from `old`; fail after WAIT_S
+    seconds."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
-        version = get(f"{url}version")[2]
+        version = get(f"{url}version?variant={quote(stem)}")[2]
         if version != old:
             return version
         time.sleep(0.05)
@@ -65,15 +68,21 @@ def site(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def served(site: Path) -> Iterator[str]:
-    """The server for the sample site, running in a thread; its URL."""
-    server, url = make_server(load_settings(site), "127.0.0.1", 0, config=site)
+def running(site: Path) -> Iterator[PreviewServer]:
+    """The server for the sample site, running in a thread."""
+    server, _ = make_server(load_settings(site), "127.0.0.1", 0, config=site)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    yield url
+    yield server
     server.shutdown()
     server.server_close()
     thread.join(timeout=WAIT_S)
+
+
+@pytest.fixture
+def served(running: PreviewServer) -> str:
+    """The running server's URL."""
+    return running.url
 
 
 def write_template(site: Path, name: str, text: str) -> None:
@@ -90,7 +99,8 @@ def test_the_index_shows_the_issue_its_checks_and_its_text(served):
     assert "<p>No problems found.</p>" in page
     text = get(f"{served}email/{KEY}.txt")[2]
     assert text.startswith("Field Notes") and f"<pre>{text}</pre>" in html.unescape(page)
-    assert 'fetch("/version", {cache: "no-store"})' in page
+    assert f'asked = "/version?variant={KEY}";' in page
+    assert "fetch(asked, {cache: \"no-store\"})" in page
 
 
 def test_the_emails_and_the_version_are_served_raw(served):
@@ -173,10 +183,76 @@ def add_readers(db: Path, *readers: tuple[str, tuple[str, ...]], cadence: str = 
                                     status="active") for email, cats in readers], "test")
 
 
+@pytest.fixture
+def segments(site: Path) -> list[str]:
+    """Readers of Work, of General AI, of both, and of Gardening (nothing this week)."""
+    add_readers(site.parent / "digest.db", ("a@example.com", ("Work",)),
+                ("b@example.com", ("General AI",)), ("c@example.com", ("General AI", "Work")),
+                ("d@example.com", ("Gardening",)))
+    return [f"{KEY}--{slug}" for slug in ("general-ai", "work", "general-ai_work")]
+
+
+def test_the_listing_renders_only_the_variant_shown(running, segments):
+    page = get(running.url)[2]
+    assert running.live.renders == [KEY]
+    assert (f'<a href="/?variant={KEY}--work&amp;view=mobile">work</a></td><td>Work</td>\n'
+            '<td class="n">1</td>\n<td class="n">1</td><td></td>\n'
+            "<td>rendered when opened</td><td></td></tr>") in page
+    assert "<td>gardening</td><td>Gardening</td>" in page
+
+
+def test_a_template_save_renders_the_variant_on_screen_alone(running, segments, site):
+    work = segments[1]
+    page = get(f"{running.url}?variant={work}")[2]
+    version = re.search(r'const version = "(\w+)"', page)[1]
+    assert f'asked = "/version?variant={work}";' in page
+    assert get(f"{running.url}version?variant={work}")[2] == version
+    before = len(running.live.renders)
+    write_template(site, "subject.txt.j2", "Saved {{ issue.key }}")
+    new_version(running.url, version, work)
+    assert running.live.renders[before:] == [work]
+    assert f"<title>Saved {KEY}</title>" in get(f"{running.url}email/{work}.html")[2]
+    assert running.live.renders[before:] == [work]
+
+
+def test_a_variant_not_on_screen_renders_when_asked_for_once(running, segments):
+    get(running.url)
+    both = segments[2]
+    assert get(f"{running.url}email/{both}.txt")[2].startswith("Field Notes")
+    page = get(running.url)[2]
+    assert running.live.renders == [KEY, both]
+    assert "<td>Field Notes: 7 new articles in General AI and Work</td><td>OK</td>" in page
+    assert get(f"{running.url}email/{KEY}--gardening.html")[0] == 404
+    assert get(f"{running.url}email/{KEY}--nobody.html")[0] == 404
+    assert running.live.renders == [KEY, both]
+
+
+def test_each_variant_is_rendered_as_digest_preview_renders_it(site, segments):
+    settings = load_settings(site)
+    live = LiveSite(settings, config=site)
+    shown = build_preview(settings, load(settings).articles)
+    builds = {KEY: (shown.whole, shown.findings),
+              **{f"{KEY}--{item.segment.slug}": (item.built, item.findings)
+                 for item in shown.segments if item.built}}
+    served = {stem: (live.view(stem).rendered.built, live.view(stem).rendered.findings)
+              for stem in builds}
+    assert served == builds and len(builds) == 4
+
+
+def test_an_error_in_one_variant_shows_on_its_page(served, segments, site):
+    write_template(site, "subject.txt.j2",
+                   "{% if issue.sections|length == 1 %}{{ isue.key }}{% endif %}x")
+    page = get(f"{served}?variant={segments[1]}")[2]
+    assert (f'<pre class="error">{site.parent}/templates/subject.txt.j2:1: '
+            "&#39;isue&#39; is undefined</pre>") in page
+    assert "<td>render error</td>" in page
+    assert 'class="error"' not in get(served)[2]
+
+
 def test_the_cadence_chooses_whose_segments_are_shown(site):
     add_readers(site.parent / "digest.db", ("w@example.com", ("Work",)))
     add_readers(site.parent / "digest.db", ("d@example.com", ("Research",)), cadence="daily")
-    stems = {cadence: [v.stem for v in render_site(load_settings(site),
+    stems = {cadence: [v.stem for v in plan_site(load_settings(site),
                                                    period=Period(cadence=cadence)).variants]
              for cadence in ("weekly", "daily")}
     assert stems == {"weekly": [KEY, f"{KEY}--work"], "daily": [KEY, f"{KEY}--research"]}
@@ -220,7 +296,7 @@ def test_a_port_in_use_is_an_error(site):
     (Period(since=date(2026, 11, 1), until=date(2026, 11, 7)), "2026-11-01..2026-11-07"),
 ])
 def test_the_window_is_chosen_as_preview_chooses_it(site, period, key):
-    snapshot = render_site(load_settings(site), period=period)
+    snapshot = plan_site(load_settings(site), period=period)
     assert (snapshot.error, snapshot.key, snapshot.variants[0].stem) == (None, key, key)
 
 
