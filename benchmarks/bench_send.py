@@ -2,7 +2,7 @@
 against the send floor of the same run.
 
     python benchmarks/bench_send.py [--subscribers 100000] [--articles 12763] [--small]
-                                    [--scale] [--no-schema] [--db postgresql://…]
+                                    [--scale] [--again] [--no-schema] [--db postgresql://…]
 
 The site: 12,763 posts over three years, 200 of them in the week, 13 categories
 (benchmarks/corpus.py). The readers choose 0 to 4 categories with skewed popularity:
@@ -10,8 +10,10 @@ The site: 12,763 posts over three years, 200 of them in the week, 13 categories
 multiple of the floor (the official client alone pushing the same request bodies to a
 local server that does nothing, 4 in flight, measured in the same run), the time before
 the first request (load, select, render, plan, freeze) and after it (send), peak RSS,
-requests against the minimum and the number of segments. `--scale` prints a line for
-10,000, 100,000 and 1,000,000 subscribers.
+requests against the minimum and the number of segments, and the stages digest's
+`--timings` reports. `--scale` prints a line for 10,000, 100,000 and 1,000,000
+subscribers; `--again` adds the same readers' next issue (a steady week: the first
+run recorded their unsubscribe tokens).
 
 Targets (2 cores): <= 3x the floor, <= 300 MB peak RSS at 100,000; requests within 1% of
 the sum over segments of ceil(segment size / 1000); 1,000,000 in <= 60 s and <= 1 GB.
@@ -70,61 +72,75 @@ class FirstRequest:
     """Notes when the server saw its first request: the end of the run's preparation."""
 
     def __init__(self, server: SendGridServer) -> None:
-        self.server, self.at = server, 0.0
+        self.server, self.at, self.before = server, 0.0, len(server.statuses)
         self.done = threading.Event()
         threading.Thread(target=self.watch, daemon=True).start()
 
     def watch(self) -> None:
         while not self.done.wait(0.005):
-            if self.server.statuses:
+            if len(self.server.statuses) > self.before:
                 self.at = time.perf_counter()
                 return
 
 
-def weekly(root: Path, server: SendGridServer, db: Location
+WEEKLY = ["weekly", "--now", NOW]
+AGAIN = ["send", "--since", "2026-11-23", "--until", "2026-11-29", "--yes"]  # same week
+
+
+def digest(root: Path, server: SendGridServer, db: Location, command: list[str]
            ) -> tuple[float, float, dict[str, float]]:
-    """Wall time of `digest weekly`, of its preparation before the first request, and
-    of each stage its --timings report (load, plan, freeze, send)."""
+    """Wall time of a digest send command, of its preparation before the first request,
+    and of each stage its --timings report (load, plan, freeze, send)."""
     env = {**os.environ, "SENDGRID_API_KEY": API_KEY, "DIGEST_SECRET_KEY": "bench" * 4,
            "XDG_CACHE_HOME": str(root / "cache"), "DIGEST_DB": dsn(db)}
     first = FirstRequest(server)
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "digest", "--config", str(write_config(root, server.url)),
-         "weekly", "--now", NOW, "--timings"], env=env, capture_output=True, text=True, check=False)
+         *command, "--timings"], env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
     first.done.set()
     if result.returncode != 0:
-        raise SystemExit(f"digest weekly failed:\n{result.stdout}\n{result.stderr}")
+        raise SystemExit(f"digest {command[0]} failed:\n{result.stdout}\n{result.stderr}")
     stages = {name: float(seconds) for name, seconds, _ in (
         line.removeprefix("Timing: ").split(" ") for line in result.stderr.splitlines()
         if line.startswith("Timing: "))}
     return wall, (first.at or started) - started, stages
 
 
-def run(root: Path, count: int, articles: int, schema: bool, db: Location) -> str:
+def measured(root: Path, server: SendGridServer, db: Location, command: list[str]) -> str:
+    """One run's line, without its first words (what was sent to how many)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sent = len(server.statuses)
+    wall, prepared, stages = digest(root, server, db, command)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime
+    requests = len(server.statuses) - sent
+    floor = send_floor([accepted.body for accepted in server.accepted[-requests:]])
+    return (f"{wall:.1f} s wall = "
+            f"{wall / floor:.1f}x the floor ({floor:.2f} s), prepare {prepared:.1f} s "
+            f"(load, select, render, freeze, tokens), send {wall - prepared:.1f} s "
+            f"[{', '.join(f'{name} {seconds:.1f}' for name, seconds in stages.items())}]; "
+            f"digest's CPU {cpu:.1f} s, peak RSS {usage.ru_maxrss / 1024:.0f} MB, "
+            f"{requests} requests")
+
+
+def run(root: Path, count: int, articles: int, schema: bool, db: Location,
+        again: bool) -> list[str]:
     generate(root / "content", articles)
     segments = populate(db, count)
     minimum = sum(math.ceil(size / 1000) for size in segments.values())
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu_before = before.ru_utime + before.ru_stime
     with SendGridServer(api_key=API_KEY, schema=schema) as server:
-        wall, prepared, stages = weekly(root, server, db)
-        requests = len(server.statuses)
-        bodies = [accepted.body for accepted in server.accepted]
-        addresses = len(server.accepted_count_by_address())
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    peak, cpu = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime - cpu_before
-    floor = send_floor(bodies)
-    return (f"send ({backend(db)}): {count} subscribers in {len(segments)} segments, "
-            f"{wall:.1f} s wall = "
-            f"{wall / floor:.1f}x the floor ({floor:.2f} s), prepare {prepared:.1f} s "
-            f"(load, select, render, freeze), send {wall - prepared:.1f} s "
-            f"[{', '.join(f'{name} {seconds:.1f}' for name, seconds in stages.items())}]; "
-            f"digest's CPU {cpu:.1f} s, "
-            f"peak RSS {peak:.0f} MB, {requests} requests (minimum {minimum}, "
-            f"{(requests - minimum) / minimum:+.1%}), {addresses} addresses accepted, "
-            f"server schema checks {'on' if schema else 'off'}")
+        first = measured(root, server, db, WEEKLY)
+        requests, addresses = len(server.statuses), len(server.accepted_count_by_address())
+        lines = [f"send ({backend(db)}): {count} subscribers in {len(segments)} segments, "
+                 f"{first} (minimum {minimum}, {(requests - minimum) / minimum:+.1%}), "
+                 f"{addresses} addresses accepted, server schema checks "
+                 f"{'on' if schema else 'off'}"]
+        if again:
+            lines.append(f"again ({backend(db)}), the same readers' next issue (their "
+                         f"tokens recorded): {measured(root, server, db, AGAIN)}")
+    return lines
 
 
 def main() -> None:
@@ -138,6 +154,9 @@ def main() -> None:
     parser.add_argument("--no-schema", action="store_true",
                         help="The local server skips its JSON Schema validation (about 2.5 s "
                         "of its own CPU at 100,000 recipients), to time digest alone")
+    parser.add_argument("--again", action="store_true",
+                        help="then a second issue to the same readers: a steady week, "
+                        "with their tokens recorded by the first")
     add_db_argument(parser)
     args = parser.parse_args()
     if args.small:
@@ -145,7 +164,9 @@ def main() -> None:
     sizes = [10_000, 100_000, 1_000_000] if args.scale else [args.subscribers]
     for size in sizes:
         with tempfile.TemporaryDirectory() as tmp, fresh_store(args.db, Path(tmp)) as db:
-            print(run(Path(tmp), size, args.articles, not args.no_schema, db), flush=True)
+            for line in run(Path(tmp), size, args.articles, not args.no_schema, db,
+                            args.again):
+                print(line, flush=True)
 
 
 if __name__ == "__main__":
