@@ -41,7 +41,7 @@ import sqlite3
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Protocol
 
 from digest.errors import StoreError
@@ -99,6 +99,7 @@ class Connection(Protocol):
     def tables(self) -> list[str]: ...
     def columns(self, table: str) -> list[str]: ...
     def after_copy(self, table: str, columns: Sequence[str]) -> None: ...
+    def page_cache(self, kib: int) -> AbstractContextManager[None]: ...
 
 
 # ---------------------------------------------------------------- SQLite
@@ -153,6 +154,16 @@ class SqliteConnection:
 
     def after_copy(self, table: str, columns: Sequence[str]) -> None:
         return None
+
+    @contextmanager
+    def page_cache(self, kib: int) -> Iterator[None]:
+        """A larger page cache for one big write, given back after it."""
+        before = self.raw.execute("PRAGMA cache_size").fetchone()[0]
+        self.raw.execute(f"PRAGMA cache_size = -{int(kib)}")
+        try:
+            yield
+        finally:
+            self.raw.execute(f"PRAGMA cache_size = {int(before)}")
 
 
 # ---------------------------------------------------------------- PostgreSQL: dialect
@@ -442,6 +453,10 @@ class PostgresConnection:
         if "id" in columns:
             self.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) "
                          f"FROM {table} HAVING max(id) IS NOT NULL")
+
+    def page_cache(self, kib: int) -> AbstractContextManager[None]:
+        """The server manages its own buffers."""
+        return nullcontext()
 
     def errors(self) -> AbstractContextManager[None]:
         return translated_errors(self)

@@ -58,6 +58,7 @@ READER_EVENTS: dict[tuple[str, str], frozenset[tuple[str, str]]] = {
     ("webhook", "group_resubscribe"): frozenset({("unsubscribed", "active")}),
 }
 BUSY_TIMEOUT_S = 10.0
+BIG_WRITE_CACHE_KIB = 65536  # while a send records many readers' first tokens
 CACHE_KIB = 16384  # SQLite's page cache at most, per connection: a million-row freeze
 # or token insert touches index pages all over the file (the default, 2 MB, took longer)
 SQLITE_FULL = 13
@@ -822,15 +823,18 @@ class Store:
         return found
 
     def record_tokens(self, tokens: Mapping[int, str]) -> None:
-        """Record the hashes of these tokens (subscriber id → token) not recorded yet."""
-        hashes = {token_hash(token): id_ for id_, token in tokens.items()}
+        """Record the hashes of these tokens (subscriber id → token) not recorded yet. In
+        subscriber order, each foreign key check and the subscriber index walk their
+        pages once; a larger cache holds the hashes' own pages (a million first tokens:
+        11 s, against 28 s in hash order with the usual cache)."""
         known = self.known_hashes(list(tokens))
         at = timestamp(self.now())
-        with self.transaction():
+        rows = ((hash_, id_, at) for id_ in sorted(tokens)
+                if (hash_ := token_hash(tokens[id_])) not in known)
+        with self.conn.page_cache(BIG_WRITE_CACHE_KIB), self.transaction():
             self.conn.executemany(
                 "INSERT OR IGNORE INTO unsubscribe_tokens (token_hash, subscriber_id, "
-                "created_at) VALUES (?, ?, ?)",
-                sorted((hash_, id_, at) for hash_, id_ in hashes.items() if hash_ not in known))
+                "created_at) VALUES (?, ?, ?)", rows)
 
     def known_hashes(self, ids: Sequence[int]) -> set[bytes]:
         """The token hashes recorded for these subscribers (all of them, when many)."""

@@ -14,6 +14,7 @@ import pytest
 from digest.errors import StoreError
 from digest.ledger import Ledger
 from digest.store import (
+    CACHE_KIB,
     MIGRATIONS,
     Change,
     NewSubscriber,
@@ -423,3 +424,11 @@ def test_changes_of_choices_are_kept_beside_status_events(store):
     assert [(e.old, e.new) for e in store.events(ada)] == [(None, "active")]  # no status change
     store.remove("ada@example.com")
     assert store.conn.execute("SELECT count(*) FROM preference_changes").fetchone() == (0,)
+
+
+def test_recording_many_tokens_gives_the_larger_page_cache_back(tmp_path):
+    with open_store(tmp_path / "digest.db") as store:
+        store.insert([NewSubscriber(f"r{i}@example.com") for i in range(50)], "cli")
+        tokens = store.tokens(store.subscribers(), SECRET)
+        assert store.conn.execute("PRAGMA cache_size").fetchone()[0] == -CACHE_KIB
+        assert {store.by_token(token).id for token in tokens.values()} == set(tokens)
