@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from itertools import accumulate, pairwise
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -88,6 +89,21 @@ class Email:
     preheader: str
     html: str
     text: str
+    # Where the HTML's blocks begin and end (see Blocks), set by `assembled` only: an
+    # email built otherwise, or copied with `dataclasses.replace`, has none.
+    cuts: tuple[int, ...] = field(default=(), init=False, compare=False, repr=False)
+
+    @classmethod
+    def assembled(cls, subject: str, preheader: str, pieces: Sequence[str], text: str) -> Email:
+        """The email whose HTML is `pieces` joined: a head, each block, a tail."""
+        email = cls(subject, preheader, "".join(pieces), text)
+        object.__setattr__(email, "cuts", tuple(accumulate(len(p) for p in pieces[:-1])))
+        return email
+
+    def parts(self) -> list[str]:
+        """The HTML cut where its blocks begin and end: a head, each block, a tail (the
+        whole HTML alone, without `cuts`)."""
+        return [self.html[start:end] for start, end in pairwise((0, *self.cuts, len(self.html)))]
 
     @property
     def size(self) -> int:
@@ -157,6 +173,7 @@ class Renderer:
         self.html_env = make_env(dirs, autoescape=True, site=site, language=self.language)
         self.text_env = make_env(dirs, autoescape=False, site=site, language=self.language)
         self.blocks = Blocks()
+        self.palette = site.theme.palette  # derived: the same for every email of a run
 
     def render(
         self, issue: Issue, *, unsubscribe_url: str, preferences_url: str | None = None
@@ -166,9 +183,9 @@ class Renderer:
         preheader = fit_preheader(one_line(self.fill("preheader.txt.j2", context, text=True)),
                                   context, self.language)
         context.update(subject=subject, preheader=preheader)
-        html = self.blocks.to_html(self.fill("email.mjml.j2", context)).replace(BLOCK, "")
+        pieces = self.blocks.to_html(self.fill("email.mjml.j2", context)).split(BLOCK)
         text = self.fill("email.txt.j2", context, text=True).strip() + "\n"
-        return Email(subject, preheader, html, text)
+        return Email.assembled(subject, preheader, pieces, text)
 
     def fill(self, name: str, context: dict[str, Any], *, text: bool = False) -> str:
         """Template `name` rendered; whatever it raises becomes a TemplateError."""
@@ -188,7 +205,7 @@ class Renderer:
         return {
             "site": self.site,
             "theme": self.site.theme,
-            "colours": self.site.theme.palette,
+            "colours": self.palette,
             "issue": issue,
             "sections": issue.sections,
             "articles": articles,
