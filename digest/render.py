@@ -124,6 +124,8 @@ class Blocks:
 
     def __init__(self) -> None:
         self.html: dict[str, str] = {}
+        self.frames: dict[tuple[str, str], tuple[str, str]] = {}  # head and tail, the same
+        self.conversions = 0  # MJML conversions of a frame and the blocks it lacked
         self.checked = False
         self.usable = True
 
@@ -133,15 +135,25 @@ class Blocks:
             self.usable = not sees_across_blocks(source)
         if len(parts) < 3 or not self.usable:
             return mjml_to_html(source)
-        middle = parts[1:-1]
+        middle, frame = parts[1:-1], (parts[0], parts[-1])
         missing = list(dict.fromkeys(part for part in middle if part not in self.html))
-        pieces = mjml_to_html(BLOCK_MARK.join([parts[0], *missing, parts[-1]])).split(BLOCK)
-        if len(pieces) != len(missing) + 2:  # a mark was lost: the template is unusual
-            self.usable = False
+        if (missing or frame not in self.frames) and not self.convert(frame, missing):
             return mjml_to_html(source)
-        self.html.update(zip(missing, pieces[1:-1], strict=True))
-        html = BLOCK.join([pieces[0], *(self.html[part] for part in middle), pieces[-1]])
+        head, tail = self.frames[frame]
+        html = BLOCK.join([head, *(self.html[part] for part in middle), tail])
         return html if len(missing) == len(middle) else self.checked_once(source, html)
+
+    def convert(self, frame: tuple[str, str], missing: list[str]) -> bool:
+        """Convert the head and tail `frame` with the `missing` blocks between them, and
+        keep each; False when a mark was lost (the template is unusual)."""
+        self.conversions += 1
+        pieces = mjml_to_html(BLOCK_MARK.join([frame[0], *missing, frame[1]])).split(BLOCK)
+        if len(pieces) != len(missing) + 2:
+            self.usable = False
+            return False
+        self.html.update(zip(missing, pieces[1:-1], strict=True))
+        self.frames[frame] = (pieces[0], pieces[-1])
+        return True
 
     def checked_once(self, source: str, assembled: str) -> str:
         if self.checked:
@@ -281,7 +293,7 @@ def make_env(dirs: Sequence[Path], *, autoescape: bool, site: Site,
     env.install_gettext_translations(language.translations, newstyle=True)  # type: ignore[attr-defined]
     env.filters["local_date"] = language.date_filter(site.timezone)
     env.filters["join_names"] = language.join
-    env.filters["number"] = language.number
+    env.filters["number"] = functools.lru_cache(maxsize=1024)(language.number)  # Babel: slow
     if not autoescape:  # the text part wraps the same excerpts in every segment's email
         env.filters["wordwrap"] = cached_wordwrap
     return env
