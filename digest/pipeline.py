@@ -371,7 +371,13 @@ class SegmentBuild:
     findings: tuple[Finding, ...] = ()  # quality checks of its email, when asked for
 
 
-PARALLEL_RENDER_FROM = 24  # segments before rendering moves to a process per core
+# Segments from which rendering moves to a process per core. Measured (benchmarks/
+# bench_pipeline.py, 2 cores): two spawned workers cost about 1.2 s before their first
+# email and render each with their own block caches, about 4.3 s of CPU for 1,047 segments
+# against 3.3 s in one process; on two idle cores that is 25% faster only from about 1,600
+# segments, and slower whenever the cores are shared.
+PARALLEL_RENDER_FROM = 1600
+CHUNKS_PER_WORKER = 4  # long runs of neighbouring segments: they share more blocks
 
 
 @dataclass(frozen=True)
@@ -429,8 +435,9 @@ def render_many(category_sets: Sequence[tuple[str, ...]], job: RenderJob,
     if len(category_sets) < PARALLEL_RENDER_FROM or workers < 2:
         checks = BlockChecks()
         return [render_one(categories, job, renderer, checks) for categories in category_sets]
+    chunk = math.ceil(len(category_sets) / (workers * CHUNKS_PER_WORKER))
     with process_pool(workers, start_renderer, (job,)) as pool:
-        return list(pool.map(render_in_worker, category_sets, chunksize=4))
+        return list(pool.map(render_in_worker, category_sets, chunksize=chunk))
 
 
 @dataclass

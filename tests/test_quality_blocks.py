@@ -6,6 +6,7 @@ import shutil
 from itertools import combinations
 from pathlib import Path
 
+import pytest
 from helpers import busy_week, make_settings
 from test_render_blocks import NOW, copy_templates
 
@@ -65,7 +66,11 @@ def test_the_sample_sites_segments_have_the_findings_of_whole_checks(tmp_path):
     assert findings == whole_checks(settings, shown)
 
 
-def test_segments_with_problems_in_their_blocks_have_the_findings_of_whole_checks(tmp_path):
+@pytest.mark.parametrize("parallel_from", [pipeline.PARALLEL_RENDER_FROM, 1])
+def test_segments_with_problems_in_their_blocks_have_the_findings_of_whole_checks(
+        tmp_path, monkeypatch, parallel_from):
+    """In one process, and in render workers (each checks its blocks once)."""
+    monkeypatch.setattr("digest.pipeline.PARALLEL_RENDER_FROM", parallel_from)
     settings, shown = preview_of(sample_site(tmp_path, problems=True))
     findings = [item.findings for item in shown.segments if item.built]
     assert findings == whole_checks(settings, shown)
