@@ -111,9 +111,9 @@ def _findings(email: _Email) -> list[Finding]:
 class BlockChecks:
     """`check_email` for emails assembled from parts (digest.render's blocks): a head,
     the blocks, a tail. Each distinct block is parsed and tallied once per run, however
-    many emails show it; each email's head and tail are parsed together once, for what only
-    the whole shows (doctype, lang, title, preheader) and the size and text checks run on
-    the whole email.
+    many emails show it; so is each distinct head and tail (parsed together, for what only
+    the whole shows: lang, title, preheader), and the size and text checks run on each
+    whole email.
 
     The first email is also checked whole: should the two differ (parts that do not parse
     alone as they do in the whole document), every later email is checked whole.
@@ -121,6 +121,7 @@ class BlockChecks:
 
     def __init__(self) -> None:
         self.tallies: dict[tuple[str, str], Tally] = {}
+        self.frames: dict[tuple[str, str, str], _Frame] = {}
         self.blocks_walked = 0  # blocks parsed and tallied: once per distinct block
         self.verified = False
         self.usable = True
@@ -134,11 +135,10 @@ class BlockChecks:
         if len(parts) < 3 or not self.usable:
             return check_email(html, text, unsubscribe_url=unsubscribe_url,
                                article_urls=article_urls, colours=colours)
-        root = _parse(parts[0] + _MARK + parts[-1])
-        head, tail = _split_at_mark(root)
+        frame = self.frame(parts[0], parts[-1], unsubscribe_url)
         tally = sum((self.tally(block, unsubscribe_url) for block in parts[1:-1]),
-                    _tally(head, unsubscribe_url)) + _tally(tail, unsubscribe_url)
-        found = _findings(_Email(html, tally, root.get("lang"), _preheader_text(root), text,
+                    frame.head) + frame.tail
+        found = _findings(_Email(html, tally, frame.lang, frame.preheader, text,
                                  unsubscribe_url, tuple(article_urls), tuple(colours)))
         return found if self.verified else self.verified_once(found, html, text,
                                                                unsubscribe_url, article_urls,
@@ -150,6 +150,12 @@ class BlockChecks:
             self.blocks_walked += 1
             self.tallies[key] = _tally(_elements(_parse(block)), unsubscribe_url)
         return self.tallies[key]
+
+    def frame(self, head: str, tail: str, unsubscribe_url: str) -> _Frame:
+        key = (head, tail, unsubscribe_url)
+        if key not in self.frames:
+            self.frames[key] = _frame(head, tail, unsubscribe_url)
+        return self.frames[key]
 
     def verified_once(
         self, found: list[Finding], html: str, text: str, unsubscribe_url: str,
@@ -163,6 +169,23 @@ class BlockChecks:
 
 
 _MARK = "<!--digest:checks-->"  # where an email's blocks were, in its head and tail
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """What the checks need of an email's head and tail, parsed together."""
+
+    head: Tally
+    tail: Tally
+    lang: str | None
+    preheader: str | None
+
+
+def _frame(head: str, tail: str, unsubscribe_url: str) -> _Frame:
+    root = _parse(head + _MARK + tail)
+    before, after = _split_at_mark(root)
+    return _Frame(_tally(before, unsubscribe_url), _tally(after, unsubscribe_url),
+                  root.get("lang"), _preheader_text(root))
 
 
 def _parse(html: str) -> lxml.html.HtmlElement:

@@ -105,7 +105,7 @@ class Email:
         whole HTML alone, without `cuts`)."""
         return [self.html[start:end] for start, end in pairwise((0, *self.cuts, len(self.html)))]
 
-    @property
+    @functools.cached_property
     def size(self) -> int:
         """Bytes of the HTML part: what Gmail measures before clipping."""
         return len(self.html.encode("utf-8"))

@@ -104,8 +104,14 @@ def test_a_blocks_checks_run_once_for_all_the_segments_that_show_it():
     assert len(results) == 41 and shown > 80
     assert checks.blocks_walked == len(distinct) < 30
     assert checks.usable and checks.verified
+    frames = {(built.email.parts()[0], built.email.parts()[-1]) for built, _ in results}
+    assert len(checks.frames) == len(frames)  # each distinct head and tail once
+    again = [tuple(pipeline.quality_of(built, "-unsubscribe_url-", SAMPLES,
+                                       renderer.language, theme=settings.theme, checks=checks))
+             for built, _ in results]
+    assert checks.blocks_walked == len(distinct) and len(checks.frames) == len(frames)
     alone = [pipeline.render_one(cats, job, renderer)[1] for cats in category_sets(articles)]
-    assert [findings for _, findings in results] == alone
+    assert [findings for _, findings in results] == alone == again
 
 
 def test_counts_add_up_over_the_blocks_of_an_email(tmp_path):
