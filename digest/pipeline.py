@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,7 +18,7 @@ from digest.errors import DigestError, TemplateError, WindowError
 from digest.feeds import FeedLoad, combine, feed_cache_path, feed_sources, load_feeds
 from digest.i18n import Language, html_lang, language_findings
 from digest.problem_summary import problem_lines
-from digest.quality import Finding, check_email
+from digest.quality import BlockChecks, Finding
 from digest.render import Email, Renderer, Site
 from digest.segments import Member, Segment, plan_segments
 from digest.select import (
@@ -363,22 +364,30 @@ def add_findings(report: CheckReport, label: str, findings: Sequence[Finding]) -
 
 def quality_of(built: Built, unsubscribe_url: str,
                samples: Mapping[str, str] | None = None,
-               language: Language | None = None, *, theme: Theme | None = None
-               ) -> list[Finding]:
+               language: Language | None = None, *, theme: Theme | None = None,
+               checks: BlockChecks | None = None) -> list[Finding]:
     """The quality findings; `samples` fills substitution tags with URLs of the shape each
     reader's will have, so those links are checked too; with `language`, the site
     language's warnings (digest.i18n.language_findings) come last; the `theme`'s colours
-    are checked for contrast, light and dark."""
-    html, text = built.email.html, built.email.text
+    are checked for contrast, light and dark. With the run's `checks`, each distinct block
+    of the email is checked once per run (the findings are the same)."""
+    parts, text = (built.email.parts() if checks else [built.email.html]), built.email.text
     for tag, url in (samples or {}).items():
-        html, text = html.replace(tag, url), text.replace(tag, url)
+        parts, text = [part.replace(tag, url) for part in parts], text.replace(tag, url)
     unsubscribe_url = (samples or {}).get(unsubscribe_url, unsubscribe_url)
-    findings = check_email(html, text, unsubscribe_url=unsubscribe_url,
-                           article_urls=[article.url for article in built.issue.articles],
-                           colours=contrast_pairs(theme.palette) if theme else ())
+    findings = (checks or BlockChecks()).check(
+        parts, text, unsubscribe_url=unsubscribe_url,
+        article_urls=[article.url for article in built.issue.articles],
+        colours=theme_colours(theme) if theme else ())
     if language is not None:
-        findings += language_findings(language, html_lang(html))
+        findings += language_findings(language, html_lang("".join(parts)))
     return findings
+
+
+@functools.lru_cache(maxsize=16)
+def theme_colours(theme: Theme) -> tuple[tuple[str, str, str], ...]:
+    """The colour pairs to check for contrast: the same for every email of a run."""
+    return tuple(contrast_pairs(theme.palette))
 
 
 def duplicate_slugs(articles: Sequence[Article]) -> list[str]:
@@ -402,7 +411,13 @@ class SegmentBuild:
     findings: tuple[Finding, ...] = ()  # quality checks of its email, when asked for
 
 
-PARALLEL_RENDER_FROM = 24  # segments before rendering moves to a process per core
+# Segments from which rendering moves to a process per core. Measured (benchmarks/
+# bench_pipeline.py, 2 cores): two spawned workers cost about 1.2 s before their first
+# email and render each with their own block caches, about 4.3 s of CPU for 1,047 segments
+# against 3.3 s in one process; on two idle cores that is 25% faster only from about 1,600
+# segments, and slower whenever the cores are shared.
+PARALLEL_RENDER_FROM = 1600
+CHUNKS_PER_WORKER = 4  # long runs of neighbouring segments: they share more blocks
 
 
 @dataclass(frozen=True)
@@ -458,9 +473,11 @@ def render_many(category_sets: Sequence[tuple[str, ...]], job: RenderJob,
                 renderer: Renderer) -> list[tuple[Built, tuple[Finding, ...]]]:
     workers = min(os.cpu_count() or 1, 4)
     if len(category_sets) < PARALLEL_RENDER_FROM or workers < 2:
-        return [render_one(categories, job, renderer) for categories in category_sets]
+        checks = BlockChecks()
+        return [render_one(categories, job, renderer, checks) for categories in category_sets]
+    chunk = math.ceil(len(category_sets) / (workers * CHUNKS_PER_WORKER))
     with process_pool(workers, start_renderer, (job,)) as pool:
-        return list(pool.map(render_in_worker, category_sets, chunksize=4))
+        return list(pool.map(render_in_worker, category_sets, chunksize=chunk))
 
 
 @dataclass
@@ -469,6 +486,7 @@ class Worker:
 
     job: RenderJob
     renderer: Renderer
+    checks: BlockChecks
 
 
 _worker: list[Worker] = []  # in a render worker process only
@@ -476,20 +494,20 @@ _worker: list[Worker] = []  # in a render worker process only
 
 def start_renderer(job: RenderJob) -> None:
     """In a new render worker (see workers.py): keep the job and its renderer."""
-    _worker.append(Worker(job, job.renderer()))
+    _worker.append(Worker(job, job.renderer(), BlockChecks()))
 
 
 def render_in_worker(categories: tuple[str, ...]) -> tuple[Built, tuple[Finding, ...]]:
     worker = _worker[0]
-    return render_one(categories, worker.job, worker.renderer)
+    return render_one(categories, worker.job, worker.renderer, worker.checks)
 
 
-def render_one(categories: tuple[str, ...], job: RenderJob, renderer: Renderer
-               ) -> tuple[Built, tuple[Finding, ...]]:
+def render_one(categories: tuple[str, ...], job: RenderJob, renderer: Renderer,
+               checks: BlockChecks | None = None) -> tuple[Built, tuple[Finding, ...]]:
     built = build_issue(job.articles, key=job.key, window=job.window, settings=job.settings,
                         renderer=renderer, unsubscribe_url=job.unsubscribe_url,
                         categories=categories, preferences_url=job.preferences_url)
     findings = quality_of(built, job.unsubscribe_url, job.samples,
                           language=renderer.language,
-                          theme=job.settings.theme) if job.check else []
+                          theme=job.settings.theme, checks=checks) if job.check else []
     return built, tuple(findings)

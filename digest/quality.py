@@ -1,15 +1,20 @@
 """Checks on a rendered email: what Gmail, Outlook and screen readers trip over.
 
-Pure: no files, no network, no clock. `check_email` parses the HTML once with lxml and runs
-one small check per rule; findings come back in the order of `_CHECKS`, then document order.
-Errors block a send (unless forced); warnings are advice.
+Pure: no files, no network, no clock. `check_email` parses the HTML once with lxml, counts
+what the rules look at in one walk (a `Tally`) and runs one small check per rule; findings
+come back in the order of `_CHECKS`, then document order. Errors block a send (unless forced);
+warnings are advice.
+
+`BlockChecks` gives the same findings for an email assembled from blocks (digest.render),
+walking each distinct block once per run: a tally adds up over the parts of a document.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -49,9 +54,33 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class Tally:
+    """What the element checks look at in a part of a document, in document order.
+    The tally of a document is the sum (`+`) of its parts' tallies."""
+
+    styles: tuple[int, ...] = ()  # bytes of each <style> block
+    metas: tuple[str, ...] = ()  # each <meta>'s name, stripped and lowercased
+    titles: tuple[str, ...] = ()  # each <title>'s text
+    images: tuple[str, ...] = ()  # the src of each <img> without alt, each once
+    tables: int = 0  # <table>s without role="presentation"
+    forbidden: tuple[str, ...] = ()  # the tag of each FORBIDDEN_TAGS element
+    mjml: tuple[str, ...] = ()  # leftover MJML tags, each once
+    bad_urls: tuple[str, ...] = ()  # href and src values that will not work, each once
+    unsubscribe_links: int = 0  # <a>s to the unsubscribe URL
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(*(getattr(self, name) + getattr(other, name) for name in _TALLY_FIELDS))
+
+
+_TALLY_FIELDS = tuple(item.name for item in fields(Tally))
+
+
+@dataclass(frozen=True)
 class _Email:
     html: str
-    root: lxml.html.HtmlElement
+    tally: Tally
+    lang: str | None  # the <html> element's lang attribute
+    preheader: str | None  # the preheader's visible text
     text: str
     unsubscribe_url: str
     article_urls: tuple[str, ...]
@@ -69,9 +98,94 @@ def check_email(
     `text`; `article_urls` must all appear in `text`; each of `colours` (what, foreground,
     background) must reach 4.5:1.
     """
-    email = _Email(html, _parse(html), text, unsubscribe_url, tuple(article_urls),
-                   tuple(colours))
+    root = _parse(html)
+    return _findings(_Email(html, _tally(_elements(root), unsubscribe_url), root.get("lang"),
+                            _preheader_text(root), text, unsubscribe_url, tuple(article_urls),
+                            tuple(colours)))
+
+
+def _findings(email: _Email) -> list[Finding]:
     return [finding for check in _CHECKS for finding in check(email)]
+
+
+class BlockChecks:
+    """`check_email` for emails assembled from parts (digest.render's blocks): a head,
+    the blocks, a tail. Each distinct block is parsed and tallied once per run, however
+    many emails show it; so is each distinct head and tail (parsed together, for what only
+    the whole shows: lang, title, preheader), and the size and text checks run on each
+    whole email.
+
+    The first email is also checked whole: should the two differ (parts that do not parse
+    alone as they do in the whole document), every later email is checked whole.
+    """
+
+    def __init__(self) -> None:
+        self.tallies: dict[tuple[str, str], Tally] = {}
+        self.frames: dict[tuple[str, str, str], _Frame] = {}
+        self.blocks_walked = 0  # blocks parsed and tallied: once per distinct block
+        self.verified = False
+        self.usable = True
+
+    def check(
+        self, parts: Sequence[str], text: str, *, unsubscribe_url: str,
+        article_urls: Sequence[str], colours: Sequence[tuple[str, str, str]] = (),
+    ) -> list[Finding]:
+        """The findings `check_email` gives for the email `"".join(parts)`."""
+        html = "".join(parts)
+        if len(parts) < 3 or not self.usable:
+            return check_email(html, text, unsubscribe_url=unsubscribe_url,
+                               article_urls=article_urls, colours=colours)
+        frame = self.frame(parts[0], parts[-1], unsubscribe_url)
+        tally = sum((self.tally(block, unsubscribe_url) for block in parts[1:-1]),
+                    frame.head) + frame.tail
+        found = _findings(_Email(html, tally, frame.lang, frame.preheader, text,
+                                 unsubscribe_url, tuple(article_urls), tuple(colours)))
+        return found if self.verified else self.verified_once(found, html, text,
+                                                               unsubscribe_url, article_urls,
+                                                               colours)
+
+    def tally(self, block: str, unsubscribe_url: str) -> Tally:
+        key = (block, unsubscribe_url)
+        if key not in self.tallies:
+            self.blocks_walked += 1
+            self.tallies[key] = _tally(_elements(_parse(block)), unsubscribe_url)
+        return self.tallies[key]
+
+    def frame(self, head: str, tail: str, unsubscribe_url: str) -> _Frame:
+        key = (head, tail, unsubscribe_url)
+        if key not in self.frames:
+            self.frames[key] = _frame(head, tail, unsubscribe_url)
+        return self.frames[key]
+
+    def verified_once(
+        self, found: list[Finding], html: str, text: str, unsubscribe_url: str,
+        article_urls: Sequence[str], colours: Sequence[tuple[str, str, str]],
+    ) -> list[Finding]:
+        self.verified = True
+        whole = check_email(html, text, unsubscribe_url=unsubscribe_url,
+                            article_urls=article_urls, colours=colours)
+        self.usable = whole == found
+        return whole
+
+
+_MARK = "<!--digest:checks-->"  # where an email's blocks were, in its head and tail
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """What the checks need of an email's head and tail, parsed together."""
+
+    head: Tally
+    tail: Tally
+    lang: str | None
+    preheader: str | None
+
+
+def _frame(head: str, tail: str, unsubscribe_url: str) -> _Frame:
+    root = _parse(head + _MARK + tail)
+    before, after = _split_at_mark(root)
+    return _Frame(_tally(before, unsubscribe_url), _tally(after, unsubscribe_url),
+                  root.get("lang"), _preheader_text(root))
 
 
 def _parse(html: str) -> lxml.html.HtmlElement:
@@ -80,6 +194,42 @@ def _parse(html: str) -> lxml.html.HtmlElement:
         return lxml.html.document_fromstring(html.encode("utf-8"), parser=parser)
     except etree.ParserError:  # nothing but whitespace: check an empty document instead
         return lxml.html.document_fromstring(b"<html></html>", parser=parser)
+
+
+def _elements(root: lxml.html.HtmlElement) -> list[lxml.html.HtmlElement]:
+    """The elements in document order: no comments, no processing instructions."""
+    return [node for node in root.iter() if isinstance(node.tag, str)]
+
+
+def _split_at_mark(root: lxml.html.HtmlElement
+                   ) -> tuple[list[lxml.html.HtmlElement], list[lxml.html.HtmlElement]]:
+    """The elements before `_MARK` and after it, in document order."""
+    nodes = list(root.iter())
+    at = next((i for i, node in enumerate(nodes) if node.tag is etree.Comment
+               and f"<!--{node.text}-->" == _MARK), len(nodes))
+    return ([node for node in nodes[:at] if isinstance(node.tag, str)],
+            [node for node in nodes[at:] if isinstance(node.tag, str)])
+
+
+def _tally(elements: Sequence[lxml.html.HtmlElement], unsubscribe_url: str) -> Tally:
+    def tagged(name: str) -> list[lxml.html.HtmlElement]:
+        return [element for element in elements if element.tag == name]
+
+    return Tally(
+        styles=tuple(len((style.text or "").encode("utf-8")) for style in tagged("style")),
+        metas=tuple((meta.get("name") or "").strip().lower() for meta in tagged("meta")),
+        titles=tuple(title.text or "" for title in tagged("title")),
+        images=tuple(_unique(img.get("src") or "(no src)" for img in tagged("img")
+                             if img.get("alt") is None)),
+        tables=sum((table.get("role") or "").strip().lower() != "presentation"
+                   for table in tagged("table")),
+        forbidden=tuple(element.tag for element in elements if element.tag in FORBIDDEN_TAGS),
+        mjml=tuple(_unique(element.tag for element in elements
+                           if element.tag.startswith(MJML_TAG_PREFIX))),
+        bad_urls=tuple(_unique(url for url in _urls(elements)
+                               if not _is_allowed(url, unsubscribe_url))),
+        unsubscribe_links=sum(a.get("href", "").strip() == unsubscribe_url for a in tagged("a")),
+    )
 
 
 def _error(code: str, message: str) -> Finding:
@@ -110,8 +260,7 @@ def _check_size(email: _Email) -> Iterator[Finding]:
 
 
 def _check_style_blocks(email: _Email) -> Iterator[Finding]:
-    for number, style in enumerate(email.root.iter("style"), start=1):
-        size = len((style.text or "").encode("utf-8"))
+    for number, size in enumerate(email.tally.styles, start=1):
         if size > STYLE_BLOCK_MAX_BYTES:
             yield _warning(
                 "style-block-size",
@@ -143,8 +292,7 @@ def _check_doctype(email: _Email) -> Iterator[Finding]:
 
 
 def _check_viewport(email: _Email) -> Iterator[Finding]:
-    names = ((meta.get("name") or "").strip().lower() for meta in email.root.iter("meta"))
-    if "viewport" not in names:
+    if "viewport" not in email.tally.metas:
         yield _warning(
             "viewport",
             'There is no <meta name="viewport">, so phones may show the email zoomed out.',
@@ -152,7 +300,7 @@ def _check_viewport(email: _Email) -> Iterator[Finding]:
 
 
 def _check_lang(email: _Email) -> Iterator[Finding]:
-    lang = email.root.get("lang")
+    lang = email.lang
     if lang is None:
         yield _error(
             "lang",
@@ -167,7 +315,7 @@ def _check_lang(email: _Email) -> Iterator[Finding]:
 
 
 def _check_title(email: _Email) -> Iterator[Finding]:
-    if not (email.root.findtext(".//title") or "").strip():
+    if not next(iter(email.tally.titles), "").strip():
         yield _warning(
             "title",
             "The <title> is missing or empty; clients show it in the browser tab and web view.",
@@ -178,7 +326,7 @@ def _check_title(email: _Email) -> Iterator[Finding]:
 
 
 def _check_preheader(email: _Email) -> Iterator[Finding]:
-    preheader = _preheader_text(email.root)
+    preheader = email.preheader
     if preheader is None:
         yield _warning(
             "preheader",
@@ -218,8 +366,7 @@ def _is_hidden(element: lxml.html.HtmlElement) -> bool:
 
 
 def _check_img_alt(email: _Email) -> Iterator[Finding]:
-    images = email.root.iter("img")
-    for src in _unique(img.get("src") or "(no src)" for img in images if img.get("alt") is None):
+    for src in _unique(email.tally.images):
         yield _warning(
             "img-alt",
             f'The image {src} has no alt attribute (use alt="" for a decorative image).',
@@ -228,8 +375,7 @@ def _check_img_alt(email: _Email) -> Iterator[Finding]:
 
 def _check_table_role(email: _Email) -> Iterator[Finding]:
     # Tables inside Outlook-only conditional comments are comments to lxml: not counted.
-    tables = email.root.iter("table")
-    count = sum((table.get("role") or "").strip().lower() != "presentation" for table in tables)
+    count = email.tally.tables
     if count:
         yield _warning(
             "table-role",
@@ -240,7 +386,7 @@ def _check_table_role(email: _Email) -> Iterator[Finding]:
 
 def _check_forbidden_tags(email: _Email) -> Iterator[Finding]:
     for tag in FORBIDDEN_TAGS:
-        count = sum(1 for _ in email.root.iter(tag))
+        count = email.tally.forbidden.count(tag)
         if count:
             yield _error(
                 "forbidden-tag",
@@ -250,8 +396,7 @@ def _check_forbidden_tags(email: _Email) -> Iterator[Finding]:
 
 
 def _check_mjml_leftovers(email: _Email) -> Iterator[Finding]:
-    tags = (element.tag for element in email.root.iter(etree.Element))
-    for tag in _unique(tag for tag in tags if tag.startswith(MJML_TAG_PREFIX)):
+    for tag in _unique(email.tally.mjml):
         yield _error(
             "mjml-leftover",
             f"The MJML tag <{tag}> was passed through unrendered; fix its name or remove it.",
@@ -262,8 +407,7 @@ def _check_mjml_leftovers(email: _Email) -> Iterator[Finding]:
 
 
 def _check_links(email: _Email) -> Iterator[Finding]:
-    bad = (url for url in _urls(email.root) if not _is_allowed(url, email.unsubscribe_url))
-    for url in _unique(bad):
+    for url in _unique(email.tally.bad_urls):
         yield _error(
             "link-absolute",
             f'The URL "{url}" is not an absolute https:// or mailto: URL, so it will not work '
@@ -272,8 +416,7 @@ def _check_links(email: _Email) -> Iterator[Finding]:
 
 
 def _check_html_unsubscribe(email: _Email) -> Iterator[Finding]:
-    hrefs = (a.get("href", "").strip() for a in email.root.iter("a"))
-    if email.unsubscribe_url not in hrefs:
+    if not email.tally.unsubscribe_links:
         yield _warning(
             "html-missing-unsubscribe",
             f"The HTML has no link to the unsubscribe URL {email.unsubscribe_url}, so a "
@@ -281,8 +424,8 @@ def _check_html_unsubscribe(email: _Email) -> Iterator[Finding]:
         )
 
 
-def _urls(root: lxml.html.HtmlElement) -> Iterator[str]:
-    for element in root.iter(etree.Element):
+def _urls(elements: Iterable[lxml.html.HtmlElement]) -> Iterator[str]:
+    for element in elements:
         for attribute in ("href", "src"):
             value = element.get(attribute)
             if value is not None:
@@ -328,15 +471,26 @@ def _check_text_unsubscribe(email: _Email) -> Iterator[Finding]:
 
 def _text_has_url(text: str, url: str) -> bool:
     """Whether `url` appears whole in `text`: not as the start of a longer URL."""
-    return re.search(re.escape(url) + _URL_END, text) is not None
+    return url in text and _url_pattern(url).search(text) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _url_pattern(url: str) -> re.Pattern[str]:
+    """Each article's URL is looked for in the text of every segment that shows it."""
+    return re.compile(re.escape(url) + _URL_END)
 
 
 # --- colours ------------------------------------------------------------------------------
 
 
 def _check_contrast(email: _Email) -> Iterator[Finding]:
-    for problem in contrast_problems(list(email.colours)):
-        yield _error("contrast", problem + ".")
+    yield from _contrast_findings(email.colours)
+
+
+@functools.lru_cache(maxsize=64)
+def _contrast_findings(colours: tuple[tuple[str, str, str], ...]) -> tuple[Finding, ...]:
+    """The same colours in every email of a run: computed once."""
+    return tuple(_error("contrast", problem + ".") for problem in contrast_problems(list(colours)))
 
 
 # --- helpers ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from itertools import accumulate, pairwise
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -88,8 +89,23 @@ class Email:
     preheader: str
     html: str
     text: str
+    # Where the HTML's blocks begin and end (see Blocks), set by `assembled` only: an
+    # email built otherwise, or copied with `dataclasses.replace`, has none.
+    cuts: tuple[int, ...] = field(default=(), init=False, compare=False, repr=False)
 
-    @property
+    @classmethod
+    def assembled(cls, subject: str, preheader: str, pieces: Sequence[str], text: str) -> Email:
+        """The email whose HTML is `pieces` joined: a head, each block, a tail."""
+        email = cls(subject, preheader, "".join(pieces), text)
+        object.__setattr__(email, "cuts", tuple(accumulate(len(p) for p in pieces[:-1])))
+        return email
+
+    def parts(self) -> list[str]:
+        """The HTML cut where its blocks begin and end: a head, each block, a tail (the
+        whole HTML alone, without `cuts`)."""
+        return [self.html[start:end] for start, end in pairwise((0, *self.cuts, len(self.html)))]
+
+    @functools.cached_property
     def size(self) -> int:
         """Bytes of the HTML part: what Gmail measures before clipping."""
         return len(self.html.encode("utf-8"))
@@ -108,6 +124,8 @@ class Blocks:
 
     def __init__(self) -> None:
         self.html: dict[str, str] = {}
+        self.frames: dict[tuple[str, str], tuple[str, str]] = {}  # head and tail, the same
+        self.conversions = 0  # MJML conversions of a frame and the blocks it lacked
         self.checked = False
         self.usable = True
 
@@ -117,15 +135,25 @@ class Blocks:
             self.usable = not sees_across_blocks(source)
         if len(parts) < 3 or not self.usable:
             return mjml_to_html(source)
-        middle = parts[1:-1]
+        middle, frame = parts[1:-1], (parts[0], parts[-1])
         missing = list(dict.fromkeys(part for part in middle if part not in self.html))
-        pieces = mjml_to_html(BLOCK_MARK.join([parts[0], *missing, parts[-1]])).split(BLOCK)
-        if len(pieces) != len(missing) + 2:  # a mark was lost: the template is unusual
-            self.usable = False
+        if (missing or frame not in self.frames) and not self.convert(frame, missing):
             return mjml_to_html(source)
-        self.html.update(zip(missing, pieces[1:-1], strict=True))
-        html = BLOCK.join([pieces[0], *(self.html[part] for part in middle), pieces[-1]])
+        head, tail = self.frames[frame]
+        html = BLOCK.join([head, *(self.html[part] for part in middle), tail])
         return html if len(missing) == len(middle) else self.checked_once(source, html)
+
+    def convert(self, frame: tuple[str, str], missing: list[str]) -> bool:
+        """Convert the head and tail `frame` with the `missing` blocks between them, and
+        keep each; False when a mark was lost (the template is unusual)."""
+        self.conversions += 1
+        pieces = mjml_to_html(BLOCK_MARK.join([frame[0], *missing, frame[1]])).split(BLOCK)
+        if len(pieces) != len(missing) + 2:
+            self.usable = False
+            return False
+        self.html.update(zip(missing, pieces[1:-1], strict=True))
+        self.frames[frame] = (pieces[0], pieces[-1])
+        return True
 
     def checked_once(self, source: str, assembled: str) -> str:
         if self.checked:
@@ -157,6 +185,7 @@ class Renderer:
         self.html_env = make_env(dirs, autoescape=True, site=site, language=self.language)
         self.text_env = make_env(dirs, autoescape=False, site=site, language=self.language)
         self.blocks = Blocks()
+        self.palette = site.theme.palette  # derived: the same for every email of a run
 
     def render(
         self, issue: Issue, *, unsubscribe_url: str, preferences_url: str | None = None
@@ -166,9 +195,9 @@ class Renderer:
         preheader = fit_preheader(one_line(self.fill("preheader.txt.j2", context, text=True)),
                                   context, self.language)
         context.update(subject=subject, preheader=preheader)
-        html = self.blocks.to_html(self.fill("email.mjml.j2", context)).replace(BLOCK, "")
+        pieces = self.blocks.to_html(self.fill("email.mjml.j2", context)).split(BLOCK)
         text = self.fill("email.txt.j2", context, text=True).strip() + "\n"
-        return Email(subject, preheader, html, text)
+        return Email.assembled(subject, preheader, pieces, text)
 
     def fill(self, name: str, context: dict[str, Any], *, text: bool = False) -> str:
         """Template `name` rendered; whatever it raises becomes a TemplateError."""
@@ -188,7 +217,7 @@ class Renderer:
         return {
             "site": self.site,
             "theme": self.site.theme,
-            "colours": self.site.theme.palette,
+            "colours": self.palette,
             "issue": issue,
             "sections": issue.sections,
             "articles": articles,
@@ -264,7 +293,7 @@ def make_env(dirs: Sequence[Path], *, autoescape: bool, site: Site,
     env.install_gettext_translations(language.translations, newstyle=True)  # type: ignore[attr-defined]
     env.filters["local_date"] = language.date_filter(site.timezone)
     env.filters["join_names"] = language.join
-    env.filters["number"] = language.number
+    env.filters["number"] = functools.lru_cache(maxsize=1024)(language.number)  # Babel: slow
     if not autoescape:  # the text part wraps the same excerpts in every segment's email
         env.filters["wordwrap"] = cached_wordwrap
     return env

@@ -19,10 +19,18 @@ from digest.store import NewSubscriber, open_store
 WAIT_S = 30.0
 
 
-def run_process(config: Path, server_url: str, *args: str) -> subprocess.Popen:
+# `digest` with its segments rendered by spawned workers however few there are
+# (pipeline.PARALLEL_RENDER_FROM is 1,600 segments): what a site with many segments runs.
+PARALLEL = ("import sys; import digest.pipeline; digest.pipeline.PARALLEL_RENDER_FROM = 2; "
+            "from digest.cli import main; sys.argv[0] = 'digest'; main()")
+
+
+def run_process(config: Path, server_url: str, *args: str,
+                parallel: bool = False) -> subprocess.Popen:
     env = {**os.environ, "SENDGRID_API_KEY": API_KEY, "DIGEST_SECRET_KEY": SECRET,
            "SENDGRID_API_URL": server_url}
-    return subprocess.Popen([sys.executable, "-m", "digest", "--config", str(config), *args],
+    program = ["-c", PARALLEL] if parallel else ["-m", "digest"]
+    return subprocess.Popen([sys.executable, *program, "--config", str(config), *args],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -80,7 +88,7 @@ def test_killed_while_rendering_leaves_no_worker_and_the_rerun_sends(tmp_path):
     with SendGridServer(api_key=API_KEY) as server:
         config = write_site(tmp_path, server.url)
         emails = many_segments(tmp_path)
-        first = run_process(config, server.url, "weekly", "--now", NOW)
+        first = run_process(config, server.url, "weekly", "--now", NOW, parallel=True)
         try:
             workers = wait_until(lambda: [c for c in children(first.pid)
                                           if b"spawn_main" in cmdline(c)],
@@ -91,7 +99,7 @@ def test_killed_while_rendering_leaves_no_worker_and_the_rerun_sends(tmp_path):
         assert server.accepted == []  # it was still rendering
         wait_until(lambda: not any(running(w) for w in workers), "render workers outlived "
                    "the run", timeout=10)
-        rerun = run_process(config, server.url, "weekly", "--now", NOW)
+        rerun = run_process(config, server.url, "weekly", "--now", NOW, parallel=True)
         out, err = rerun.communicate(timeout=120)
         assert rerun.returncode == 0, out + err
         assert server.accepted_count_by_address() == dict.fromkeys(emails, 1)

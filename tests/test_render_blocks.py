@@ -53,6 +53,18 @@ def test_blocks_are_converted_once_per_run():
     assert renderer.blocks.html == first
 
 
+def test_an_emails_head_and_tail_are_converted_once_per_run():
+    """The same head and tail (subject, preheader, intro, footer) with blocks already
+    converted: nothing is converted again, and the email still equals its whole render."""
+    renderer, alone = Renderer(SITE), whole(Renderer(SITE))
+    first = [email(renderer, categories) for categories in category_sets()]
+    conversions = renderer.blocks.conversions
+    assert len(renderer.blocks.frames) <= conversions <= len(category_sets())
+    again = [email(renderer, categories) for categories in category_sets()]
+    assert renderer.blocks.conversions == conversions
+    assert again == first == [email(alone, categories) for categories in category_sets()]
+
+
 def test_a_trimmed_issue_reuses_the_blocks_too():
     assembled, alone = Renderer(SITE), whole(Renderer(SITE))
     for total in (30, 20, 10, 3):
