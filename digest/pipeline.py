@@ -24,6 +24,7 @@ from digest.segments import Member, Segment, plan_segments
 from digest.select import (
     Caps,
     Issue,
+    Selector,
     Window,
     cadence_window,
     dates_window,
@@ -254,8 +255,11 @@ def build_issue(
     unsubscribe_url: str,
     categories: Sequence[str] = (),
     preferences_url: str | None = None,
+    selector: Selector | None = None,
 ) -> Built:
-    """Select and render; while the HTML is over budget, lower the total cap and retry.
+    """Select (through `selector`, made from `articles` and `window`, when a run selects
+    many segments) and render; while the HTML is over budget, lower the total cap and
+    retry.
 
     Lowering the total keeps the round-robin fair: every category loses its
     lowest-ranked articles first, and the email links to "N more in …".
@@ -263,8 +267,8 @@ def build_issue(
     budget = settings.integer("email.size_budget_kb") * 1024
     caps = caps_of(settings)
     order = settings.names("selection.category_order")
-    issue = select(articles, key=key, window=window, caps=caps, categories=categories,
-                   category_order=order)
+    pick = selector or Selector(articles, window)
+    issue = pick.select(key=key, caps=caps, categories=categories, category_order=order)
     wanted = len(issue.articles)
     email = renderer.render(issue, unsubscribe_url=unsubscribe_url,
                             preferences_url=preferences_url)
@@ -272,8 +276,7 @@ def build_issue(
         if email.size <= budget or len(issue.articles) <= 1:
             break
         caps = replace(caps, total=smaller_total(len(issue.articles), email.size, budget))
-        issue = select(articles, key=key, window=window, caps=caps, categories=categories,
-                       category_order=order)
+        issue = pick.select(key=key, caps=caps, categories=categories, category_order=order)
         email = renderer.render(issue, unsubscribe_url=unsubscribe_url,
                                 preferences_url=preferences_url)
     return Built(issue, email, wanted - len(issue.articles))
@@ -440,6 +443,11 @@ class RenderJob:
     def renderer(self) -> Renderer:
         return Renderer(self.site, self.templates_dir)
 
+    @functools.cached_property
+    def selector(self) -> Selector:
+        """The window's articles grouped once for every segment this job renders."""
+        return Selector(self.articles, self.window)
+
 
 def build_segments(
     subscribers: Iterable[Member],
@@ -506,7 +514,8 @@ def render_one(categories: tuple[str, ...], job: RenderJob, renderer: Renderer,
                checks: BlockChecks | None = None) -> tuple[Built, tuple[Finding, ...]]:
     built = build_issue(job.articles, key=job.key, window=job.window, settings=job.settings,
                         renderer=renderer, unsubscribe_url=job.unsubscribe_url,
-                        categories=categories, preferences_url=job.preferences_url)
+                        categories=categories, preferences_url=job.preferences_url,
+                        selector=job.selector)
     findings = quality_of(built, job.unsubscribe_url, job.samples,
                           language=renderer.language,
                           theme=job.settings.theme, checks=checks) if job.check else []
