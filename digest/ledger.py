@@ -32,6 +32,7 @@ from typing import Any
 from digest.errors import DatabaseLocked, DigestError
 from digest.render import Email
 from digest.select import Window
+from digest.spool import SpooledEmail
 from digest.store import Store, timestamp
 
 BATCH_SIZE = 1000  # SendGrid's limit of personalizations (and recipients) per request
@@ -46,7 +47,7 @@ class PlannedSegment:
     slug: str
     categories: tuple[str, ...]
     articles: tuple[str, ...]  # slugs, in the order sent
-    email: Email | None  # None: nothing for these categories this time (skipped)
+    email: Email | SpooledEmail | None  # None: nothing for these categories this time
     recipients: tuple[int, ...]  # subscriber ids
 
     @property

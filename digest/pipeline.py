@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -464,7 +464,29 @@ def build_segments(
     check: bool = False,
 ) -> list[SegmentBuild]:
     """One render per segment (set of chosen categories), each within the size budget;
-    with `check`, each email's quality findings too. Many segments render on every core."""
+    with `check`, each email's quality findings too (see `each_segment`)."""
+    return list(each_segment(
+        subscribers, articles, cadence=cadence, key=key, window=window, settings=settings,
+        renderer=renderer, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url,
+        samples=samples, check=check))
+
+
+def each_segment(
+    subscribers: Iterable[Member],
+    articles: Sequence[Article],
+    *,
+    cadence: str,
+    key: str,
+    window: Window,
+    settings: Settings,
+    renderer: Renderer,
+    unsubscribe_url: str,
+    preferences_url: str | None = None,
+    samples: Mapping[str, str] | None = None,
+    check: bool = False,
+) -> Iterator[SegmentBuild]:
+    """Each segment's build as it is rendered, in the plan's order, so a caller can let
+    each email go before the next (very many segments render on every core)."""
     articles = within(articles, window)  # once, not once per segment and per render
     plan = plan_segments(subscribers, articles, cadence=cadence, key=key, window=window,
                          caps=caps_of(settings),
@@ -472,20 +494,29 @@ def build_segments(
     todo = [segment.categories for segment in plan.segments if not segment.empty]
     job = RenderJob(articles, key, window, settings, renderer.site, renderer.templates_dir,
                     unsubscribe_url, preferences_url, samples, check)
-    results = iter(render_many(todo, job, renderer))
-    return [SegmentBuild(segment, None) if segment.empty else SegmentBuild(segment, *next(results))
-            for segment in plan.segments]
+    results = render_each(todo, job, renderer)
+    for segment in plan.segments:
+        yield SegmentBuild(segment, None) if segment.empty else \
+            SegmentBuild(segment, *next(results))
+    results.close()  # the render workers, if any, end here
 
 
 def render_many(category_sets: Sequence[tuple[str, ...]], job: RenderJob,
                 renderer: Renderer) -> list[tuple[Built, tuple[Finding, ...]]]:
+    return list(render_each(category_sets, job, renderer))
+
+
+def render_each(category_sets: Sequence[tuple[str, ...]], job: RenderJob,
+                renderer: Renderer) -> Generator[tuple[Built, tuple[Finding, ...]], None, None]:
     workers = min(os.cpu_count() or 1, 4)
     if len(category_sets) < PARALLEL_RENDER_FROM or workers < 2:
         checks = BlockChecks()
-        return [render_one(categories, job, renderer, checks) for categories in category_sets]
+        yield from (render_one(categories, job, renderer, checks)
+                    for categories in category_sets)
+        return
     chunk = math.ceil(len(category_sets) / (workers * CHUNKS_PER_WORKER))
     with process_pool(workers, start_renderer, (job,)) as pool:
-        return list(pool.map(render_in_worker, category_sets, chunksize=chunk))
+        yield from pool.map(render_in_worker, category_sets, chunksize=chunk)
 
 
 @dataclass

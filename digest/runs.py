@@ -137,11 +137,16 @@ class SendRun:
         email and articles) is let go before the sending starts, which reads what it
         needs back from the ledger."""
         plan = self.plan(key, window, cadence)
-        if plan is None or not self.approve(key, plan):
+        if plan is None:
             return False
-        with self.timed("freeze"):
-            self.freeze(key, ledger_cadence, window, plan)
-        return True
+        try:
+            if not self.approve(key, plan):
+                return False
+            with self.timed("freeze"):
+                self.freeze(key, ledger_cadence, window, plan)
+            return True
+        finally:
+            plan.close()
 
     def complete(self, key: str) -> Summary | None:
         """Finish a planned issue."""
@@ -197,8 +202,9 @@ class SendRun:
             plan = plan_issue(loaded.articles, subscribers, cadence=cadence, key=key,
                               window=window, settings=self.settings,
                               renderer=pipeline.renderer_for(self.settings))
-        self.talk.show_plan(key, plan)
-        gate(plan.findings, self.options.force)
+        with plan.closed_if_failed():
+            self.talk.show_plan(key, plan)
+            gate(plan.findings, self.options.force)
         return plan
 
     def approve(self, key: str, plan: Plan) -> bool:

@@ -14,7 +14,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -27,6 +27,7 @@ from digest.quality import Finding
 from digest.render import PREFERENCES_TAG, UNSUBSCRIBE_TAG, Email, Renderer
 from digest.segments import Member
 from digest.select import Window
+from digest.spool import Spool
 from digest.store import Addressee, Store
 from digest.transports import Message, Outcome, Recipient, Transport, list_unsubscribe_headers
 
@@ -39,6 +40,15 @@ RELAY_POLL_S = 0.1  # how often a sending thread waiting for the ledger checks f
 class Plan:
     segments: tuple[PlannedSegment, ...]
     findings: tuple[tuple[str, Finding], ...]  # (segment slug, finding)
+    spool: Spool | None = None  # where the segments' emails wait to be frozen
+
+    def close(self) -> None:
+        """Let the emails go (the plan is frozen, or will not be)."""
+        if self.spool is not None:
+            self.spool.close()
+
+    def closed_if_failed(self) -> AbstractContextManager[None]:
+        return self.spool.kept_unless_failed() if self.spool else nullcontext()
 
     @property
     def recipients(self) -> int:
@@ -70,22 +80,28 @@ def window_for(ledger: Ledger, cadence: str, now: datetime) -> Window:
 
 def plan_issue(articles: Sequence[Article], subscribers: Sequence[Member], *, cadence: str,
                key: str, window: Window, settings: Settings, renderer: Renderer) -> Plan:
-    """One render per segment, with the per-recipient unsubscribe URL left as a tag."""
-    builds = pipeline.build_segments(
+    """One render per segment, with the per-recipient unsubscribe URL left as a tag;
+    each email goes to the plan's spool as it is rendered (memory holds one)."""
+    builds = pipeline.each_segment(
         subscribers, articles, cadence=cadence, key=key, window=window, settings=settings,
         renderer=renderer, unsubscribe_url=UNSUBSCRIBE_TAG, preferences_url=PREFERENCES_TAG,
         samples={UNSUBSCRIBE_TAG: settings.unsubscribe_url(SAMPLE_TOKEN),
                  PREFERENCES_TAG: settings.preferences_url(SAMPLE_TOKEN)},
         check=True)
-    segments = [
-        PlannedSegment(item.segment.slug, item.segment.categories,
-                       tuple(a.slug for a in item.built.issue.articles) if item.built else (),
-                       item.built.email if item.built else None,
-                       tuple(r.id for r in item.segment.recipients))
-        for item in builds
-    ]
-    findings = [(item.segment.slug, finding) for item in builds for finding in item.findings]
-    return Plan(tuple(segments), tuple(findings))
+    segments, findings, spool = [], [], Spool()
+    with spool.kept_unless_failed():
+        for item in builds:
+            segments.append(planned(item, spool))
+            findings += [(item.segment.slug, finding) for finding in item.findings]
+    return Plan(tuple(segments), tuple(findings), spool)
+
+
+def planned(item: pipeline.SegmentBuild, spool: Spool) -> PlannedSegment:
+    built = item.built
+    return PlannedSegment(item.segment.slug, item.segment.categories,
+                          tuple(a.slug for a in built.issue.articles) if built else (),
+                          spool.put(built.email) if built else None,
+                          tuple(r.id for r in item.segment.recipients))
 
 
 def gate(findings: Sequence[tuple[str, Finding]], force: bool) -> None:

@@ -64,6 +64,7 @@ def test_plan_freeze_deliver_step_by_step(tmp_path, env):
             assert plan is not None and plan.recipients == 6
             assert run.ledger.issue("2026-W48") is None  # planning records nothing
             run.freeze("2026-W48", "weekly", window, plan)
+            plan.close()
             assert ledger_counts(tmp_path)["pending"] == 6
             summary = run.deliver("2026-W48")
         assert summary is not None and (summary.accepted, summary.ok) == (6, True)
