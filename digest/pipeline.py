@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -484,7 +484,7 @@ def each_segment(
     preferences_url: str | None = None,
     samples: Mapping[str, str] | None = None,
     check: bool = False,
-) -> Iterator[SegmentBuild]:
+) -> Generator[SegmentBuild, None, None]:
     """Each segment's build as it is rendered, in the plan's order, so a caller can let
     each email go before the next (very many segments render on every core)."""
     articles = within(articles, window)  # once, not once per segment and per render
@@ -495,10 +495,12 @@ def each_segment(
     job = RenderJob(articles, key, window, settings, renderer.site, renderer.templates_dir,
                     unsubscribe_url, preferences_url, samples, check)
     results = render_each(todo, job, renderer)
-    for segment in plan.segments:
-        yield SegmentBuild(segment, None) if segment.empty else \
-            SegmentBuild(segment, *next(results))
-    results.close()  # the render workers, if any, end here
+    try:
+        for segment in plan.segments:
+            yield SegmentBuild(segment, None) if segment.empty else \
+                SegmentBuild(segment, *next(results))
+    finally:
+        results.close()  # the render workers, if any, end here, even on an error
 
 
 def render_many(category_sets: Sequence[tuple[str, ...]], job: RenderJob,

@@ -14,7 +14,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -81,7 +81,8 @@ def window_for(ledger: Ledger, cadence: str, now: datetime) -> Window:
 def plan_issue(articles: Sequence[Article], subscribers: Sequence[Member], *, cadence: str,
                key: str, window: Window, settings: Settings, renderer: Renderer) -> Plan:
     """One render per segment, with the per-recipient unsubscribe URL left as a tag;
-    each email goes to the plan's spool as it is rendered (memory holds one)."""
+    each email goes to the plan's spool as it is rendered, so memory holds those being
+    rendered, not every segment's."""
     builds = pipeline.each_segment(
         subscribers, articles, cadence=cadence, key=key, window=window, settings=settings,
         renderer=renderer, unsubscribe_url=UNSUBSCRIBE_TAG, preferences_url=PREFERENCES_TAG,
@@ -89,7 +90,7 @@ def plan_issue(articles: Sequence[Article], subscribers: Sequence[Member], *, ca
                  PREFERENCES_TAG: settings.preferences_url(SAMPLE_TOKEN)},
         check=True)
     segments, findings, spool = [], [], Spool()
-    with spool.kept_unless_failed():
+    with spool.kept_unless_failed(), closing(builds):  # ends the render workers too
         for item in builds:
             segments.append(planned(item, spool))
             findings += [(item.segment.slug, finding) for finding in item.findings]

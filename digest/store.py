@@ -733,13 +733,25 @@ class Store:
     def remove(self, email: str) -> bool:
         """Forget the address: its row, events and tokens, overwritten on disk (secure_delete)
         and dropped from the WAL. Its deliveries and issue activity stay, without the
-        subscriber (NULL), so past issues keep their counts. False if no such subscriber."""
+        subscriber (NULL), so past issues keep their counts; its deliveries are written
+        again at the end of the table, since a plan writes them in subscriber-id order and
+        their old places would tell the id. False if no such subscriber."""
         with self.transaction():
+            self.anonymise_deliveries(email)
             deleted = self.conn.execute(
                 "DELETE FROM subscribers WHERE email_key = ?", (email_key(email),)).rowcount
         if deleted:
             self.scrub()
         return bool(deleted)
+
+    def anonymise_deliveries(self, email: str) -> None:
+        """The address's deliveries, moved to new rows without it."""
+        who = "(SELECT id FROM subscribers WHERE email_key = ?)"
+        self.conn.execute(
+            "INSERT INTO deliveries (issue_key, subscriber_id, batch_id) SELECT issue_key, "
+            f"NULL, batch_id FROM deliveries WHERE subscriber_id = {who}", (email_key(email),))
+        self.conn.execute(f"DELETE FROM deliveries WHERE subscriber_id = {who}",
+                          (email_key(email),))
 
     def forget_unconfirmed(self, before: datetime) -> list[str]:
         """Forget, as `remove` does, the sign-ups still `pending` since before `before`:

@@ -37,3 +37,19 @@ def test_each_batch_holds_the_plan_s_slice_of_readers_in_the_order_given(tmp_pat
         "tools#1": tuple(sorted(tools)),
     }
     assert (counts["planned"], counts["pending"], counts["skipped"]) == (2600, 2600, 100)
+
+
+def test_a_removed_reader_s_deliveries_move_to_the_end_and_keep_the_counts(tmp_path):
+    with open_store(tmp_path / "digest.db") as store:
+        store.insert([NewSubscriber(f"r{i}@example.com") for i in range(30)], "cli")
+        ids = [s.id for s in store.subscribers()]
+        ledger = Ledger(store)
+        ledger.create("2026-W48", "weekly", WINDOW,
+                      [PlannedSegment("all", (), ("a",), EMAIL, tuple(ids))])
+        removed = store.get("r12@example.com").id
+        assert store.remove("r12@example.com")
+        rows = store.conn.execute(
+            "SELECT subscriber_id FROM deliveries ORDER BY rowid").fetchall()
+        counts = ledger.counts("2026-W48")
+    assert [id_ for id_, in rows] == [i for i in sorted(ids) if i != removed] + [None]
+    assert counts["planned"] == 30

@@ -1,6 +1,7 @@
 """A plan's emails wait in a spool file until frozen: memory holds one at a time, and
 what is frozen is what was rendered."""
 
+import multiprocessing
 from datetime import datetime
 
 import pytest
@@ -48,3 +49,26 @@ def test_a_plan_holds_its_emails_in_its_spool_and_freezes_them_as_rendered(
     rendered = {b.segment.slug: b.built.email for b in builds if b.built}
     assert {slug: (e.subject, e.html, e.text) for slug, e in frozen.items() if e} == {
         slug: (e.subject, e.html, e.text) for slug, e in rendered.items()}
+
+
+def test_a_plan_that_fails_midway_leaves_no_render_worker_and_no_spool(tmp_path, monkeypatch):
+    set_send_environment(monkeypatch)
+    settings = load_settings(write_site(tmp_path, "http://127.0.0.1:9"))
+    add_readers(tmp_path, 12, 6)
+    monkeypatch.setattr(pipeline, "PARALLEL_RENDER_FROM", 2)  # render in the pool
+    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 2)
+    spools: list[Spool] = []
+    put = Spool.put
+
+    def full_disk(spool: Spool, email: Email) -> SpooledEmail:
+        spools.append(spool)
+        if len(spools) == 3:
+            raise OSError(28, "No space left on device")
+        return put(spool, email)
+
+    monkeypatch.setattr(Spool, "put", full_disk)
+    with runs.open_run(settings, "weekly") as run, pytest.raises(OSError) as failed:
+        run.plan("2026-W48", run.window("weekly", SUNDAY), "weekly")
+    assert multiprocessing.active_children() == []
+    assert spools[0].file.closed
+    del failed
