@@ -202,7 +202,7 @@ class SendRun:
             plan = plan_issue(loaded.articles, subscribers, cadence=cadence, key=key,
                               window=window, settings=self.settings,
                               renderer=pipeline.renderer_for(self.settings))
-        with plan.closed_if_failed():
+        with plan.spool.kept_unless_failed():
             self.talk.show_plan(key, plan)
             gate(plan.findings, self.options.force)
         return plan

@@ -14,7 +14,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -40,15 +40,11 @@ RELAY_POLL_S = 0.1  # how often a sending thread waiting for the ledger checks f
 class Plan:
     segments: tuple[PlannedSegment, ...]
     findings: tuple[tuple[str, Finding], ...]  # (segment slug, finding)
-    spool: Spool | None = None  # where the segments' emails wait to be frozen
+    spool: Spool  # where the segments' emails wait to be frozen
 
     def close(self) -> None:
         """Let the emails go (the plan is frozen, or will not be)."""
-        if self.spool is not None:
-            self.spool.close()
-
-    def closed_if_failed(self) -> AbstractContextManager[None]:
-        return self.spool.kept_unless_failed() if self.spool else nullcontext()
+        self.spool.close()
 
     @property
     def recipients(self) -> int:
