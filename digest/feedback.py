@@ -33,12 +33,15 @@ from digest.ledger import IssueRow, Ledger
 from digest.sql import Connection
 from digest.store import (
     COLUMNS,
+    PARAMETERS,
     STOPPED,
     Change,
     Status,
     Store,
     Subscriber,
+    chunks,
     email_key,
+    marks,
     timestamp,
     to_subscriber,
 )
@@ -54,7 +57,6 @@ DROPPED: dict[str, Status] = {"invalid": "bounced", "bounced address": "bounced"
            "spam reporting address": "complained", "unsubscribed address": "unsubscribed"}
 KEEP_EVENT_IDS = timedelta(days=7)  # SendGrid retries a batch for up to 24 hours
 MAX_EVENT_ID = 255  # SendGrid's are at most 100 characters
-CHUNK = 500  # parameters per IN (...) query
 
 
 @dataclass(frozen=True)
@@ -251,11 +253,10 @@ def first_seen(conn: Connection, events: Sequence[dict[str, Any]],
     their ids are recorded."""
     ids = list(dict.fromkeys(e["sg_event_id"] for e in events))
     seen: set[str] = set()
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start:start + CHUNK]
+    for chunk in chunks(ids, PARAMETERS):
         seen.update(row[0] for row in conn.execute(
-            f"SELECT sg_event_id FROM webhook_events WHERE sg_event_id IN "
-            f"({','.join('?' * len(chunk))})", chunk))
+            f"SELECT sg_event_id FROM webhook_events WHERE sg_event_id IN ({marks(chunk)})",
+            chunk))
     fresh = []
     for event in events:
         if event["sg_event_id"] not in seen:
@@ -271,10 +272,9 @@ def subscribers_by_key(conn: Connection, keys: Iterable[str]) -> dict[str, Subsc
     """The subscribers with these email keys (lower-cased addresses), by key."""
     wanted = sorted(keys)
     found: dict[str, Subscriber] = {}
-    for start in range(0, len(wanted), CHUNK):
-        chunk = wanted[start:start + CHUNK]
+    for chunk in chunks(wanted, PARAMETERS):
         for row in conn.execute(f"SELECT {COLUMNS} FROM subscribers WHERE email_key IN "
-                                f"({','.join('?' * len(chunk))})", chunk):
+                                f"({marks(chunk)})", chunk):
             subscriber = to_subscriber(row)
             found[email_key(subscriber.email)] = subscriber
     return found
@@ -283,10 +283,9 @@ def subscribers_by_key(conn: Connection, keys: Iterable[str]) -> dict[str, Subsc
 def known_issues(conn: Connection, keys: Iterable[str | None]) -> set[str]:
     wanted = [key for key in keys if key is not None]
     found: set[str] = set()
-    for start in range(0, len(wanted), CHUNK):
-        chunk = wanted[start:start + CHUNK]
+    for chunk in chunks(wanted, PARAMETERS):
         found.update(row[0] for row in conn.execute(
-            f"SELECT key FROM issues WHERE key IN ({','.join('?' * len(chunk))})", chunk))
+            f"SELECT key FROM issues WHERE key IN ({marks(chunk)})", chunk))
     return found
 
 
