@@ -193,10 +193,10 @@ def store_segments(settings: Settings, articles: Sequence[Article], whole: Built
     if not subscribers:
         return []
     links = preview_links(settings)
-    return build_segments(subscribers, articles, cadence=cadence, key=whole.issue.key,
-                          window=whole.issue.window, settings=settings, renderer=renderer,
-                          check=True, unsubscribe_url=links.unsubscribe_url,
-                          preferences_url=links.preferences_url)
+    return list(each_segment(subscribers, articles, cadence=cadence, key=whole.issue.key,
+                             window=whole.issue.window, settings=settings, renderer=renderer,
+                             check=True, unsubscribe_url=links.unsubscribe_url,
+                             preferences_url=links.preferences_url))
 
 
 def active_readers(settings: Settings, cadence: str) -> Sequence[Member]:
@@ -449,28 +449,6 @@ class RenderJob:
         return Selector(self.articles, self.window)
 
 
-def build_segments(
-    subscribers: Iterable[Member],
-    articles: Sequence[Article],
-    *,
-    cadence: str,
-    key: str,
-    window: Window,
-    settings: Settings,
-    renderer: Renderer,
-    unsubscribe_url: str,
-    preferences_url: str | None = None,
-    samples: Mapping[str, str] | None = None,
-    check: bool = False,
-) -> list[SegmentBuild]:
-    """One render per segment (set of chosen categories), each within the size budget;
-    with `check`, each email's quality findings too (see `each_segment`)."""
-    return list(each_segment(
-        subscribers, articles, cadence=cadence, key=key, window=window, settings=settings,
-        renderer=renderer, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url,
-        samples=samples, check=check))
-
-
 def each_segment(
     subscribers: Iterable[Member],
     articles: Sequence[Article],
@@ -485,8 +463,10 @@ def each_segment(
     samples: Mapping[str, str] | None = None,
     check: bool = False,
 ) -> Generator[SegmentBuild, None, None]:
-    """Each segment's build as it is rendered, in the plan's order, so a caller can let
-    each email go before the next (very many segments render on every core)."""
+    """One render per segment (set of chosen categories), each within the size budget,
+    with `check` its quality findings too: each build as it is rendered, in the plan's
+    order, so a caller can let each email go before the next (very many segments render
+    on every core)."""
     articles = within(articles, window)  # once, not once per segment and per render
     plan = plan_segments(subscribers, articles, cadence=cadence, key=key, window=window,
                          caps=caps_of(settings),

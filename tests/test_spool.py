@@ -41,11 +41,11 @@ def test_a_plan_holds_its_emails_in_its_spool_and_freezes_them_as_rendered(
         run.freeze("2026-W48", "weekly", window, plan)
         plan.close()
         frozen = {slug: email for slug, _, _, email in run.ledger.segments("2026-W48")}
-        builds = pipeline.build_segments(
+        builds = list(pipeline.each_segment(
             run.store.members("active", "weekly"), pipeline.load(settings).articles,
             cadence="weekly", key="2026-W48", window=window, settings=settings,
             renderer=pipeline.renderer_for(settings), unsubscribe_url=UNSUBSCRIBE_TAG,
-            preferences_url=PREFERENCES_TAG)
+            preferences_url=PREFERENCES_TAG))
     rendered = {b.segment.slug: b.built.email for b in builds if b.built}
     assert {slug: (e.subject, e.html, e.text) for slug, e in frozen.items() if e} == {
         slug: (e.subject, e.html, e.text) for slug, e in rendered.items()}
