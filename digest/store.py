@@ -831,19 +831,20 @@ class Store:
             "SELECT id, email, name, token_salt FROM subscribers WHERE status = 'active'")
         found = {id_: Addressee(email, name, derive_token(secret, salt))
                  for id_, email, name, salt in rows if id_ in ids}
-        self.record_tokens({id_: addressee.token for id_, addressee in found.items()})
+        with self.conn.page_cache(BIG_WRITE_CACHE_KIB):
+            self.record_tokens({id_: addressee.token for id_, addressee in found.items()})
         return found
 
     def record_tokens(self, tokens: Mapping[int, str]) -> None:
         """Record the hashes of these tokens (subscriber id → token) not recorded yet. In
         subscriber order, each foreign key check and the subscriber index walk their
-        pages once; a larger cache holds the hashes' own pages (a million first tokens:
-        11 s, against 28 s in hash order with the usual cache)."""
+        pages once; `addressees` gives it a larger cache for the hashes' own pages (a
+        million first tokens: 11 s, against 28 s in hash order with the usual cache)."""
         known = self.known_hashes(list(tokens))
         at = timestamp(self.now())
         rows = ((hash_, id_, at) for id_ in sorted(tokens)
                 if (hash_ := token_hash(tokens[id_])) not in known)
-        with self.conn.page_cache(BIG_WRITE_CACHE_KIB), self.transaction():
+        with self.transaction():
             self.conn.executemany(
                 "INSERT OR IGNORE INTO unsubscribe_tokens (token_hash, subscriber_id, "
                 "created_at) VALUES (?, ?, ?)", rows)

@@ -430,6 +430,6 @@ def test_changes_of_choices_are_kept_beside_status_events(store):
 def test_recording_many_tokens_gives_the_larger_page_cache_back(tmp_path):
     with open_store(tmp_path / "digest.db") as store:
         store.insert([NewSubscriber(f"r{i}@example.com") for i in range(50)], "cli")
-        tokens = store.tokens(store.subscribers(), SECRET)
+        found = store.addressees({s.id for s in store.subscribers()}, SECRET)
         assert store.conn.execute("PRAGMA cache_size").fetchone()[0] == -CACHE_KIB
-        assert {store.by_token(token).id for token in tokens.values()} == set(tokens)
+        assert {store.by_token(a.token).id for a in found.values()} == set(found)
