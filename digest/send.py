@@ -10,17 +10,24 @@ is sent, and counted.
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing, contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from digest import pipeline
 from digest.config import Settings
 from digest.content import Article
+from digest.desk import (
+    WORKERS,
+    Attempting,
+    Broke,
+    Desk,
+    Job,
+    ThreadDesk,
+    Waiting,
+    required_sender,
+)
 from digest.errors import DeliveryError
 from digest.ledger import Batch, Ledger, PlannedSegment
 from digest.quality import Finding
@@ -29,11 +36,9 @@ from digest.segments import Member
 from digest.select import Window
 from digest.spool import Spool
 from digest.store import Addressee, Store
-from digest.transports import Message, Outcome, Recipient, Transport, list_unsubscribe_headers
+from digest.transports import Message, Outcome, Recipient, Transport
 
-WORKERS = 4  # requests in flight at once (sendgrid.concurrency)
 SAMPLE_TOKEN = "x" * 43  # the shape of a reader's token, for checking links
-RELAY_POLL_S = 0.1  # how often a sending thread waiting for the ledger checks for a stop
 
 
 @dataclass(frozen=True)
@@ -112,14 +117,15 @@ def gate(findings: Sequence[tuple[str, Finding]], force: bool) -> None:
 
 
 class Sender:
-    """Sends the batches of one planned issue through a transport."""
+    """Sends the batches of one planned issue through a transport: its workers are the
+    `desk`'s (threads of this process unless another desk is given)."""
 
     def __init__(self, store: Store, transport: Transport, settings: Settings, secret: str,
-                 *, workers: int = WORKERS,
+                 *, workers: int = WORKERS, desk: Desk | None = None,
                  progress: Callable[[int], None] = lambda recipients: None) -> None:
         self.store, self.ledger = store, Ledger(store)
         self.transport, self.settings, self.secret = transport, settings, secret
-        self.workers, self.progress = workers, progress
+        self.workers, self.desk, self.progress = workers, desk, progress
 
     def run(self, key: str, *, resend_unknown: bool = False) -> Summary:
         summary = Summary(key)
@@ -147,37 +153,36 @@ class Sender:
         planned = {i for batch in todo for i in batch.recipients}
         addressees = self.store.addressees(planned, self.secret)
         del planned
-        emails: dict[str, Email] = {}
-        desk = Desk()
-        with ThreadPoolExecutor(self.workers) as pool, desk.closing():
+        desk = self.desk or ThreadDesk(self.settings, self.transport, self.workers)
+        running: dict[int, Batch] = {}
+        emails = Emails(self.ledger, key)
+        with desk.closing():
             for batch in todo:
-                while len(desk.running) >= self.workers:
-                    self.collect(desk, summary)
+                while len(running) >= desk.capacity:
+                    self.collect(desk, running, summary)
                 sendable = self.trim(batch, addressees, summary)
                 if sendable is None:
                     continue
-                email = emails.setdefault(batch.segment, self.ledger.email(key, batch.segment))
-                message = compose(self.settings, email,
-                                  [addressees[i] for i in sendable.recipients],
-                                  key=key, segment=batch.segment, batch=batch.number)
-                desk.submit(pool, self.transport, message, sendable)
-            while desk.running:
-                self.collect(desk, summary)
+                running[batch.id] = sendable
+                desk.submit(Job(key, sendable, emails.of(batch.segment),
+                                tuple(addressees[i] for i in sendable.recipients)))
+            while running:
+                self.collect(desk, running, summary)
 
-    def collect(self, desk: Desk, summary: Summary) -> None:
+    def collect(self, desk: Desk, running: dict[int, Batch], summary: Summary) -> None:
         """Handle the workers' next news (here, in the thread that owns the store):
         record an attempt or a wait before the worker goes on, or record an outcome."""
-        news = desk.news.get()
+        news = desk.next()
         if isinstance(news, Attempting):
-            news.accepted = not self.ledger.attempting(news.batch.id, news.number)
+            desk.answer(news, not self.ledger.attempting(news.batch, news.number))
         elif isinstance(news, Waiting):
-            news.accepted = not self.ledger.mark(
-                news.batch.id, "pending",
-                reason=f"waiting {news.seconds:.1f} s to retry: {news.reason}")
+            desk.answer(news, not self.ledger.mark(
+                news.batch, "pending",
+                reason=f"waiting {news.seconds:.1f} s to retry: {news.reason}"))
+        elif isinstance(news, Broke):
+            raise news.error
         else:
-            self.record(desk.running.pop(news), outcome_of(news), summary)
-            return
-        news.recorded.set()
+            self.record(running.pop(news.batch), news.outcome, summary)
 
     def record(self, batch: Batch, outcome: Outcome, summary: Summary) -> None:
         """The outcome in the ledger and the summary. A batch SendGrid's events marked
@@ -215,117 +220,19 @@ class Sender:
         return replace(batch, recipients=active, removed=0)
 
 
-def outcome_of(future: Future[Outcome]) -> Outcome:
-    try:
-        return future.result()
-    except AlreadyAccepted:
-        return Outcome("accepted", reason="SendGrid's events show it accepted the batch")
-    except DeliveryError as exc:
-        return Outcome("failed", reason=str(exc))
+class Emails:
+    """The frozen email of the segment being sent (batches come segment by segment):
+    one email read per segment, and only one held."""
 
+    def __init__(self, ledger: Ledger, key: str) -> None:
+        self.ledger, self.key = ledger, key
+        self.segment: str | None = None
+        self.email: Email | None = None
 
-@dataclass
-class Attempting:
-    batch: Batch
-    number: int
-    recorded: threading.Event = field(default_factory=threading.Event)
-    accepted: bool = False  # the ledger had it accepted already: no request may start
-
-
-@dataclass
-class Waiting:
-    batch: Batch
-    reason: str
-    seconds: float
-    recorded: threading.Event = field(default_factory=threading.Event)
-    accepted: bool = False  # accepted while it waited: it is not sent again
-
-
-class Stopped(Exception):
-    """The run stopped (its ledger could not be written): no request is started."""
-
-
-class AlreadyAccepted(DeliveryError):
-    """SendGrid's events marked the batch accepted (the webhook, while an earlier request
-    of it was out or it waited to retry): no further request is started."""
-
-
-class Desk:
-    """Where the sending threads report to the thread that writes the ledger: each
-    attempt and each wait to retry is recorded before the thread goes on, so the ledger
-    says in flight exactly while a request may be reaching the API."""
-
-    def __init__(self) -> None:
-        self.news: queue.Queue[Attempting | Waiting | Future[Outcome]] = queue.Queue()
-        self.running: dict[Future[Outcome], Batch] = {}
-        self.stopped = threading.Event()
-
-    def submit(self, pool: ThreadPoolExecutor, transport: Transport, message: Message,
-               batch: Batch) -> None:
-        future = pool.submit(transport.send, message, Relay(self, batch))
-        self.running[future] = batch
-        future.add_done_callback(self.news.put)
-
-    @contextmanager
-    def closing(self) -> Iterator[None]:
-        """On any error in the ledger's thread, no worker starts another request."""
-        try:
-            yield
-        except BaseException:
-            self.stopped.set()
-            raise
-
-    def told(self, news: Attempting | Waiting) -> None:
-        """From a sending thread: report and wait until it is recorded."""
-        self.news.put(news)
-        while not news.recorded.wait(RELAY_POLL_S):
-            if self.stopped.is_set():
-                raise Stopped()
-        if news.accepted:
-            raise AlreadyAccepted(f"batch {news.batch.segment}#{news.batch.number} is "
-                                  "accepted already")
-
-
-@dataclass(frozen=True)
-class Relay:
-    """The `Attempts` a sending thread hands its transport, for one batch."""
-
-    desk: Desk
-    batch: Batch
-
-    def attempting(self, number: int) -> None:
-        self.desk.told(Attempting(self.batch, number))
-
-    def waiting(self, reason: str, seconds: float) -> None:
-        self.desk.told(Waiting(self.batch, reason, seconds))
-
-
-def required_sender(settings: Settings) -> tuple[str | None, str]:
-    name, address = settings.sender
-    if not address:
-        raise DeliveryError("email.from is not set in the configuration (the sender address)")
-    return name, address
-
-
-def compose(settings: Settings, email: Email, addressees: Sequence[Addressee], *,
-            key: str, segment: str, batch: int) -> Message:
-    """One request: the segment's email with each reader's own unsubscribe link."""
-    from_name, from_email = required_sender(settings)
-    group = settings.optional_integer("sendgrid.asm_group_id")
-    mailto = settings.text("unsubscribe.mailto")
-    recipients = []
-    for addressee in addressees:
-        url = settings.unsubscribe_url(addressee.token)
-        headers = {} if group else list_unsubscribe_headers(url, mailto)
-        links = {UNSUBSCRIBE_TAG: url,
-                 PREFERENCES_TAG: settings.preferences_url(addressee.token)}
-        recipients.append(Recipient(addressee.email, addressee.name or None, links, headers))
-    return Message(
-        subject=email.subject, html=email.html, text=email.text, from_email=from_email,
-        from_name=from_name, reply_to=settings.text("email.reply_to") or None,
-        recipients=tuple(recipients), categories=("digest", key),
-        custom_args={"issue": key, "segment": segment, "batch": str(batch)},
-        asm_group_id=group)
+    def of(self, segment: str) -> Email:
+        if self.email is None or segment != self.segment:
+            self.segment, self.email = segment, self.ledger.email(self.key, segment)
+        return self.email
 
 
 def test_message(settings: Settings, built: pipeline.Built, key: str,

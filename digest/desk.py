@@ -1,0 +1,243 @@
+"""The sending desk: where a run's sending workers report to the thread that writes the
+ledger.
+
+The run hands the desk one `Job` per batch: its email and the readers it goes to now.
+A worker composes the request and sends it. Before each attempt, and before each wait
+to retry, it tells the desk (`Attempting`, `Waiting`) and waits for the answer: the
+ledger records it first, so the ledger says in flight exactly while a request may be
+reaching the API. When the request is over, it tells the outcome (`Done`).
+
+The workers are threads of this process (`ThreadDesk`) or threads of a second process
+(`courier.Courier`). Both take the same jobs and hand back the same news, which is
+plain data. The thread that writes the ledger handles it (`send.Sender.collect`).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from digest.config import Settings
+from digest.errors import DeliveryError
+from digest.ledger import Batch
+from digest.render import PREFERENCES_TAG, UNSUBSCRIBE_TAG, Email
+from digest.store import Addressee
+from digest.transports import Message, Outcome, Recipient, Transport, list_unsubscribe_headers
+
+WORKERS = 4  # requests in flight at once (sendgrid.concurrency)
+RELAY_POLL_S = 0.1  # how often a worker waiting for the ledger checks for a stop
+
+
+@dataclass(frozen=True)
+class Job:
+    """One batch's request: the segment's email and the readers it goes to now."""
+
+    key: str
+    batch: Batch
+    email: Email
+    addressees: tuple[Addressee, ...]
+
+
+@dataclass(frozen=True)
+class Attempting:
+    """Before attempt `number` at batch `batch`'s request (a batch id)."""
+
+    batch: int
+    number: int
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Before a wait of `seconds` to retry batch `batch`'s request."""
+
+    batch: int
+    reason: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Done:
+    """Batch `batch`'s request is over."""
+
+    batch: int
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class Broke:
+    """Sending batch `batch` raised what no outcome stands for (a bug): the run stops."""
+
+    batch: int
+    error: BaseException
+
+
+News = Attempting | Waiting | Done | Broke
+Tell = Callable[[News], None]
+
+
+class Desk(Protocol):
+    """What the run's ledger thread uses: submit jobs, take the workers' news, and
+    answer each Attempting or Waiting with whether the batch is accepted already."""
+
+    capacity: int  # jobs given out at once (in flight, or ready to start)
+
+    def submit(self, job: Job) -> None: ...
+
+    def next(self) -> News: ...
+
+    def answer(self, news: Attempting | Waiting, accepted: bool) -> None: ...
+
+    def closing(self) -> AbstractContextManager[None]: ...
+
+
+class Stopped(Exception):
+    """The run stopped (its ledger could not be written): no request is started."""
+
+
+class AlreadyAccepted(DeliveryError):
+    """SendGrid's events marked the batch accepted (the webhook, while an earlier request
+    of it was out or it waited to retry): no further request is started."""
+
+
+@dataclass
+class Reply:
+    """The answer one worker waits for: whether the batch was accepted already."""
+
+    given: threading.Event = field(default_factory=threading.Event)
+    accepted: bool = False
+
+
+class Replies:
+    """The answers the workers wait for, one at a time per batch."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.waiting: dict[int, Reply] = {}
+        self.stopped = threading.Event()
+
+    def expect(self, batch: int) -> Reply:
+        with self.lock:
+            reply = self.waiting[batch] = Reply()
+        return reply
+
+    def answer(self, batch: int, accepted: bool) -> None:
+        with self.lock:
+            reply = self.waiting.pop(batch)
+        reply.accepted = accepted
+        reply.given.set()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+@dataclass(frozen=True)
+class Relay:
+    """The `Attempts` a worker hands its transport, for one batch: each is told and
+    answered before the worker goes on."""
+
+    tell: Tell
+    replies: Replies
+    batch: Batch
+
+    def attempting(self, number: int) -> None:
+        self.told(Attempting(self.batch.id, number))
+
+    def waiting(self, reason: str, seconds: float) -> None:
+        self.told(Waiting(self.batch.id, reason, seconds))
+
+    def told(self, news: Attempting | Waiting) -> None:
+        reply = self.replies.expect(self.batch.id)
+        self.tell(news)
+        while not reply.given.wait(RELAY_POLL_S):
+            if self.replies.stopped.is_set():
+                raise Stopped()
+        if reply.accepted:
+            raise AlreadyAccepted(f"batch {self.batch.segment}#{self.batch.number} is "
+                                  "accepted already")
+
+
+def work(settings: Settings, transport: Transport, job: Job, tell: Tell,
+         replies: Replies) -> None:
+    """A worker's whole part in one job: compose, send (with retries), tell the outcome.
+    After a stop it tells nothing: the run is over."""
+    batch = job.batch
+    try:
+        message = compose(settings, job.email, job.addressees, key=job.key,
+                          segment=batch.segment, batch=batch.number)
+        outcome = transport.send(message, Relay(tell, replies, batch))
+    except Stopped:
+        return
+    except AlreadyAccepted:
+        outcome = Outcome("accepted", reason="SendGrid's events show it accepted the batch")
+    except DeliveryError as exc:
+        outcome = Outcome("failed", reason=str(exc))
+    except Exception as exc:  # a bug: the ledger thread raises it
+        tell(Broke(batch.id, exc))
+        return
+    tell(Done(batch.id, outcome))
+
+
+class ThreadDesk:
+    """Workers that are threads of this process."""
+
+    def __init__(self, settings: Settings, transport: Transport, workers: int = WORKERS
+                 ) -> None:
+        self.settings, self.transport, self.capacity = settings, transport, workers
+        self.news: queue.Queue[News] = queue.Queue()
+        self.replies = Replies()
+        self.pool = ThreadPoolExecutor(workers)
+
+    def submit(self, job: Job) -> None:
+        self.pool.submit(work, self.settings, self.transport, job, self.news.put,
+                         self.replies)
+
+    def next(self) -> News:
+        return self.news.get()
+
+    def answer(self, news: Attempting | Waiting, accepted: bool) -> None:
+        self.replies.answer(news.batch, accepted)
+
+    @contextmanager
+    def closing(self) -> Iterator[None]:
+        """On any error in the ledger's thread no worker starts another request; the
+        requests already out end before this does."""
+        try:
+            yield
+        except BaseException:
+            self.replies.stop()
+            raise
+        finally:
+            self.pool.shutdown(wait=True)
+
+
+def required_sender(settings: Settings) -> tuple[str | None, str]:
+    name, address = settings.sender
+    if not address:
+        raise DeliveryError("email.from is not set in the configuration (the sender address)")
+    return name, address
+
+
+def compose(settings: Settings, email: Email, addressees: Sequence[Addressee], *,
+            key: str, segment: str, batch: int) -> Message:
+    """One request: the segment's email with each reader's own unsubscribe link."""
+    from_name, from_email = required_sender(settings)
+    group = settings.optional_integer("sendgrid.asm_group_id")
+    mailto = settings.text("unsubscribe.mailto")
+    recipients = []
+    for addressee in addressees:
+        url = settings.unsubscribe_url(addressee.token)
+        headers = {} if group else list_unsubscribe_headers(url, mailto)
+        links = {UNSUBSCRIBE_TAG: url,
+                 PREFERENCES_TAG: settings.preferences_url(addressee.token)}
+        recipients.append(Recipient(addressee.email, addressee.name or None, links, headers))
+    return Message(
+        subject=email.subject, html=email.html, text=email.text, from_email=from_email,
+        from_name=from_name, reply_to=settings.text("email.reply_to") or None,
+        recipients=tuple(recipients), categories=("digest", key),
+        custom_args={"issue": key, "segment": segment, "batch": str(batch)},
+        asm_group_id=group)
