@@ -32,9 +32,10 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence, Sized
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, NamedTuple, TypeVar, get_args
@@ -58,6 +59,8 @@ READER_EVENTS: dict[tuple[str, str], frozenset[tuple[str, str]]] = {
     ("webhook", "group_resubscribe"): frozenset({("unsubscribed", "active")}),
 }
 BUSY_TIMEOUT_S = 10.0
+ALL_HASHES_FROM = 20_000  # readers from which known_hashes reads every hash at once
+TOKENS_PER_WRITE = 50_000  # token hashes handed to one executemany: bounded memory
 BIG_WRITE_CACHE_KIB = 65536  # while a send records many readers' first tokens
 CACHE_KIB = 16384  # SQLite's page cache at most, per connection: a million-row freeze
 # or token insert touches index pages all over the file (the default, 2 MB, took longer)
@@ -823,40 +826,53 @@ class Store:
         self.record_tokens(tokens)
         return tokens
 
-    def addressees(self, ids: Collection[int], secret: str) -> dict[int, Addressee]:
-        """The active subscribers among `ids`, with their tokens (recorded for look-up),
-        read in one pass: a send's list held as little more than its addresses."""
+    def addressees(self, ids: Collection[int] | None, secret: str, *,
+                   per_transaction: int | None = None) -> dict[int, Addressee]:
+        """The active subscribers among `ids` (None: every one), with their tokens
+        (recorded for look-up: see `record_tokens`), read in one pass: a send's list held
+        as little more than its addresses."""
         check_secret(secret)
         rows = self.conn.execute(
             "SELECT id, email, name, token_salt FROM subscribers WHERE status = 'active'")
         found = {id_: Addressee(email, name, derive_token(secret, salt))
-                 for id_, email, name, salt in rows if id_ in ids}
+                 for id_, email, name, salt in rows if ids is None or id_ in ids}
         with self.conn.page_cache(BIG_WRITE_CACHE_KIB):
-            self.record_tokens({id_: addressee.token for id_, addressee in found.items()})
+            self.record_tokens({id_: a.token for id_, a in found.items()}, per_transaction)
         return found
 
-    def record_tokens(self, tokens: Mapping[int, str]) -> None:
+    def active_ids(self) -> set[int]:
+        """The ids of the active subscribers (one scan)."""
+        return {id_ for id_, in self.conn.execute(
+            "SELECT id FROM subscribers WHERE status = 'active'")}
+
+    def record_tokens(self, tokens: Mapping[int, str], per_transaction: int | None = None
+                      ) -> None:
         """Record the hashes of these tokens (subscriber id → token) not recorded yet. In
         subscriber order, each foreign key check and the subscriber index walk their
         pages once; `addressees` gives it a larger cache for the hashes' own pages (a
-        million first tokens: 11 s, against 28 s in hash order with the usual cache)."""
+        million first tokens: 11 s, against 28 s in hash order with the usual cache).
+        `per_transaction` hashes are committed at a time (default: all at once), so that
+        another process's writes wait at most for one of them."""
         known = self.known_hashes(list(tokens))
         at = timestamp(self.now())
         rows = ((hash_, id_, at) for id_ in sorted(tokens)
                 if (hash_ := token_hash(tokens[id_])) not in known)
-        with self.transaction():
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO unsubscribe_tokens (token_hash, subscriber_id, "
-                "created_at) VALUES (?, ?, ?)", rows)
+        with self.transaction() if per_transaction is None else nullcontext():
+            while chunk := list(islice(rows, per_transaction or TOKENS_PER_WRITE)):
+                with self.transaction():  # joins the outer one, if there is one
+                    self.conn.executemany(
+                        "INSERT OR IGNORE INTO unsubscribe_tokens (token_hash, "
+                        "subscriber_id, created_at) VALUES (?, ?, ?)", chunk)
 
     def known_hashes(self, ids: Sequence[int]) -> set[bytes]:
-        """The token hashes recorded for these subscribers (all of them, when many)."""
-        if len(ids) > PARAMETERS:
+        """The token hashes recorded for these subscribers (all of them, when very many:
+        one scan instead of thousands of look-ups)."""
+        if len(ids) > ALL_HASHES_FROM:
             return {bytes(h) for h, in self.conn.execute(
                 "SELECT token_hash FROM unsubscribe_tokens")}
-        return {bytes(h) for h, in self.conn.execute(
+        return {bytes(h) for chunk in chunks(ids, PARAMETERS) for h, in self.conn.execute(
             "SELECT token_hash FROM unsubscribe_tokens WHERE subscriber_id IN "
-            f"({marks(ids)})", ids)} if ids else set()
+            f"({marks(chunk)})", chunk)}
 
     def salts(self, ids: Sequence[int]) -> dict[int, bytes]:
         """The token salts of these subscribers (in chunks: SQLite limits parameters)."""
