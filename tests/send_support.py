@@ -44,7 +44,7 @@ def add_readers(root: Path, count: int, segments: int = 6) -> list[str]:
 
 def set_send_environment(monkeypatch) -> None:
     """The key, the secret, no stray overrides, and back-offs that do not really sleep."""
-    monkeypatch.setattr("digest.transports.sendgrid.backoff", lambda attempt: 0.01)
+    monkeypatch.setattr("digest.transports.sendgrid.BACKOFF_BASE", 0.01)
     monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
     monkeypatch.setenv("DIGEST_SECRET_KEY", SECRET)
     monkeypatch.delenv("SENDGRID_API_URL", raising=False)

@@ -98,17 +98,18 @@ def optional_fields(message: Message) -> dict[str, Any]:
 # ---------------------------------------------------------------- waits and reasons
 
 
-def backoff(attempt: int) -> float:
+def backoff(attempt: int, base: float = BACKOFF_BASE) -> float:
     """1, 2, 4, 8, 8, … seconds after the first, second, third … failed attempt."""
-    return min(BACKOFF_BASE * 2.0 ** (attempt - 1), BACKOFF_MAX)
+    return min(base * 2.0 ** (attempt - 1), BACKOFF_MAX)
 
 
-def rate_limit_wait(headers: Mapping[str, str] | None, now: float, attempt: int) -> float:
+def rate_limit_wait(headers: Mapping[str, str] | None, now: float, attempt: int,
+                    base: float = BACKOFF_BASE) -> float:
     """Until `X-RateLimit-Reset` (Unix seconds), between 1 and 60 s; backoff without it."""
     try:
         reset = float((headers or {}).get("X-RateLimit-Reset", ""))
     except ValueError:
-        return backoff(attempt)
+        return backoff(attempt, base)
     return min(max(reset - now, RATE_LIMIT_WAIT_MIN), RATE_LIMIT_WAIT_MAX)
 
 
@@ -137,6 +138,8 @@ def os_error_text(error: BaseException | str) -> str:
 class SendGridTransport:
     """`send(message)`: one mail/send request, retried as the module docstring says."""
 
+    separable = True  # a run may send through a copy in its courier process (courier.py)
+
     def __init__(
         self,
         api_key: str,
@@ -155,6 +158,7 @@ class SendGridTransport:
         self.timeout = timeout
         self.max_attempts = max_attempts
         self._sleep, self._clock = sleep, clock
+        self.backoff_base = BACKOFF_BASE  # read now: a copy in the courier keeps it
         self._client = SendGridAPIClient(api_key, host=self.api_url)
         self._client.client.timeout = timeout  # urllib's default is to wait forever
         redact_client_logs()
@@ -207,7 +211,7 @@ class SendGridTransport:
         except urllib.error.URLError as error:  # while connecting or writing: not sent
             reason = os_error_text(error.reason)
             return Retry(f"Could not connect to SendGrid at {self.api_url} ({reason}).",
-                         backoff(attempt))
+                         backoff(attempt, self.backoff_base))
         except (OSError, http.client.HTTPException) as error:  # after it was sent
             return Outcome("unknown", reason=self._unknown_reason(error))
         if not 200 <= response.status_code < 300:
@@ -219,10 +223,11 @@ class SendGridTransport:
         status = int(error.status_code)
         detail = error_detail(status, error.body)
         if status == 429:
-            wait = rate_limit_wait(error.headers, self._clock(), attempt)
+            wait = rate_limit_wait(error.headers, self._clock(), attempt, self.backoff_base)
             return Retry(f"SendGrid answered 429: {detail}", wait)
         if status >= 500:
-            return Retry(f"SendGrid answered {status}: {detail}", backoff(attempt))
+            return Retry(f"SendGrid answered {status}: {detail}",
+                         backoff(attempt, self.backoff_base))
         return Outcome("failed", reason=f"SendGrid refused the request ({status}): {detail}")
 
     def _unknown_reason(self, error: BaseException) -> str:
