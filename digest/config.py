@@ -58,6 +58,7 @@ SPEC: dict[str, tuple[type, Any]] = {
     "sendgrid.asm_group_id": (int, None),
     "sendgrid.timeout": (int, 30),
     "sendgrid.concurrency": (int, 4),
+    "sendgrid.separate_process": (bool, True),
     "sendgrid.webhook_public_key": (str, ""),
     "sendgrid.webhook_max_mb": (int, 5),
     "sendgrid.webhook_grace": (int, 600),
@@ -119,6 +120,9 @@ class Settings:
 
     def integer(self, key: str) -> int:
         return checked(key, self.values[key], int)
+
+    def flag(self, key: str) -> bool:
+        return checked(key, self.values[key], bool)
 
     def optional_integer(self, key: str) -> int | None:
         """An integer setting whose default is None (e.g. sendgrid.asm_group_id)."""

@@ -35,12 +35,19 @@ RELAY_POLL_S = 0.1  # how often a worker waiting for the ledger checks for a sto
 
 @dataclass(frozen=True)
 class Job:
-    """One batch's request: the segment's email and the readers it goes to now."""
+    """One batch's request: the segment's email and the readers it goes to now (their
+    addresses and tokens; None when the desk has its own `Book` of them)."""
 
     key: str
     batch: Batch
     email: Email
-    addressees: tuple[Addressee, ...]
+    addressees: tuple[Addressee, ...] | None
+
+
+class Book(Protocol):
+    """Where a desk's workers find the readers of a job given without them."""
+
+    def find(self, ids: Sequence[int]) -> tuple[Addressee, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,7 @@ class Desk(Protocol):
     answer each Attempting or Waiting with whether the batch is accepted already."""
 
     capacity: int  # jobs given out at once (in flight, or ready to start)
+    addresses: bool  # its workers find each job's readers themselves (jobs come without)
 
     def submit(self, job: Job) -> None: ...
 
@@ -162,12 +170,17 @@ class Relay:
 
 
 def work(settings: Settings, transport: Transport, job: Job, tell: Tell,
-         replies: Replies) -> None:
+         replies: Replies, book: Book | None = None) -> None:
     """A worker's whole part in one job: compose, send (with retries), tell the outcome.
     After a stop it tells nothing: the run is over."""
     batch = job.batch
     try:
-        message = compose(settings, job.email, job.addressees, key=job.key,
+        addressees = job.addressees
+        if addressees is None:
+            if book is None:
+                raise ValueError("a job without its readers, and no book to find them")
+            addressees = book.find(batch.recipients)
+        message = compose(settings, job.email, addressees, key=job.key,
                           segment=batch.segment, batch=batch.number)
         outcome = transport.send(message, Relay(tell, replies, batch))
     except Stopped:
@@ -188,6 +201,7 @@ class ThreadDesk:
     def __init__(self, settings: Settings, transport: Transport, workers: int = WORKERS
                  ) -> None:
         self.settings, self.transport, self.capacity = settings, transport, workers
+        self.addresses = False
         self.news: queue.Queue[News] = queue.Queue()
         self.replies = Replies()
         self.pool = ThreadPoolExecutor(workers)

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from digest import archive, pipeline
+from digest import archive, courier, pipeline
 from digest.config import Settings, sender_problems
+from digest.desk import Desk
 from digest.errors import DeliveryError
 from digest.ledger import IssueRow, Ledger
 from digest.runlock import Echo, quiet
@@ -74,6 +75,7 @@ class Ready:
 
     transport: Transport
     secret: str
+    desk: Desk | None = None  # the courier, when one sends the requests
 
 
 WEBHOOK_POLL_S = 1.0  # how often a run waiting for the webhook looks at the ledger
@@ -92,7 +94,9 @@ def open_run(settings: Settings, lock: str, options: Options = Options(),
     A `store` given is used (and left open) instead of opening `store.path`."""
     opening = nullcontext(store) if store is not None else open_store(settings.store_path)
     with opening as opened, opened.run_lock(lock, talk.echo):
-        yield SendRun(settings, opened, options, talk)
+        run = SendRun(settings, opened, options, talk)
+        with run.resources:
+            yield run
 
 
 class SendRun:
@@ -103,6 +107,7 @@ class SendRun:
         self.settings, self.store, self.ledger = settings, store, Ledger(store)
         self.options, self.talk = options, talk
         self.ready: Ready | None = None
+        self.resources = ExitStack()  # what the run holds until it ends: its courier
         self.sleep: Callable[[float], None] = time.sleep
 
     # The two flows
@@ -173,10 +178,20 @@ class SendRun:
             raise DeliveryError("; ".join(problems))
         if self.options.dry_run:
             return
-        self.ready = Ready(transport_for(self.settings), required_secret(self.settings))
+        self.ready = self.ready_to_send(transport_for(self.settings))
         from digest import sync
 
         sync.run_before_send(self.settings, self.talk.echo)
+
+    def ready_to_send(self, transport: Transport) -> Ready:
+        """The transport and secret, and the courier, if it sends the requests: started
+        now, so that it reads the readers while the run loads and plans."""
+        secret = required_secret(self.settings)
+        if not courier.wanted(self.settings, transport):
+            return Ready(transport, secret)
+        workers = self.settings.integer("sendgrid.concurrency")
+        return Ready(transport, secret, self.resources.enter_context(
+            courier.started(self.settings, transport, secret, workers)))
 
     def window(self, cadence: Cadence, now: datetime | None) -> Window:
         if now is None:
@@ -247,9 +262,9 @@ class SendRun:
         # first email goes out (a folder that cannot be written stops the run here).
         if published := archive.publish_page(self.settings, self.store, key):
             self.talk.echo(f"Archive page of {key}: {published.out / published.page(key)}")
-        sender = Sender(self.store, self.ready.transport, self.settings,
-                             self.ready.secret,
-                             workers=self.settings.integer("sendgrid.concurrency"))
+        sender = Sender(self.store, self.ready.transport, self.settings, self.ready.secret,
+                        workers=self.settings.integer("sendgrid.concurrency"),
+                        desk=self.ready.desk)
         self.await_webhook(key)
         counts = self.ledger.counts(key)
         with self.talk.progress(f"Sending {key}", self.left_to_send(counts)) as update, \

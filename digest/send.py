@@ -10,7 +10,7 @@ is sent, and counted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -35,7 +35,7 @@ from digest.render import PREFERENCES_TAG, UNSUBSCRIBE_TAG, Email, Renderer
 from digest.segments import Member
 from digest.select import Window
 from digest.spool import Spool
-from digest.store import Addressee, Store
+from digest.store import Store
 from digest.transports import Message, Outcome, Recipient, Transport
 
 SAMPLE_TOKEN = "x" * 43  # the shape of a reader's token, for checking links
@@ -150,21 +150,26 @@ class Sender:
                 "if it was not delivered")
 
     def send_all(self, key: str, todo: Sequence[Batch], summary: Summary) -> None:
-        planned = {i for batch in todo for i in batch.recipients}
-        addressees = self.store.addressees(planned, self.secret)
-        del planned
         desk = self.desk or ThreadDesk(self.settings, self.transport, self.workers)
+        if desk.addresses:  # the courier read the readers and their tokens itself
+            active: Collection[int] = self.store.active_ids()
+            addressees = None
+        else:
+            planned = {i for batch in todo for i in batch.recipients}
+            active = addressees = self.store.addressees(planned, self.secret)
+            del planned
         running: dict[int, Batch] = {}
         emails = Emails(self.ledger, key)
         with desk.closing():
             for batch in todo:
                 while len(running) >= desk.capacity:
                     self.collect(desk, running, summary)
-                sendable = self.trim(batch, addressees, summary)
+                sendable = self.trim(batch, active, summary)
                 if sendable is None:
                     continue
                 running[batch.id] = sendable
-                desk.submit(Job(key, sendable, emails.of(batch.segment),
+                desk.submit(Job(key, sendable, emails.of(batch.segment), None
+                                if addressees is None else
                                 tuple(addressees[i] for i in sendable.recipients)))
             while running:
                 self.collect(desk, running, summary)
@@ -203,21 +208,20 @@ class Sender:
             summary.reasons.append(f"{label}: outcome unknown: {outcome.reason}")
         self.progress(count)
 
-    def trim(self, batch: Batch, addressees: Mapping[int, Addressee],
-             summary: Summary) -> Batch | None:
+    def trim(self, batch: Batch, active: Collection[int], summary: Summary) -> Batch | None:
         """The batch without readers who stopped or were removed since the plan: they are
         taken out of the ledger and counted. None (the batch marked accepted) if nobody
         is left to send to."""
-        active = tuple(i for i in batch.recipients if i in addressees)
-        if batch.removed or len(active) < len(batch.recipients):
+        sendable = tuple(i for i in batch.recipients if i in active)
+        if batch.removed or len(sendable) < len(batch.recipients):
             summary.dropped += self.ledger.drop_recipients(
-                batch.id, set(batch.recipients) - set(active))
-        self.progress(batch.size - len(active))
-        if not active:
+                batch.id, set(batch.recipients) - set(sendable))
+        self.progress(batch.size - len(sendable))
+        if not sendable:
             self.ledger.mark(batch.id, "accepted",
                              reason="every reader in it had stopped or was removed")
             return None
-        return replace(batch, recipients=active, removed=0)
+        return replace(batch, recipients=sendable, removed=0)
 
 
 class Emails:

@@ -6,6 +6,7 @@ import sqlite3
 import threading
 import time
 from datetime import datetime
+from functools import partial
 
 import pytest
 from send_support import (
@@ -47,6 +48,13 @@ def batches(tmp_path, key="2026-W48"):
         return {b.label: b for b in Ledger(store).batches(key)}
 
 
+def look_at_ledger(tmp_path, seconds):
+    """A transport's wait to retry (in the courier process): note each batch's state."""
+    with (tmp_path / "seen.jsonl").open("a") as out:
+        out.write(json.dumps({label: (b.state, b.attempts)
+                              for label, b in batches(tmp_path).items()}) + "\n")
+
+
 def timed_out_run(tmp_path, server, segments=2, extra=""):
     """A weekly run whose every batch reached SendGrid but whose answers came too late:
     each batch's outcome is unknown, although SendGrid accepted it."""
@@ -64,20 +72,17 @@ def timed_out_run(tmp_path, server, segments=2, extra=""):
 
 def test_a_batch_waiting_to_retry_is_recorded_pending_during_the_wait(tmp_path, env,
                                                                       monkeypatch):
-    seen = []
-
-    def sleep(seconds):  # the transport's wait, in its sending thread: look at the ledger
-        seen.append({label: (b.state, b.attempts) for label, b in batches(tmp_path).items()})
-
+    seen = tmp_path / "seen.jsonl"
     monkeypatch.setattr(runs, "transport_for", lambda settings: SendGridTransport(
-        API_KEY, settings.text("sendgrid.api_url"), sleep=sleep))
+        API_KEY, settings.text("sendgrid.api_url"), sleep=partial(look_at_ledger, tmp_path)))
     with SendGridServer(api_key=API_KEY) as server:
         settings = settings_of(tmp_path, server.url)
         add_readers(tmp_path, 2, segments=1)
         server.script(503, 429)
         summary = runs.send_cadence(settings, "weekly", SUNDAY)
     assert summary is not None and summary.accepted == 2
-    assert seen == [{"work#1": ("retrying", 1)}, {"work#1": ("retrying", 2)}]
+    assert [json.loads(line) for line in seen.read_text().splitlines()] == [
+        {"work#1": ["retrying", 1]}, {"work#1": ["retrying", 2]}]
     assert batches(tmp_path)["work#1"].state == "accepted"
 
 

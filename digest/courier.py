@@ -1,0 +1,222 @@
+"""The courier: a second process that sends a run's requests, so that composing each
+request, encoding its JSON and the HTTP work run on another core than the run's
+planning and its ledger (`sendgrid.separate_process`).
+
+It is a `desk.Desk`: it takes the run's jobs over a pipe and hands back the same news
+as the desk's threads, each attempt and each wait answered only once the run's ledger
+recorded it (desk.py). It is started when the run gets ready to send, and while the run
+loads and plans, it reads the readers and their tokens through its own connection to
+the store (`Book`); the run's jobs then name the readers by id only.
+
+It is spawned, not forked: a fresh interpreter that inherits no database connection,
+lock file or thread of the run (SQLite forbids using a database in a child forked with
+a connection to it open). It never outlives the run and never sends on its own: on
+Linux the kernel kills it as soon as the run dies (`PR_SET_PDEATHSIG`), elsewhere it
+watches for the run to be gone (workers.py); and once the pipe closes (the run ended,
+failed or died) it starts no further request. It ignores Ctrl-C, which the run handles.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+from digest.config import Settings
+from digest.desk import Attempting, Broke, Job, News, Replies, Waiting, work
+from digest.errors import DeliveryError, DigestError
+from digest.location import Location
+from digest.store import Addressee, open_store
+from digest.transports import Transport
+from digest.workers import watch_parent
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+TOKENS_PER_TRANSACTION = 50_000  # first tokens committed at a time: the run's writes wait less
+QUEUED_PER_WORKER = 2  # jobs given out per sending thread: the next is ready at once
+CLOSE_GRACE_S = 5  # past sendgrid.timeout, how long a closing run waits for it
+GONE = ("the process sending the requests (the courier) stopped: the batches it had "
+        "started are in flight, and the next run reports them as unknown")
+
+
+def wanted(settings: Settings, transport: Transport) -> bool:
+    """Whether this run's requests go through a courier: asked for, and for a transport
+    that can be copied into one (SendGrid's)."""
+    return settings.flag("sendgrid.separate_process") and getattr(
+        transport, "separable", False)
+
+
+@contextmanager
+def started(settings: Settings, transport: Transport, secret: str, workers: int
+            ) -> Iterator[Courier]:
+    courier = Courier(settings, transport, secret, workers)
+    try:
+        yield courier
+    finally:
+        courier.close()
+
+
+class Courier:
+    """The run's side of the courier (a `desk.Desk`)."""
+
+    addresses = True  # jobs come without their readers: the courier's Book has them
+
+    def __init__(self, settings: Settings, transport: Transport, secret: str,
+                 workers: int) -> None:
+        self.capacity = workers * QUEUED_PER_WORKER
+        self.wait_s = settings.integer("sendgrid.timeout") + CLOSE_GRACE_S
+        context = multiprocessing.get_context("spawn")
+        self.conn, theirs = context.Pipe()
+        self.process = context.Process(
+            target=serve, name="digest-courier", daemon=True,
+            args=(theirs, os.getpid(), Errand(settings, transport, secret, workers)))
+        self.process.start()
+        theirs.close()
+
+    def submit(self, job: Job) -> None:
+        self.send(job)
+
+    def next(self) -> News:
+        try:
+            news: News = self.conn.recv()
+        except (EOFError, OSError):
+            raise DeliveryError(GONE) from None
+        return news
+
+    def answer(self, news: Attempting | Waiting, accepted: bool) -> None:
+        self.send((news.batch, accepted))
+
+    def send(self, message: Job | tuple[int, bool]) -> None:
+        try:
+            self.conn.send(message)
+        except OSError:
+            raise DeliveryError(GONE) from None
+
+    @contextmanager
+    def closing(self) -> Iterator[None]:
+        """The courier ends with the sending: when every job is done, or at once on an
+        error (no further request starts; those out end first)."""
+        try:
+            yield
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.conn.closed:
+            return
+        self.conn.close()
+        self.process.join(self.wait_s)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+# In the courier's process
+
+
+@dataclass(frozen=True)
+class Errand:
+    """What the courier is started with (pickled: the API key and secret go over the
+    pipe to the new process, never to a file or its command line)."""
+
+    settings: Settings
+    transport: Transport
+    secret: str
+    workers: int
+
+
+def serve(conn: Connection, parent: int, errand: Errand) -> None:
+    """Read the readers, and send each job the run hands over, until the pipe closes."""
+    die_with(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    book = Book(errand.settings.store_path, errand.secret)
+    replies, lock = Replies(), threading.Lock()
+
+    def tell(news: News) -> None:
+        with lock:
+            try:
+                conn.send(portable(news))
+            except OSError:  # the run is gone: start nothing more
+                replies.stop()
+
+    with ThreadPoolExecutor(errand.workers) as pool:
+        for message in received(conn):
+            if isinstance(message, Job):
+                pool.submit(work, errand.settings, errand.transport, message, tell, replies,
+                            book)
+            else:
+                replies.answer(*message)
+        replies.stop()
+
+
+
+class Book:
+    """The courier's own list of the readers: every active one with their token
+    (recorded for look-up), read through its own connection to the store while the run
+    plans. A job waits until it is read; a reader who became active since is read (and
+    their token recorded) when a job names them."""
+
+    def __init__(self, store: Location, secret: str) -> None:
+        self.store, self.secret = store, secret
+        self.found: dict[int, Addressee] = {}
+        self.error: BaseException | None = None
+        self.read, self.lock = threading.Event(), threading.Lock()
+        threading.Thread(target=self.load, daemon=True).start()
+
+    def load(self) -> None:
+        try:
+            with open_store(self.store, upgrade=False) as store:
+                self.found = store.addressees(None, self.secret,
+                                              per_transaction=TOKENS_PER_TRANSACTION)
+        except BaseException as exc:  # told with the first job that needs it
+            self.error = exc
+        finally:
+            self.read.set()
+
+    def find(self, ids: Sequence[int]) -> tuple[Addressee, ...]:
+        """The active readers among `ids`."""
+        self.read.wait()
+        if self.error is not None:
+            raise self.error
+        if missing := {i for i in ids if i not in self.found}:
+            with self.lock, open_store(self.store, upgrade=False) as store:
+                self.found.update(store.addressees(missing, self.secret))
+        return tuple(self.found[i] for i in ids if i in self.found)
+
+
+def received(conn: Connection) -> Iterator[Job | tuple[int, bool]]:
+    while True:
+        try:
+            yield conn.recv()
+        except (EOFError, OSError):
+            return
+
+
+def portable(news: News) -> News:
+    """An error as one the run can raise (not every exception pickles): digest's own
+    as its message, a bug's with its traceback."""
+    if not isinstance(news, Broke):
+        return news
+    if isinstance(news.error, DigestError):
+        return Broke(news.batch, DeliveryError(str(news.error)))
+    text = "".join(traceback.format_exception(news.error)).rstrip()
+    return Broke(news.batch, RuntimeError(f"in the courier process: {text}"))
+
+
+def die_with(parent: int) -> None:
+    """Gone as soon as the run is: on Linux killed by the kernel when the run's thread
+    that started it ends, elsewhere (and if the run died before this) by a thread that
+    watches for the run (workers.py)."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    threading.Thread(target=watch_parent, args=(parent,), daemon=True).start()

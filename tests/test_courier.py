@@ -1,0 +1,154 @@
+"""The courier: a spawned process sends a run's requests (sendgrid.separate_process),
+reading the readers through its own connection; the run's ledger thread records each
+attempt first. What happens when it or its run dies."""
+
+import multiprocessing
+import signal
+import threading
+
+import pytest
+from send_support import (
+    API_KEY,
+    NOW,
+    SECRET,
+    add_readers,
+    ledger_counts,
+    set_send_environment,
+    write_site,
+)
+from sendgrid_server import SendGridServer
+from test_kills import children, cmdline, run_process, running, wait_until
+from test_unknowns import SUNDAY
+
+from digest import courier, runs
+from digest.config import load_settings
+from digest.desk import Broke
+from digest.errors import DeliveryError, StoreError
+from digest.store import NewSubscriber, open_store, token_hash
+
+
+@pytest.fixture
+def env(monkeypatch):
+    set_send_environment(monkeypatch)
+
+
+def couriers() -> list[multiprocessing.process.BaseProcess]:
+    return [p for p in multiprocessing.active_children() if p.name == "digest-courier"]
+
+
+class Counted(courier.Courier):
+    started = 0
+
+    def __init__(self, *args) -> None:
+        Counted.started += 1
+        super().__init__(*args)
+
+
+def settled(root) -> dict[str, int]:
+    """The ledger once no batch is left to send: accepted, or unknown (in flight when the
+    courier or the run died; SendGrid may have accepted them)."""
+    counts = ledger_counts(root)
+    assert (counts["pending"], counts["failed"]) == (0, 0)
+    return counts
+
+
+def test_a_run_sends_through_its_courier_and_leaves_no_process(tmp_path, env, monkeypatch):
+    monkeypatch.setattr(courier, "Courier", Counted)
+    with SendGridServer(api_key=API_KEY) as server:
+        settings = load_settings(write_site(tmp_path, server.url))
+        emails = add_readers(tmp_path, 12)
+        summary = runs.send_cadence(settings, "weekly", SUNDAY)
+    assert summary is not None and summary.accepted == 12
+    assert server.accepted_count_by_address() == dict.fromkeys(emails, 1)
+    assert Counted.started == 1 and couriers() == []
+    with open_store(tmp_path / "digest.db") as store:  # each link's token was recorded
+        assert len(store.known_hashes([s.id for s in store.subscribers()])) == 12
+
+
+def test_with_separate_process_off_the_run_sends_from_its_own_threads(tmp_path, env,
+                                                                     monkeypatch):
+    monkeypatch.setattr(courier, "Courier", None)  # would fail if it were used
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url, "separate_process = false\n")
+        emails = add_readers(tmp_path, 3)
+        summary = runs.send_cadence(load_settings(config), "weekly", SUNDAY)
+    assert summary is not None and summary.accepted == 3
+    assert server.accepted_count_by_address() == dict.fromkeys(emails, 1)
+
+
+def test_a_courier_that_dies_stops_the_run_and_the_rerun_sends_the_rest_once(tmp_path, env):
+    with SendGridServer(api_key=API_KEY) as server:
+        settings = load_settings(write_site(tmp_path, server.url))
+        emails = add_readers(tmp_path, 12)  # 6 segments, one batch each
+        server.hold_after(1)
+
+        def kill_the_courier() -> None:
+            server.wait_held(1, timeout=30)
+            for process in couriers():
+                process.kill()
+
+        killer = threading.Thread(target=kill_the_courier)
+        killer.start()
+        with pytest.raises(DeliveryError) as stopped:
+            runs.send_cadence(settings, "weekly", SUNDAY)
+        killer.join()
+        assert str(stopped.value) == courier.GONE
+        assert ledger_counts(tmp_path)["unknown"] >= 2  # the held request's batch at least
+        server.release()  # the held requests are accepted, although nobody hears it
+        rerun = runs.send_cadence(settings, "weekly", SUNDAY)
+    counts = settled(tmp_path)
+    assert rerun is not None and rerun.unknown == counts["unknown"]
+    sent = server.accepted_count_by_address()
+    assert set(sent.values()) == {1} and set(sent) <= set(emails)  # nobody twice
+    assert len(sent) >= counts["accepted"] == 12 - counts["unknown"]
+
+
+def test_a_killed_run_takes_its_courier_with_it_and_the_rerun_is_not_blocked(tmp_path):
+    with SendGridServer(api_key=API_KEY) as server:
+        config = write_site(tmp_path, server.url)
+        emails = add_readers(tmp_path, 12)
+        server.hold_after(1)
+        first = run_process(config, server.url, "weekly", "--now", NOW)
+        try:
+            server.wait_held(1, timeout=30)
+            helpers = [c for c in children(first.pid) if b"spawn_main" in cmdline(c)]
+            assert helpers  # the courier
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.communicate(timeout=10)
+        wait_until(lambda: not any(running(c) for c in helpers),
+                   "the courier outlived its run", timeout=10)
+        server.release()
+        rerun = run_process(config, server.url, "weekly", "--now", NOW)
+        out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 1, out + err  # the batches in flight at the kill: unknown
+    counts = settled(tmp_path)
+    assert counts["unknown"] >= 2
+    sent = server.accepted_count_by_address()
+    assert set(sent.values()) == {1} and set(sent) <= set(emails)
+    assert len(sent) >= counts["accepted"] == 12 - counts["unknown"]
+
+
+def test_the_book_reads_a_reader_who_became_active_after_it_and_records_their_token(
+        tmp_path):
+    path = tmp_path / "digest.db"
+    with open_store(path) as store:
+        store.insert([NewSubscriber("first@example.com")], "cli")
+    book = courier.Book(path, SECRET)
+    assert book.read.wait(30) and book.error is None
+    with open_store(path) as store:
+        store.insert([NewSubscriber("later@example.com")], "cli")
+        later = store.get("later@example.com")
+    (found,) = book.find([later.id])
+    assert found.email == "later@example.com"
+    with open_store(path) as store:
+        assert store.known_hashes([later.id]) == {token_hash(found.token)}
+
+
+def test_a_book_that_cannot_read_the_store_says_why_with_the_first_job(tmp_path):
+    book = courier.Book(tmp_path / "missing" / "digest.db", SECRET)
+    with pytest.raises(StoreError):
+        book.find([1])
+    told = courier.portable(Broke(7, book.error))
+    assert isinstance(told.error, DeliveryError)
+    assert str(told.error) == str(book.error)
