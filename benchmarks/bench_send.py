@@ -112,20 +112,35 @@ def digest(root: Path, server: SendGridServer, db: Location, command: list[str]
     return wall, (first.at or started) - started, stages, peak
 
 
-def peak_rss_mb(process: subprocess.Popen[str]) -> float:
-    """The process's own high-water mark (VmHWM), read until it exits. Not ru_maxrss of
-    the children: a child started by vfork inherits this process's high-water mark,
-    which after a first run holds every request body the local server kept."""
-    peak = 0
+def peak_rss_mb(process: subprocess.Popen[str]) -> tuple[float, float]:
+    """The run's own high-water mark (VmHWM) and its largest child's (the courier), read
+    until the run exits. Not ru_maxrss of the children: a child started by vfork
+    inherits this process's high-water mark, which after a first run holds every
+    request body the local server kept."""
+    peaks: dict[int, int] = {}
     while process.poll() is None:
-        try:
-            status = Path(f"/proc/{process.pid}/status").read_text()
-            peak = max([peak, *(int(line.split()[1]) for line in status.splitlines()
-                                if line.startswith("VmHWM:"))])
-        except (OSError, ValueError):
-            pass
+        for pid in (process.pid, *children(process.pid)):
+            peaks[pid] = max(peaks.get(pid, 0), high_water_kb(pid))
         time.sleep(0.02)
-    return peak / 1024
+    run = peaks.pop(process.pid, 0)
+    return run / 1024, max(peaks.values(), default=0) / 1024
+
+
+def high_water_kb(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        return max([0, *(int(line.split()[1]) for line in status.splitlines()
+                         if line.startswith("VmHWM:"))])
+    except (OSError, ValueError):
+        return 0
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in
+                Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return []
 
 
 def measured(root: Path, server: SendGridServer, db: Location, command: list[str]) -> str:
@@ -141,7 +156,8 @@ def measured(root: Path, server: SendGridServer, db: Location, command: list[str
             f"{wall / floor:.1f}x the floor ({floor:.2f} s), prepare {prepared:.1f} s "
             f"(load, select, render, freeze, tokens), send {wall - prepared:.1f} s "
             f"[{', '.join(f'{name} {seconds:.1f}' for name, seconds in stages.items())}]; "
-            f"digest's CPU {cpu:.1f} s, peak RSS {peak:.0f} MB, "
+            f"digest's CPU {cpu:.1f} s, peak RSS {sum(peak):.0f} MB (run {peak[0]:.0f} + "
+            f"its largest child, the courier, {peak[1]:.0f}), "
             f"{requests} requests")
 
 
