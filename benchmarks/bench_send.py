@@ -112,18 +112,31 @@ def digest(root: Path, server: SendGridServer, db: Location, command: list[str]
     return wall, (first.at or started) - started, stages, peak
 
 
-def peak_rss_mb(process: subprocess.Popen[str]) -> tuple[float, float]:
-    """The run's own high-water mark (VmHWM) and its largest child's (the courier), read
-    until the run exits. Not ru_maxrss of the children: a child started by vfork
-    inherits this process's high-water mark, which after a first run holds every
-    request body the local server kept."""
+def peak_rss_mb(process: subprocess.Popen[str]) -> tuple[float, float, float]:
+    """The run's own high-water mark (VmHWM), its largest child's (the courier), and the
+    peak of their proportional set sizes summed at the same moment (shared pages, such
+    as the libraries both load, counted once), read until the run exits. Not ru_maxrss
+    of the children: a child started by vfork inherits this process's high-water mark,
+    which after a first run holds every request body the local server kept."""
     peaks: dict[int, int] = {}
+    together = 0
     while process.poll() is None:
-        for pid in (process.pid, *children(process.pid)):
+        pids = (process.pid, *children(process.pid))
+        for pid in pids:
             peaks[pid] = max(peaks.get(pid, 0), high_water_kb(pid))
+        together = max(together, sum(proportional_kb(pid) for pid in pids))
         time.sleep(0.02)
     run = peaks.pop(process.pid, 0)
-    return run / 1024, max(peaks.values(), default=0) / 1024
+    return run / 1024, max(peaks.values(), default=0) / 1024, together / 1024
+
+
+def proportional_kb(pid: int) -> int:
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        return sum(int(line.split()[1]) for line in rollup.splitlines()
+                   if line.startswith("Pss:"))
+    except (OSError, ValueError):
+        return 0
 
 
 def high_water_kb(pid: int) -> int:
@@ -156,8 +169,9 @@ def measured(root: Path, server: SendGridServer, db: Location, command: list[str
             f"{wall / floor:.1f}x the floor ({floor:.2f} s), prepare {prepared:.1f} s "
             f"(load, select, render, freeze, tokens), send {wall - prepared:.1f} s "
             f"[{', '.join(f'{name} {seconds:.1f}' for name, seconds in stages.items())}]; "
-            f"digest's CPU {cpu:.1f} s, peak RSS {sum(peak):.0f} MB (run {peak[0]:.0f} + "
-            f"its largest child, the courier, {peak[1]:.0f}), "
+            f"digest's CPU {cpu:.1f} s, peak RSS {peak[0] + peak[1]:.0f} MB (run "
+            f"{peak[0]:.0f} + its largest child, the courier, {peak[1]:.0f}; "
+            f"{peak[2]:.0f} MB at most at once, shared pages counted once), "
             f"{requests} requests")
 
 
