@@ -536,3 +536,17 @@ def test_without_schema_checks_the_limits_still_hold():
         no_from = message({"to": to("ada@example.com")})
         del no_from["from"]
         assert post(client, no_from).status_code == 202  # the schema would refuse it
+
+
+def test_a_deferred_server_answers_first_and_checks_when_its_records_are_read():
+    with SendGridServer(api_key=API_KEY, deferred=True) as deferred:
+        client = SendGridAPIClient(API_KEY, host=deferred.url)
+        people = [{"to": to(f"reader{n}@example.com")} for n in range(1001)]
+        assert post(client, message(*people)).status_code == 202  # not checked yet
+        assert deferred.problems == []
+        assert deferred.accepted_count_by_address()["reader1000@example.com"] == 1
+        assert [p["message"] for p in deferred.problems] == [
+            "The personalization block is limited to 1000 personalizations per API "
+            "request. You have provided 1001 personalizations. Please consider splitting "
+            "this into multiple requests and resending your request.",
+            "There is a limit of 1000 total recipients (to + cc + bcc) per request."]
