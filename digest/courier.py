@@ -33,7 +33,17 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 from digest.config import Settings
-from digest.desk import Attempting, Broke, Job, News, Replies, Waiting, work
+from digest.desk import (
+    RELAY_POLL_S,
+    Attempting,
+    Broke,
+    Job,
+    News,
+    Replies,
+    Stopped,
+    Waiting,
+    work,
+)
 from digest.errors import DeliveryError, DigestError
 from digest.location import Location
 from digest.store import Addressee, open_store
@@ -135,11 +145,13 @@ class Errand:
 
 
 def serve(conn: Connection, parent: int, errand: Errand) -> None:
-    """Read the readers, and send each job the run hands over, until the pipe closes."""
+    """Read the readers, and send each job the run hands over, until the pipe closes;
+    then leave at once, even while the readers are still being read (a write to the
+    store in progress is rolled back, as after any crash)."""
     die_with(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    book = Book(errand.settings.store_path, errand.secret)
     replies, lock = Replies(), threading.Lock()
+    book = Book(errand.settings.store_path, errand.secret, replies.stopped)
 
     def tell(news: News) -> None:
         with lock:
@@ -156,7 +168,7 @@ def serve(conn: Connection, parent: int, errand: Errand) -> None:
             else:
                 replies.answer(*message)
         replies.stop()
-
+    os._exit(0)
 
 
 class Book:
@@ -165,8 +177,10 @@ class Book:
     plans. A job waits until it is read; a reader who became active since is read (and
     their token recorded) when a job names them."""
 
-    def __init__(self, store: Location, secret: str) -> None:
+    def __init__(self, store: Location, secret: str,
+                 stopped: threading.Event | None = None) -> None:
         self.store, self.secret = store, secret
+        self.stopped = stopped or threading.Event()  # the run ended: no job goes on
         self.found: dict[int, Addressee] = {}
         self.error: BaseException | None = None
         self.read, self.lock = threading.Event(), threading.Lock()
@@ -184,7 +198,9 @@ class Book:
 
     def find(self, ids: Sequence[int]) -> tuple[Addressee, ...]:
         """The active readers among `ids`."""
-        self.read.wait()
+        while not self.read.wait(RELAY_POLL_S):
+            if self.stopped.is_set():
+                raise Stopped()
         if self.error is not None:
             raise self.error
         if missing := {i for i in ids if i not in self.found}:
