@@ -123,15 +123,20 @@ def peak_rss_mb(process: subprocess.Popen[str]) -> tuple[float, float, float]:
     of the children: a child started by vfork inherits this process's high-water mark,
     which after a first run holds every request body the local server kept."""
     peaks: dict[int, int] = {}
-    together = 0
+    together, rounds = 0, 0
     while process.poll() is None:
         pids = (process.pid, *children(process.pid))
         for pid in pids:
             peaks[pid] = max(peaks.get(pid, 0), high_water_kb(pid))
-        together = max(together, sum(proportional_kb(pid) for pid in pids))
+        if rounds % PSS_EVERY == 0:  # the kernel walks every page: not too often
+            together = max(together, sum(proportional_kb(pid) for pid in pids))
+        rounds += 1
         time.sleep(0.02)
     run = peaks.pop(process.pid, 0)
     return run / 1024, max(peaks.values(), default=0) / 1024, together / 1024
+
+
+PSS_EVERY = 10  # rounds of 20 ms between two readings of the proportional set sizes
 
 
 def proportional_kb(pid: int) -> int:
