@@ -62,6 +62,7 @@ BUSY_TIMEOUT_S = 10.0
 ALL_HASHES_FROM = 20_000  # readers from which known_hashes reads every hash at once
 TOKENS_PER_WRITE = 50_000  # token hashes handed to one executemany: bounded memory
 BIG_WRITE_CACHE_KIB = 65536  # while a send records many readers' first tokens
+BIG_WRITE_FROM = 250_000  # readers from which their tokens are written with that cache
 CACHE_KIB = 16384  # SQLite's page cache at most, per connection: a million-row freeze
 # or token insert touches index pages all over the file (the default, 2 MB, took longer)
 SQLITE_FULL = 13
@@ -291,6 +292,22 @@ class Addressee(NamedTuple):
     email: str
     name: str
     token: str
+
+
+class Tokens(Mapping[int, str]):
+    """The tokens of addressees by subscriber id, read through (not a second dict)."""
+
+    def __init__(self, addressees: Mapping[int, Addressee]) -> None:
+        self.addressees = addressees
+
+    def __getitem__(self, id_: int) -> str:
+        return self.addressees[id_].token
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.addressees)
+
+    def __len__(self) -> int:
+        return len(self.addressees)
 
 
 class Member(NamedTuple):
@@ -836,8 +853,9 @@ class Store:
             "SELECT id, email, name, token_salt FROM subscribers WHERE status = 'active'")
         found = {id_: Addressee(email, name, derive_token(secret, salt))
                  for id_, email, name, salt in rows if ids is None or id_ in ids}
-        with self.conn.page_cache(BIG_WRITE_CACHE_KIB):
-            self.record_tokens({id_: a.token for id_, a in found.items()}, per_transaction)
+        big = len(found) >= BIG_WRITE_FROM  # a smaller write's pages fit the usual cache
+        with self.conn.page_cache(BIG_WRITE_CACHE_KIB) if big else nullcontext():
+            self.record_tokens(Tokens(found), per_transaction)
         return found
 
     def active_ids(self) -> set[int]:
