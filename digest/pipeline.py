@@ -24,6 +24,7 @@ from digest.segments import Member, Segment, plan_segments
 from digest.select import (
     Caps,
     Issue,
+    Section,
     Selector,
     Window,
     cadence_window,
@@ -414,20 +415,23 @@ class SegmentBuild:
     findings: tuple[Finding, ...] = ()  # quality checks of its email, when asked for
 
 
-# Segments from which rendering moves to a process per core. Measured (benchmarks/
-# bench_pipeline.py, 2 cores): two spawned workers cost about 1.2 s before their first
-# email and render each with their own block caches, about 4.3 s of CPU for 1,047 segments
-# against 3.3 s in one process; on two idle cores that is 25% faster only from about 1,600
-# segments, and slower whenever the cores are shared.
-PARALLEL_RENDER_FROM = 1600
+# Segments from which rendering moves to a process per core. Measured on 2 idle cores
+# (benchmarks/bench_render_pool.py): forked workers start in milliseconds but each fills
+# its own block caches, so the pool costs about 0.05 s more CPU for 24 segments and 25%
+# more for 1,000 (2.6 s in one process, 3.1 s in the pool); its wall time is 0.39 s
+# against 0.55 s for 200 segments, 1.65 s against 2.56 s for 1,000. Below 200 segments
+# the saving is under 0.15 s and the extra CPU over 35%: one process is as good, and
+# better when the cores are shared. Spawned workers (no fork) cost 1.2 s more to start.
+PARALLEL_RENDER_FROM = 200
 CHUNKS_PER_WORKER = 4  # long runs of neighbouring segments: they share more blocks
 
 
 @dataclass(frozen=True)
 class RenderJob:
-    """What every segment's render shares. Render workers are spawned (workers.py): each
-    gets this job (pickled once) and builds its own renderer, and inherits no lock file
-    and no database connection from the run."""
+    """What every segment's render shares. Render workers (workers.py) are forked on
+    Linux: each inherits this job and the articles, and uses no lock file and no
+    database connection of the run's; elsewhere they are spawned and get it pickled once.
+    Either way each builds its own renderer."""
 
     articles: Sequence[Article]
     key: str
@@ -497,17 +501,20 @@ def render_each(category_sets: Sequence[tuple[str, ...]], job: RenderJob,
                     for categories in category_sets)
         return
     chunk = math.ceil(len(category_sets) / (workers * CHUNKS_PER_WORKER))
-    with process_pool(workers, start_renderer, (job,)) as pool:
-        yield from pool.map(render_in_worker, category_sets, chunksize=chunk)
+    with process_pool(workers, start_renderer, (job,), fork=True) as pool:
+        for packed, findings in pool.map(render_in_worker, category_sets, chunksize=chunk):
+            yield unpacked(packed, job), findings
 
 
 @dataclass
 class Worker:
-    """A render worker's own job and renderer, set once by `start_worker`."""
+    """A render worker's own job and renderer, set once by `start_worker`, and where each
+    of the job's articles is in `job.articles`."""
 
     job: RenderJob
     renderer: Renderer
     checks: BlockChecks
+    places: dict[int, int]
 
 
 _worker: list[Worker] = []  # in a render worker process only
@@ -515,12 +522,44 @@ _worker: list[Worker] = []  # in a render worker process only
 
 def start_renderer(job: RenderJob) -> None:
     """In a new render worker (see workers.py): keep the job and its renderer."""
-    _worker.append(Worker(job, job.renderer(), BlockChecks()))
+    places = {id(article): i for i, article in enumerate(job.articles)}
+    _worker.append(Worker(job, job.renderer(), BlockChecks(), places))
 
 
-def render_in_worker(categories: tuple[str, ...]) -> tuple[Built, tuple[Finding, ...]]:
+def render_in_worker(categories: tuple[str, ...]) -> tuple[Packed, tuple[Finding, ...]]:
     worker = _worker[0]
-    return render_one(categories, worker.job, worker.renderer, worker.checks)
+    built, findings = render_one(categories, worker.job, worker.renderer, worker.checks)
+    return packed(built, worker.places), findings
+
+
+@dataclass(frozen=True)
+class Packed:
+    """A Built as a render worker sends it back: each article as its place in the job's
+    articles (the parent has them), so only the email and a few numbers are pickled."""
+
+    key: str
+    window: Window
+    caps: Caps
+    sections: tuple[tuple[str, tuple[int | Article, ...], int], ...]  # category, articles, more
+    email: Email
+    trimmed: int
+
+
+def packed(built: Built, places: Mapping[int, int]) -> Packed:
+    issue = built.issue
+    sections = tuple((section.category, tuple(places.get(id(a), a) for a in section.articles),
+                      section.more) for section in issue.sections)
+    return Packed(issue.key, issue.window, issue.caps, sections, built.email, built.trimmed)
+
+
+def unpacked(packed: Packed, job: RenderJob) -> Built:
+    """The Built that `packed` was made from, with the job's own articles."""
+    articles = job.articles
+    sections = tuple(Section(category, tuple(articles[a] if isinstance(a, int) else a
+                                             for a in items), more)
+                     for category, items, more in packed.sections)
+    return Built(Issue(packed.key, packed.window, sections, packed.caps), packed.email,
+                 packed.trimmed)
 
 
 def render_one(categories: tuple[str, ...], job: RenderJob, renderer: Renderer,

@@ -66,11 +66,19 @@ def test_the_sample_sites_segments_have_the_findings_of_whole_checks(tmp_path):
     assert findings == whole_checks(settings, shown)
 
 
-@pytest.mark.parametrize("parallel_from", [pipeline.PARALLEL_RENDER_FROM, 1])
+def render_in(where: str, monkeypatch) -> None:
+    """Segments render in one process, or (however few) in forked or spawned workers."""
+    if where != "one process":
+        monkeypatch.setattr("digest.pipeline.PARALLEL_RENDER_FROM", 1)
+    if where == "spawned":
+        monkeypatch.setattr("digest.workers.can_fork", lambda: False)
+
+
+@pytest.mark.parametrize("where", ["one process", "forked", "spawned"])
 def test_segments_with_problems_in_their_blocks_have_the_findings_of_whole_checks(
-        tmp_path, monkeypatch, parallel_from):
+        tmp_path, monkeypatch, where):
     """In one process, and in render workers (each checks its blocks once)."""
-    monkeypatch.setattr("digest.pipeline.PARALLEL_RENDER_FROM", parallel_from)
+    render_in(where, monkeypatch)
     settings, shown = preview_of(sample_site(tmp_path, problems=True))
     findings = [item.findings for item in shown.segments if item.built]
     assert findings == whole_checks(settings, shown)
@@ -81,6 +89,22 @@ def test_segments_with_problems_in_their_blocks_have_the_findings_of_whole_check
         *(Finding("error", "link-absolute", f'The URL "/category/{name}" is not an absolute '
                   "https:// or mailto: URL, so it will not work from an inbox.")
           for name in ("General%20AI", "Work")))
+
+
+@pytest.mark.parametrize("where", ["forked", "spawned"])
+def test_render_workers_build_what_one_process_builds(tmp_path, monkeypatch, where):
+    """The same emails, the same issues (each article the run's own object, not a copy
+    sent back), the same findings, in the same order."""
+    settings = load_settings(sample_site(tmp_path, problems=True), {})
+    articles = pipeline.load(settings).articles
+    alone = pipeline.build_preview(settings, articles)
+    render_in(where, monkeypatch)
+    pooled = pipeline.build_preview(settings, articles)
+    assert pooled.segments == alone.segments
+    shown = [article for item in pooled.segments if item.built
+             for article in item.built.issue.articles]
+    assert len(shown) > 100
+    assert {id(article) for article in shown} <= {id(article) for article in articles}
 
 
 def render_job(settings, articles, window, check=True):
