@@ -32,9 +32,15 @@ def death_signal() -> int:
     return value.value
 
 
+def alone() -> bool:
+    """`workers.can_fork` in a run: no other thread (here, earlier tests may leave some)."""
+    return LINUX
+
+
 @pytest.mark.skipif(not LINUX, reason="forked workers are for Linux only")
 def test_a_pool_asked_to_fork_is_forked_and_its_workers_die_with_this_process(monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "inherited", [MARK])
+    monkeypatch.setattr(workers, "can_fork", alone)
     with workers.process_pool(2, fork=True) as pool:
         assert pool.submit(seen).result(WAIT_S) == [MARK]
         assert pool.submit(death_signal).result(WAIT_S) == signal.SIGKILL
