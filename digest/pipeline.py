@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -423,7 +424,8 @@ class SegmentBuild:
 # the saving is under 0.15 s and the extra CPU over 35%: one process is as good, and
 # better when the cores are shared. Spawned workers (no fork) cost 1.2 s more to start.
 PARALLEL_RENDER_FROM = 200
-CHUNKS_PER_WORKER = 4  # long runs of neighbouring segments: they share more blocks
+CHUNK = 20  # segments a worker renders at a time: neighbours, which share more blocks
+AHEAD = 2  # chunks queued for each worker, so that none waits for the next
 
 
 @dataclass(frozen=True)
@@ -431,7 +433,7 @@ class RenderJob:
     """What every segment's render shares. Render workers (workers.py) are forked on
     Linux: each inherits this job and the articles, and uses no lock file and no
     database connection of the run's; elsewhere they are spawned and get it pickled once.
-    Either way each builds its own renderer."""
+    Either way each builds its own renderer, and sends each build back `packed`."""
 
     articles: Sequence[Article]
     key: str
@@ -494,16 +496,57 @@ def render_many(category_sets: Sequence[tuple[str, ...]], job: RenderJob,
 
 def render_each(category_sets: Sequence[tuple[str, ...]], job: RenderJob,
                 renderer: Renderer) -> Generator[tuple[Built, tuple[Finding, ...]], None, None]:
+    """Each set's build and findings, in order. With many sets, this process renders from
+    the first on while one worker per further core renders from the last back, until
+    they meet: this process keeps its warm caches and its builds are not sent anywhere."""
     workers = min(os.cpu_count() or 1, 4)
+    checks = BlockChecks()
     if len(category_sets) < PARALLEL_RENDER_FROM or workers < 2:
-        checks = BlockChecks()
         yield from (render_one(categories, job, renderer, checks)
                     for categories in category_sets)
         return
-    chunk = math.ceil(len(category_sets) / (workers * CHUNKS_PER_WORKER))
-    with process_pool(workers, start_renderer, (job,), fork=True) as pool:
-        for packed, findings in pool.map(render_in_worker, category_sets, chunksize=chunk):
-            yield unpacked(packed, job), findings
+    chunks = [category_sets[i:i + CHUNK] for i in range(0, len(category_sets), CHUNK)]
+    with process_pool(workers - 1, start_renderer, (job,), fork=True) as pool:
+        shared = Meeting(chunks, pool, AHEAD * (workers - 1))
+        for chunk in shared.front():
+            yield from (render_one(categories, job, renderer, checks) for categories in chunk)
+        for results in shared.back():
+            yield from ((unpacked(packed, job), findings) for packed, findings in results)
+
+
+Rendered = list[tuple["Packed", tuple[Finding, ...]]]
+
+
+class Meeting:
+    """Chunks of segments shared between this process, which takes them from the front,
+    and its workers, which are given them from the back, a few at a time, until the two
+    meet. Only this process's thread moves the meeting point."""
+
+    def __init__(self, chunks: list[Sequence[tuple[str, ...]]], pool: Executor,
+                 ahead: int) -> None:
+        self.chunks, self.pool, self.ahead = chunks, pool, ahead
+        self.first, self.last = 0, len(chunks)  # chunks[first:last] are nobody's yet
+        self.given: dict[int, Future[Rendered]] = {}
+
+    def give(self) -> None:
+        """Keep `ahead` chunks queued or rendering in the workers."""
+        while self.first < self.last and \
+                sum(not given.done() for given in self.given.values()) < self.ahead:
+            self.last -= 1
+            self.given[self.last] = self.pool.submit(render_chunk, self.chunks[self.last])
+
+    def front(self) -> Iterator[Sequence[tuple[str, ...]]]:
+        """This process's chunks, in order, until it meets the workers'."""
+        self.give()
+        while self.first < self.last:
+            self.first += 1
+            yield self.chunks[self.first - 1]
+            self.give()
+
+    def back(self) -> Iterator[Rendered]:
+        """The workers' chunks, in order, each when done."""
+        for index in sorted(self.given):
+            yield self.given.pop(index).result()
 
 
 @dataclass
@@ -526,10 +569,13 @@ def start_renderer(job: RenderJob) -> None:
     _worker.append(Worker(job, job.renderer(), BlockChecks(), places))
 
 
-def render_in_worker(categories: tuple[str, ...]) -> tuple[Packed, tuple[Finding, ...]]:
-    worker = _worker[0]
-    built, findings = render_one(categories, worker.job, worker.renderer, worker.checks)
-    return packed(built, worker.places), findings
+def render_chunk(chunk: Sequence[tuple[str, ...]]) -> Rendered:
+    """In a render worker: each set's build, packed to be sent back, and findings."""
+    worker, rendered = _worker[0], []
+    for categories in chunk:
+        built, findings = render_one(categories, worker.job, worker.renderer, worker.checks)
+        rendered.append((packed(built, worker.places), findings))
+    return rendered
 
 
 @dataclass(frozen=True)
