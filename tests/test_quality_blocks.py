@@ -11,7 +11,7 @@ import pytest
 from helpers import busy_week, make_settings
 from test_render_blocks import NOW, copy_templates
 
-from digest import pipeline
+from digest import pipeline, workers
 from digest.config import load_settings
 from digest.quality import BlockChecks, Finding, check_email
 from digest.render import Renderer
@@ -138,6 +138,27 @@ def test_a_blocks_checks_run_once_for_all_the_segments_that_show_it():
     assert checks.blocks_walked == len(distinct) and len(checks.frames) == len(frames)
     alone = [pipeline.render_one(cats, job, renderer)[1] for cats in category_sets(articles)]
     assert [findings for _, findings in results] == alone == again
+
+
+def test_the_run_renders_from_the_front_and_its_worker_from_the_back_until_they_meet(
+        monkeypatch):
+    """Each chunk once: the run's from the first on, the worker's (given two at a time
+    from the last back) sent back in order, as the run would have rendered them."""
+    monkeypatch.setattr("digest.workers.can_fork", lambda: sys.platform.startswith("linux"))
+    settings = make_settings(site__timezone="Europe/Berlin")
+    articles, window = busy_week(NOW, count=120, categories=6), cadence_window(NOW)
+    job, sets = render_job(settings, articles, window), category_sets(articles)
+    chunks = [sets[i:i + 5] for i in range(0, len(sets), 5)]
+    with workers.process_pool(1, pipeline.start_renderer, (job,), fork=True) as pool:
+        meeting = pipeline.Meeting(chunks, pool, 2)
+        ours = list(meeting.front())
+        theirs = [[(pipeline.unpacked(packed, job), findings) for packed, findings in results]
+                  for results in meeting.back()]
+    assert len(ours) + len(theirs) == len(chunks) == 9 and len(theirs) >= 2
+    assert ours == chunks[:len(ours)]
+    renderer, checks = Renderer(pipeline.site_of(settings)), BlockChecks()
+    assert theirs == [[pipeline.render_one(cats, job, renderer, checks) for cats in chunk]
+                      for chunk in chunks[len(ours):]]
 
 
 def test_counts_add_up_over_the_blocks_of_an_email(tmp_path):
