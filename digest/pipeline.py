@@ -416,15 +416,19 @@ class SegmentBuild:
     findings: tuple[Finding, ...] = ()  # quality checks of its email, when asked for
 
 
-# Segments from which rendering moves to a process per core. Measured on 2 idle cores
-# (benchmarks/bench_render_pool.py): forked workers start in milliseconds but each fills
-# its own block caches, so the pool costs about 0.05 s more CPU for 24 segments and 25%
-# more for 1,000 (2.6 s in one process, 3.1 s in the pool); its wall time is 0.39 s
-# against 0.55 s for 200 segments, 1.65 s against 2.56 s for 1,000. Below 200 segments
-# the saving is under 0.15 s and the extra CPU over 35%: one process is as good, and
-# better when the cores are shared. Spawned workers (no fork) cost 1.2 s more to start.
+# Segments from which the run renders on every core (see render_each). Measured on 2
+# cores otherwise idle (benchmarks/bench_render_pool.py, medians of 3): a forked worker
+# starts in milliseconds but fills its own block caches, and the run sends its builds
+# back; one process against the pool, wall (CPU): 24 segments 0.14 s (0.14) against
+# 0.20 s (0.21); 100: 0.36 (0.36) against 0.31 (0.49); 200: 0.58 (0.58) against 0.43
+# (0.77); 1,000: 2.65 (2.65) against 1.61 (2.89). From 200 the pool saves 26% and more;
+# below, under 0.05 s for a third more CPU. With no idle core (others' work) the pool is
+# slower at any size: 2.93 s against 2.40 s for 1,000. A spawned worker (no fork) costs
+# 0.5 s more: 0.94 s for 200 segments, 2.17 s for 1,000.
 PARALLEL_RENDER_FROM = 200
 CHUNK = 20  # segments a worker renders at a time: neighbours, which share more blocks
+# (10, 20, 40 or 80 made no difference beyond the noise: 2.07-2.22 s for the plan of
+# the 100,000-reader benchmark's 1,093 segments)
 AHEAD = 2  # chunks queued for each worker, so that none waits for the next
 
 
