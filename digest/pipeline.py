@@ -418,11 +418,11 @@ class SegmentBuild:
 
 # Segments from which the run renders on every core (see render_each). Measured on 2
 # cores otherwise idle (benchmarks/bench_render_pool.py, medians of 3): a forked worker
-# starts in milliseconds but fills its own block caches, and the run sends its builds
-# back; one process against the pool, wall (CPU): 24 segments 0.14 s (0.14) against
+# starts in milliseconds but fills its own block caches and sends its builds back to
+# the run; one process against the pool, wall (CPU): 24 segments 0.14 s (0.14) against
 # 0.20 s (0.21); 100: 0.36 (0.36) against 0.31 (0.49); 200: 0.58 (0.58) against 0.43
 # (0.77); 1,000: 2.65 (2.65) against 1.61 (2.89). From 200 the pool saves 26% and more;
-# below, under 0.05 s for a third more CPU. With no idle core (others' work) the pool is
+# below, 0.05 s at most for a third more CPU. With no idle core (others' work) the pool is
 # slower at any size: 2.93 s against 2.40 s for 1,000. A spawned worker (no fork) costs
 # 0.5 s more: 0.94 s for 200 segments, 2.17 s for 1,000.
 PARALLEL_RENDER_FROM = 200
