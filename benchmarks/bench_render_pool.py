@@ -1,12 +1,15 @@
 """Render and check the segments of a real-sized week in one process, then with the pool
-of spawned workers (pipeline.render_many), for a few segment counts; one line each.
+of workers (pipeline.render_many: forked on Linux, spawned with --spawn or elsewhere),
+for a few segment counts; one line each.
 
     python benchmarks/bench_render_pool.py [--articles 12763] [--readers 20000]
-                                           [--sizes 24,100,300,1000] [--small]
+                                           [--sizes 24,100,300,1000] [--repeat 3]
+                                           [--spawn] [--small]
 
-Wall and CPU (this process and its workers): the machine is shared, so CPU is the
-steadier figure. Sets pipeline.PARALLEL_RENDER_FROM: the pool's fixed cost (two spawned
-interpreters, each with its own block caches) against what it saves per segment.
+Wall and CPU (this process and its workers), the median of --repeat runs: the machine is
+shared, so CPU is the steadier figure. Sets pipeline.PARALLEL_RENDER_FROM: the pool's
+fixed cost (two workers, each with its own block caches; spawned ones first import
+digest) against what it saves per segment.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import os
 import random
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -24,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from corpus import END, choices, generate
 
-from digest import pipeline
+from digest import pipeline, workers
 from digest.config import SPEC, Settings
 from digest.select import cadence_window, issue_key, within
 
@@ -48,13 +52,18 @@ def category_sets(count: int) -> list[tuple[str, ...]]:
     return sorted({choices(rng) for _ in range(count)} - {()})
 
 
-def measure(job: pipeline.RenderJob, sets: list[tuple[str, ...]], pooled: bool) -> str:
+def measure(job: pipeline.RenderJob, sets: list[tuple[str, ...]], pooled: bool,
+            repeat: int) -> str:
     pipeline.PARALLEL_RENDER_FROM = 1 if pooled else len(sets) + 1
-    renderer = job.renderer()
-    started, used = time.perf_counter(), cpu()
-    pipeline.render_many(sets, job, renderer)
-    wall, used = time.perf_counter() - started, cpu() - used
-    return f"{'pool' if pooled else 'one process'} {wall:.2f} s wall, {used:.2f} s CPU"
+    walls, used = [], []
+    for _ in range(repeat):
+        renderer = job.renderer()
+        started, before = time.perf_counter(), cpu()
+        pipeline.render_many(sets, job, renderer)
+        walls.append(time.perf_counter() - started)
+        used.append(cpu() - before)
+    return (f"{'pool' if pooled else 'one process'} {statistics.median(walls):.2f} s wall, "
+            f"{statistics.median(used):.2f} s CPU")
 
 
 def main() -> None:
@@ -62,10 +71,15 @@ def main() -> None:
     parser.add_argument("--articles", type=int, default=12_763)
     parser.add_argument("--readers", type=int, default=20_000)
     parser.add_argument("--sizes", default="24,100,300,1000")
-    parser.add_argument("--small", action="store_true", help="CI size: 1,500 articles, 24 and 100")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--spawn", action="store_true", help="spawned workers, not forked")
+    parser.add_argument("--small", action="store_true",
+                        help="CI size: 1,500 articles, 24 and 100, once")
     args = parser.parse_args()
     if args.small:
-        args.articles, args.sizes = 1_500, "24,100"
+        args.articles, args.sizes, args.repeat = 1_500, "24,100", 1
+    if args.spawn:
+        workers.can_fork = lambda: False
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["XDG_CACHE_HOME"] = str(Path(tmp) / "cache")
         generate(Path(tmp), args.articles)
@@ -79,8 +93,9 @@ def main() -> None:
         sets = category_sets(args.readers)
         for size in map(int, args.sizes.split(",")):
             chosen = sets[:size]
-            print(f"render pool: {len(chosen)} segments: {measure(job, chosen, False)}; "
-                  f"{measure(job, chosen, True)}", flush=True)
+            print(f"render pool: {len(chosen)} segments: "
+                  f"{measure(job, chosen, False, args.repeat)}; "
+                  f"{measure(job, chosen, True, args.repeat)}", flush=True)
 
 
 if __name__ == "__main__":

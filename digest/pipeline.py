@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ from digest.segments import Member, Segment, plan_segments
 from digest.select import (
     Caps,
     Issue,
+    Section,
     Selector,
     Window,
     cadence_window,
@@ -414,20 +416,28 @@ class SegmentBuild:
     findings: tuple[Finding, ...] = ()  # quality checks of its email, when asked for
 
 
-# Segments from which rendering moves to a process per core. Measured (benchmarks/
-# bench_pipeline.py, 2 cores): two spawned workers cost about 1.2 s before their first
-# email and render each with their own block caches, about 4.3 s of CPU for 1,047 segments
-# against 3.3 s in one process; on two idle cores that is 25% faster only from about 1,600
-# segments, and slower whenever the cores are shared.
-PARALLEL_RENDER_FROM = 1600
-CHUNKS_PER_WORKER = 4  # long runs of neighbouring segments: they share more blocks
+# Segments from which the run renders on every core (see render_each). Measured on 2
+# cores otherwise idle (benchmarks/bench_render_pool.py, medians of 3): a forked worker
+# starts in milliseconds but fills its own block caches and sends its builds back to
+# the run; one process against the pool, wall (CPU): 24 segments 0.14 s (0.14) against
+# 0.20 s (0.21); 100: 0.36 (0.36) against 0.31 (0.49); 200: 0.58 (0.58) against 0.43
+# (0.77); 1,000: 2.65 (2.65) against 1.61 (2.89). From 200 the pool saves 26% and more;
+# below, 0.05 s at most for a third more CPU. With no idle core (others' work) the pool is
+# slower at any size: 2.93 s against 2.40 s for 1,000. A spawned worker (no fork) costs
+# 0.5 s more: 0.94 s for 200 segments, 2.17 s for 1,000.
+PARALLEL_RENDER_FROM = 200
+CHUNK = 20  # segments a worker renders at a time: neighbours, which share more blocks
+# (10, 20, 40 or 80 made no difference beyond the noise: 2.07-2.22 s for the plan of
+# the 100,000-reader benchmark's 1,093 segments)
+AHEAD = 2  # chunks queued for each worker, so that none waits for the next
 
 
 @dataclass(frozen=True)
 class RenderJob:
-    """What every segment's render shares. Render workers are spawned (workers.py): each
-    gets this job (pickled once) and builds its own renderer, and inherits no lock file
-    and no database connection from the run."""
+    """What every segment's render shares. Render workers (workers.py) are forked on
+    Linux: each inherits this job and the articles, and uses no lock file and no
+    database connection of the run's; elsewhere they are spawned and get it pickled once.
+    Either way each builds its own renderer, and sends each build back `packed`."""
 
     articles: Sequence[Article]
     key: str
@@ -490,24 +500,68 @@ def render_many(category_sets: Sequence[tuple[str, ...]], job: RenderJob,
 
 def render_each(category_sets: Sequence[tuple[str, ...]], job: RenderJob,
                 renderer: Renderer) -> Generator[tuple[Built, tuple[Finding, ...]], None, None]:
+    """Each set's build and findings, in order. With many sets, this process renders from
+    the first on while one worker per further core renders from the last back, until
+    they meet: this process keeps its warm caches and its builds are not sent anywhere."""
     workers = min(os.cpu_count() or 1, 4)
+    checks = BlockChecks()
     if len(category_sets) < PARALLEL_RENDER_FROM or workers < 2:
-        checks = BlockChecks()
         yield from (render_one(categories, job, renderer, checks)
                     for categories in category_sets)
         return
-    chunk = math.ceil(len(category_sets) / (workers * CHUNKS_PER_WORKER))
-    with process_pool(workers, start_renderer, (job,)) as pool:
-        yield from pool.map(render_in_worker, category_sets, chunksize=chunk)
+    chunks = [category_sets[i:i + CHUNK] for i in range(0, len(category_sets), CHUNK)]
+    with process_pool(workers - 1, start_renderer, (job,), fork=True) as pool:
+        shared = Meeting(chunks, pool, AHEAD * (workers - 1))
+        for chunk in shared.front():
+            yield from (render_one(categories, job, renderer, checks) for categories in chunk)
+        for results in shared.back():
+            yield from ((unpacked(packed, job), findings) for packed, findings in results)
+
+
+Rendered = list[tuple["Packed", tuple[Finding, ...]]]
+
+
+class Meeting:
+    """Chunks of segments shared between this process, which takes them from the front,
+    and its workers, which are given them from the back, a few at a time, until the two
+    meet. Only this process's thread moves the meeting point."""
+
+    def __init__(self, chunks: list[Sequence[tuple[str, ...]]], pool: Executor,
+                 ahead: int) -> None:
+        self.chunks, self.pool, self.ahead = chunks, pool, ahead
+        self.first, self.last = 0, len(chunks)  # chunks[first:last] are nobody's yet
+        self.given: dict[int, Future[Rendered]] = {}
+
+    def give(self) -> None:
+        """Keep `ahead` chunks queued or rendering in the workers."""
+        while self.first < self.last and \
+                sum(not given.done() for given in self.given.values()) < self.ahead:
+            self.last -= 1
+            self.given[self.last] = self.pool.submit(render_chunk, self.chunks[self.last])
+
+    def front(self) -> Iterator[Sequence[tuple[str, ...]]]:
+        """This process's chunks, in order, until it meets the workers'."""
+        self.give()
+        while self.first < self.last:
+            self.first += 1
+            yield self.chunks[self.first - 1]
+            self.give()
+
+    def back(self) -> Iterator[Rendered]:
+        """The workers' chunks, in order, each when done."""
+        for index in sorted(self.given):
+            yield self.given.pop(index).result()
 
 
 @dataclass
 class Worker:
-    """A render worker's own job and renderer, set once by `start_worker`."""
+    """A render worker's own job and renderer, set once by `start_worker`, and where each
+    of the job's articles is in `job.articles`."""
 
     job: RenderJob
     renderer: Renderer
     checks: BlockChecks
+    places: dict[int, int]
 
 
 _worker: list[Worker] = []  # in a render worker process only
@@ -515,12 +569,47 @@ _worker: list[Worker] = []  # in a render worker process only
 
 def start_renderer(job: RenderJob) -> None:
     """In a new render worker (see workers.py): keep the job and its renderer."""
-    _worker.append(Worker(job, job.renderer(), BlockChecks()))
+    places = {id(article): i for i, article in enumerate(job.articles)}
+    _worker.append(Worker(job, job.renderer(), BlockChecks(), places))
 
 
-def render_in_worker(categories: tuple[str, ...]) -> tuple[Built, tuple[Finding, ...]]:
-    worker = _worker[0]
-    return render_one(categories, worker.job, worker.renderer, worker.checks)
+def render_chunk(chunk: Sequence[tuple[str, ...]]) -> Rendered:
+    """In a render worker: each set's build, packed to be sent back, and findings."""
+    worker, rendered = _worker[0], []
+    for categories in chunk:
+        built, findings = render_one(categories, worker.job, worker.renderer, worker.checks)
+        rendered.append((packed(built, worker.places), findings))
+    return rendered
+
+
+@dataclass(frozen=True)
+class Packed:
+    """A Built as a render worker sends it back: each article as its place in the job's
+    articles (the parent has them), so only the email and a few numbers are pickled."""
+
+    key: str
+    window: Window
+    caps: Caps
+    sections: tuple[tuple[str, tuple[int | Article, ...], int], ...]  # category, articles, more
+    email: Email
+    trimmed: int
+
+
+def packed(built: Built, places: Mapping[int, int]) -> Packed:
+    issue = built.issue
+    sections = tuple((section.category, tuple(places.get(id(a), a) for a in section.articles),
+                      section.more) for section in issue.sections)
+    return Packed(issue.key, issue.window, issue.caps, sections, built.email, built.trimmed)
+
+
+def unpacked(packed: Packed, job: RenderJob) -> Built:
+    """The Built that `packed` was made from, with the job's own articles."""
+    articles = job.articles
+    sections = tuple(Section(category, tuple(articles[a] if isinstance(a, int) else a
+                                             for a in items), more)
+                     for category, items, more in packed.sections)
+    return Built(Issue(packed.key, packed.window, sections, packed.caps), packed.email,
+                 packed.trimmed)
 
 
 def render_one(categories: tuple[str, ...], job: RenderJob, renderer: Renderer,

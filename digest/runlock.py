@@ -1,9 +1,11 @@
 """The run lock: one send run per lock name (weekly, daily, manual) at a time.
 
 An OS file lock (`flock`) on `<db>.<name>.lock`, which the OS drops when the process
-that holds it dies. Nothing else may hold it: digest's process pools are spawned, not
-forked (`workers.py`), so they inherit no descriptor, and every file Python opens is
-closed on exec. The file says who holds it: `pid N` and the process's start time.
+that holds it dies. Nothing else may hold it: every file Python opens is closed on exec,
+so a spawned process inherits no descriptor; a forked one (the render workers,
+`workers.py`) points its copy of the lock's descriptor at /dev/null at once
+(`drop_inherited_locks`), so it holds nothing of the lock, and the kernel kills it with
+its parent anyway. The file says who holds it: `pid N` and the process's start time.
 
 A lock held although the process it names is gone (a leftover child of a run killed
 by an older digest), or names a live process that is not that run (its pid reused, or
@@ -27,6 +29,7 @@ from typing import IO, Protocol
 from digest.errors import DeliveryError
 
 ATTEMPTS = 3  # a takeover, then a lock file replaced under us: then give up
+HELD: list[IO[str]] = []  # the run locks this process holds
 
 
 class Echo(Protocol):
@@ -55,10 +58,25 @@ def run_lock(path: Path, echo: Echo = quiet) -> Iterator[None]:
     except OSError as exc:
         raise DeliveryError(f"{path}: cannot take the run lock: {os_problem(exc)}") from None
     with handle:
+        HELD.append(handle)
         try:
             yield
         finally:
+            HELD.remove(handle)
             handle.truncate(0)
+
+
+def drop_inherited_locks() -> None:
+    """In a forked child: its copies of the lock files' descriptors point at /dev/null,
+    so only the run's own process holds the lock (its death frees it at once)."""
+    for handle in HELD:
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, handle.fileno())
+        os.close(null)
+    HELD.clear()
+
+
+os.register_at_fork(after_in_child=drop_inherited_locks)
 
 
 def acquire(path: Path, echo: Echo) -> IO[str]:

@@ -3,6 +3,7 @@ email's head and tail, size and text part once; the findings of every segment ar
 a whole-email check (same messages, same levels, same order)."""
 
 import shutil
+import sys
 from itertools import combinations
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from helpers import busy_week, make_settings
 from test_render_blocks import NOW, copy_templates
 
-from digest import pipeline
+from digest import pipeline, workers
 from digest.config import load_settings
 from digest.quality import BlockChecks, Finding, check_email
 from digest.render import Renderer
@@ -66,11 +67,20 @@ def test_the_sample_sites_segments_have_the_findings_of_whole_checks(tmp_path):
     assert findings == whole_checks(settings, shown)
 
 
-@pytest.mark.parametrize("parallel_from", [pipeline.PARALLEL_RENDER_FROM, 1])
+def render_in(where: str, monkeypatch) -> None:
+    """Segments render in one process, or (however few) in forked or spawned workers."""
+    if where != "one process":
+        monkeypatch.setattr("digest.pipeline.PARALLEL_RENDER_FROM", 1)
+    # as in a run, forked only with no other thread (earlier tests may leave some here)
+    forked = where == "forked" and sys.platform.startswith("linux")
+    monkeypatch.setattr("digest.workers.can_fork", lambda: forked)
+
+
+@pytest.mark.parametrize("where", ["one process", "forked", "spawned"])
 def test_segments_with_problems_in_their_blocks_have_the_findings_of_whole_checks(
-        tmp_path, monkeypatch, parallel_from):
+        tmp_path, monkeypatch, where):
     """In one process, and in render workers (each checks its blocks once)."""
-    monkeypatch.setattr("digest.pipeline.PARALLEL_RENDER_FROM", parallel_from)
+    render_in(where, monkeypatch)
     settings, shown = preview_of(sample_site(tmp_path, problems=True))
     findings = [item.findings for item in shown.segments if item.built]
     assert findings == whole_checks(settings, shown)
@@ -81,6 +91,22 @@ def test_segments_with_problems_in_their_blocks_have_the_findings_of_whole_check
         *(Finding("error", "link-absolute", f'The URL "/category/{name}" is not an absolute '
                   "https:// or mailto: URL, so it will not work from an inbox.")
           for name in ("General%20AI", "Work")))
+
+
+@pytest.mark.parametrize("where", ["forked", "spawned"])
+def test_render_workers_build_what_one_process_builds(tmp_path, monkeypatch, where):
+    """The same emails, the same issues (each article the run's own object, not a copy
+    sent back), the same findings, in the same order."""
+    settings = load_settings(sample_site(tmp_path, problems=True), {})
+    articles = pipeline.load(settings).articles
+    alone = pipeline.build_preview(settings, articles)
+    render_in(where, monkeypatch)
+    pooled = pipeline.build_preview(settings, articles)
+    assert pooled.segments == alone.segments
+    shown = [article for item in pooled.segments if item.built
+             for article in item.built.issue.articles]
+    assert len(shown) > 100
+    assert {id(article) for article in shown} <= {id(article) for article in articles}
 
 
 def render_job(settings, articles, window, check=True):
@@ -112,6 +138,27 @@ def test_a_blocks_checks_run_once_for_all_the_segments_that_show_it():
     assert checks.blocks_walked == len(distinct) and len(checks.frames) == len(frames)
     alone = [pipeline.render_one(cats, job, renderer)[1] for cats in category_sets(articles)]
     assert [findings for _, findings in results] == alone == again
+
+
+def test_the_run_renders_from_the_front_and_its_worker_from_the_back_until_they_meet(
+        monkeypatch):
+    """Each chunk once: the run's from the first on, the worker's (given two at a time
+    from the last back) sent back in order, as the run would have rendered them."""
+    monkeypatch.setattr("digest.workers.can_fork", lambda: sys.platform.startswith("linux"))
+    settings = make_settings(site__timezone="Europe/Berlin")
+    articles, window = busy_week(NOW, count=120, categories=6), cadence_window(NOW)
+    job, sets = render_job(settings, articles, window), category_sets(articles)
+    chunks = [sets[i:i + 5] for i in range(0, len(sets), 5)]
+    with workers.process_pool(1, pipeline.start_renderer, (job,), fork=True) as pool:
+        meeting = pipeline.Meeting(chunks, pool, 2)
+        ours = list(meeting.front())
+        theirs = [[(pipeline.unpacked(packed, job), findings) for packed, findings in results]
+                  for results in meeting.back()]
+    assert len(ours) + len(theirs) == len(chunks) == 9 and len(theirs) >= 2
+    assert ours == chunks[:len(ours)]
+    renderer, checks = Renderer(pipeline.site_of(settings)), BlockChecks()
+    assert theirs == [[pipeline.render_one(cats, job, renderer, checks) for cats in chunk]
+                      for chunk in chunks[len(ours):]]
 
 
 def test_counts_add_up_over_the_blocks_of_an_email(tmp_path):
