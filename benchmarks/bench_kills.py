@@ -74,8 +74,8 @@ def start(config: Path, url: str) -> subprocess.Popen[str]:
 
 
 def render_workers(pid: int) -> list[int]:
-    """The run's render workers: forked (they run the run's own command) or spawned
-    (Python's `spawn_main`), not multiprocessing's resource tracker."""
+    """The run's render workers: forked, they run the run's own command (on Linux; not
+    its courier, which is spawned, nor multiprocessing's resource tracker)."""
     try:
         run = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
@@ -86,7 +86,7 @@ def render_workers(pid: int) -> list[int]:
             if entry.name.isdigit() and int((entry / "stat").read_text()
                                             .rpartition(")")[2].split()[1]) == pid:
                 command = (entry / "cmdline").read_bytes()
-                if command == run or b"spawn_main" in command:
+                if command == run:
                     found.append(int(entry.name))
         except OSError:
             continue

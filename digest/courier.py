@@ -18,12 +18,9 @@ failed or died) it starts no further request. It ignores Ctrl-C, which the run h
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 import traceback
 from collections.abc import Iterator, Sequence
@@ -48,9 +45,8 @@ from digest.errors import DeliveryError, DigestError
 from digest.location import Location
 from digest.store import Addressee, open_store
 from digest.transports import Transport
-from digest.workers import watch_parent
+from digest.workers import die_with, watch_parent
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 TOKENS_PER_TRANSACTION = 50_000  # first tokens committed at a time: the run's writes wait less
 QUEUED_PER_WORKER = 2  # jobs given out per sending thread: the next is ready at once
 CLOSE_GRACE_S = 5  # past sendgrid.timeout, how long a closing run waits for it
@@ -148,7 +144,8 @@ def serve(conn: Connection, parent: int, errand: Errand) -> None:
     """Read the readers, and send each job the run hands over, until the pipe closes;
     then leave at once, even while the readers are still being read (a write to the
     store in progress is rolled back, as after any crash)."""
-    die_with(parent)
+    die_with(parent)  # at once on Linux (the kernel), elsewhere within WATCH_PARENT_S
+    threading.Thread(target=watch_parent, args=(parent,), daemon=True).start()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     replies, lock = Replies(), threading.Lock()
     book = Book(errand.settings.store_path, errand.secret, replies.stopped)
@@ -226,13 +223,3 @@ def portable(news: News) -> News:
         return Broke(news.batch, DeliveryError(str(news.error)))
     text = "".join(traceback.format_exception(news.error)).rstrip()
     return Broke(news.batch, RuntimeError(f"in the courier process: {text}"))
-
-
-def die_with(parent: int) -> None:
-    """Gone as soon as the run is: on Linux killed by the kernel when the run's thread
-    that started it ends, elsewhere (and if the run died before this) by a thread that
-    watches for the run (workers.py)."""
-    if sys.platform == "linux":
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    threading.Thread(target=watch_parent, args=(parent,), daemon=True).start()
