@@ -260,7 +260,7 @@ def parse_many(files: list[str], options: LoadOptions) -> list[Outcome]:
     workers = min(os.cpu_count() or 1, MAX_WORKERS)
     if len(files) < PARALLEL_FROM or workers < 2:
         return [outcome_of(file, options) for file in files]
-    with process_pool(workers) as pool:  # spawned: a send run's lock stays its own
+    with process_pool(workers, fork=True) as pool:  # forked: see workers.py
         chunk = max(1, len(files) // (workers * 4))
         return list(pool.map(partial(outcome_of, options=options), files, chunksize=chunk))
 
