@@ -117,15 +117,17 @@ def digest(root: Path, server: SendGridServer, db: Location, command: list[str]
 
 
 def peak_rss_mb(process: subprocess.Popen[str]) -> tuple[float, float, float]:
-    """The run's own high-water mark (VmHWM), its largest child's (the courier), and the
+    """The run's own high-water mark (VmHWM), its courier's (spawned), and the
     peak of their proportional set sizes summed at the same moment (shared pages, such
     as the libraries both load, counted once), read until the run exits. Not ru_maxrss
     of the children: a child started by vfork inherits this process's high-water mark,
     which after a first run holds every request body the local server kept."""
     peaks: dict[int, int] = {}
+    couriers: set[int] = set()  # spawned (render workers are forked: the run's command)
     together, rounds = 0, 0
     while process.poll() is None:
         pids = (process.pid, *children(process.pid))
+        couriers.update(pid for pid in pids[1:] if b"spawn_main" in command_line(pid))
         for pid in pids:
             peaks[pid] = max(peaks.get(pid, 0), high_water_kb(pid))
         if rounds % PSS_EVERY == 0:  # the kernel walks every page: not too often
@@ -133,7 +135,8 @@ def peak_rss_mb(process: subprocess.Popen[str]) -> tuple[float, float, float]:
         rounds += 1
         time.sleep(0.02)
     run = peaks.pop(process.pid, 0)
-    return run / 1024, max(peaks.values(), default=0) / 1024, together / 1024
+    courier = max((peak for pid, peak in peaks.items() if pid in couriers), default=0)
+    return run / 1024, courier / 1024, together / 1024
 
 
 PSS_EVERY = 10  # rounds of 20 ms between two readings of the proportional set sizes
@@ -146,6 +149,13 @@ def proportional_kb(pid: int) -> int:
                    if line.startswith("Pss:"))
     except (OSError, ValueError):
         return 0
+
+
+def command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def high_water_kb(pid: int) -> int:
@@ -179,7 +189,7 @@ def measured(root: Path, server: SendGridServer, db: Location, command: list[str
             f"(load, select, render, freeze, tokens), send {wall - prepared:.1f} s "
             f"[{', '.join(f'{name} {seconds:.1f}' for name, seconds in stages.items())}]; "
             f"digest's CPU {cpu:.1f} s, peak RSS {peak[0] + peak[1]:.0f} MB (run "
-            f"{peak[0]:.0f} + its largest child, the courier, {peak[1]:.0f}; "
+            f"{peak[0]:.0f} + its courier {peak[1]:.0f}; "
             f"{peak[2]:.0f} MB at most at once, shared pages counted once), "
             f"{requests} requests")
 

@@ -22,11 +22,11 @@ import multiprocessing
 import os
 import signal
 import threading
-import traceback
+import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
 from digest.config import Settings
@@ -38,33 +38,32 @@ from digest.desk import (
     News,
     Replies,
     Stopped,
+    Tell,
     Waiting,
     work,
 )
 from digest.errors import DeliveryError, DigestError
 from digest.location import Location
-from digest.store import Addressee, open_store
+from digest.store import Addressee, Cadence, open_store
 from digest.transports import Transport
 from digest.workers import die_with, watch_parent
 
-TOKENS_PER_TRANSACTION = 50_000  # first tokens committed at a time: the run's writes wait less
 QUEUED_PER_WORKER = 2  # jobs given out per sending thread: the next is ready at once
 CLOSE_GRACE_S = 5  # past sendgrid.timeout, how long a closing run waits for it
 GONE = ("the process sending the requests (the courier) stopped: the batches it had "
         "started are in flight, and the next run reports them as unknown")
 
 
-def wanted(settings: Settings, transport: Transport) -> bool:
-    """Whether this run's requests go through a courier: asked for, and for a transport
-    that can be copied into one (SendGrid's)."""
+def wanted(settings: Settings, transport: Transport, store: Location) -> bool:
+    """Whether this run's requests go through a courier: asked for, for a transport that
+    can be copied into one (SendGrid's), and a store another process can open."""
     return settings.flag("sendgrid.separate_process") and getattr(
-        transport, "separable", False)
+        transport, "separable", False) and str(store) != ":memory:"
 
 
 @contextmanager
-def started(settings: Settings, transport: Transport, secret: str, workers: int
-            ) -> Iterator[Courier]:
-    courier = Courier(settings, transport, secret, workers)
+def started(errand: Errand) -> Iterator[Courier]:
+    courier = Courier(errand)
     try:
         yield courier
     finally:
@@ -76,17 +75,17 @@ class Courier:
 
     addresses = True  # jobs come without their readers: the courier's Book has them
 
-    def __init__(self, settings: Settings, transport: Transport, secret: str,
-                 workers: int) -> None:
-        self.capacity = workers * QUEUED_PER_WORKER
-        self.wait_s = settings.integer("sendgrid.timeout") + CLOSE_GRACE_S
+    def __init__(self, errand: Errand) -> None:
+        self.capacity = errand.workers * QUEUED_PER_WORKER
+        self.wait_s = errand.settings.integer("sendgrid.timeout") + CLOSE_GRACE_S
         context = multiprocessing.get_context("spawn")
         self.conn, theirs = context.Pipe()
-        self.process = context.Process(
-            target=serve, name="digest-courier", daemon=True,
-            args=(theirs, os.getpid(), Errand(settings, transport, secret, workers)))
-        self.process.start()
+        self.process = context.Process(target=serve, name="digest-courier", daemon=True,
+                                       args=(theirs, os.getpid(), errand))
+        with ctrl_c_ignored():  # from its start: the run handles Ctrl-C
+            self.process.start()
         theirs.close()
+        OPEN.add(self)
 
     def submit(self, job: Job) -> None:
         self.send(job)
@@ -117,13 +116,45 @@ class Courier:
             self.close()
 
     def close(self) -> None:
-        if self.conn.closed:
-            return
-        self.conn.close()
-        self.process.join(self.wait_s)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
+        """Close the pipe and wait for the requests out to end; kill the courier if that
+        takes too long, or if this wait is interrupted (a second Ctrl-C)."""
+        if not self.conn.closed:
+            self.conn.close()
+        try:
+            self.process.join(self.wait_s)
+        finally:
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join()
+
+
+OPEN: weakref.WeakSet[Courier] = weakref.WeakSet()
+
+
+def drop_inherited_pipes() -> None:
+    """In a forked child (a render or load worker): close its copies of the couriers'
+    pipes, so that only the run's own copy keeps a courier's pipe open."""
+    for courier in list(OPEN):
+        if not courier.conn.closed:
+            courier.conn.close()
+    OPEN.clear()
+
+
+os.register_at_fork(after_in_child=drop_inherited_pipes)
+
+
+@contextmanager
+def ctrl_c_ignored() -> Iterator[None]:
+    """SIGINT ignored meanwhile, in the main thread (a process started now inherits
+    that), and handled as before afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 # In the courier's process
@@ -132,12 +163,14 @@ class Courier:
 @dataclass(frozen=True)
 class Errand:
     """What the courier is started with (pickled: the API key and secret go over the
-    pipe to the new process, never to a file or its command line)."""
+    pipe to the new process, never to a file, its command line or a repr)."""
 
-    settings: Settings
-    transport: Transport
-    secret: str
+    settings: Settings = field(repr=False)
+    transport: Transport = field(repr=False)
+    secret: str = field(repr=False)
     workers: int
+    store: Location  # the run's own store (not necessarily settings.store_path)
+    cadence: Cadence | None  # whose readers the run sends to (None: every cadence)
 
 
 def serve(conn: Connection, parent: int, errand: Errand) -> None:
@@ -146,9 +179,26 @@ def serve(conn: Connection, parent: int, errand: Errand) -> None:
     store in progress is rolled back, as after any crash)."""
     die_with(parent)  # at once on Linux (the kernel), elsewhere within WATCH_PARENT_S
     threading.Thread(target=watch_parent, args=(parent,), daemon=True).start()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    replies, lock = Replies(), threading.Lock()
-    book = Book(errand.settings.store_path, errand.secret, replies.stopped)
+    replies = Replies()
+    book = Book(errand.store, errand.secret, errand.cadence, replies.stopped)
+    tell = teller(conn, replies)
+    try:
+        with ThreadPoolExecutor(errand.workers) as pool:
+            for message in received(conn):
+                if isinstance(message, Job):
+                    pool.submit(work, errand.settings, errand.transport, message, tell,
+                                replies, book)
+                else:
+                    replies.answer(*message)
+            replies.stop()
+    finally:
+        replies.stop()
+        os._exit(0)
+
+
+def teller(conn: Connection, replies: Replies) -> Tell:
+    """How the sending threads tell the run their news (one at a time on the pipe)."""
+    lock = threading.Lock()
 
     def tell(news: News) -> None:
         with lock:
@@ -156,54 +206,45 @@ def serve(conn: Connection, parent: int, errand: Errand) -> None:
                 conn.send(portable(news))
             except OSError:  # the run is gone: start nothing more
                 replies.stop()
-
-    with ThreadPoolExecutor(errand.workers) as pool:
-        for message in received(conn):
-            if isinstance(message, Job):
-                pool.submit(work, errand.settings, errand.transport, message, tell, replies,
-                            book)
-            else:
-                replies.answer(*message)
-        replies.stop()
-    os._exit(0)
+    return tell
 
 
 class Book:
-    """The courier's own list of the readers: every active one with their token
-    (recorded for look-up), read through its own connection to the store while the run
-    plans. A job waits until it is read; a reader who became active since is read (and
-    their token recorded) when a job names them."""
+    """The courier's own list of the readers: every active one (of the run's cadence)
+    with their token (recorded for look-up), read through its own connection to the
+    store while the run plans. A job waits until it is read; a reader who became active
+    since is read (and their token recorded) when a job names them."""
 
-    def __init__(self, store: Location, secret: str,
+    def __init__(self, store: Location, secret: str, cadence: Cadence | None = None,
                  stopped: threading.Event | None = None) -> None:
-        self.store, self.secret = store, secret
+        self.store, self.secret, self.cadence = store, secret, cadence
         self.stopped = stopped or threading.Event()  # the run ended: no job goes on
         self.found: dict[int, Addressee] = {}
-        self.error: BaseException | None = None
+        self.error: Exception | None = None
         self.read, self.lock = threading.Event(), threading.Lock()
         threading.Thread(target=self.load, daemon=True).start()
 
     def load(self) -> None:
         try:
             with open_store(self.store, upgrade=False) as store:
-                self.found = store.addressees(None, self.secret,
-                                              per_transaction=TOKENS_PER_TRANSACTION)
-        except BaseException as exc:  # told with the first job that needs it
+                self.found = store.addressees(None, self.secret, cadence=self.cadence)
+        except Exception as exc:  # told with the first job that needs it
             self.error = exc
         finally:
             self.read.set()
 
-    def find(self, ids: Sequence[int]) -> tuple[Addressee, ...]:
-        """The active readers among `ids`."""
+    def find(self, ids: Sequence[int]) -> tuple[tuple[Addressee, ...], tuple[int, ...]]:
+        """The active readers among `ids`, and the ids of those no longer active."""
         while not self.read.wait(RELAY_POLL_S):
             if self.stopped.is_set():
                 raise Stopped()
         if self.error is not None:
             raise self.error
-        if missing := {i for i in ids if i not in self.found}:
+        if unknown := {i for i in ids if i not in self.found}:
             with self.lock, open_store(self.store, upgrade=False) as store:
-                self.found.update(store.addressees(missing, self.secret))
-        return tuple(self.found[i] for i in ids if i in self.found)
+                self.found.update(store.addressees(unknown, self.secret))
+        return (tuple(self.found[i] for i in ids if i in self.found),
+                tuple(i for i in ids if i not in self.found))
 
 
 def received(conn: Connection) -> Iterator[Job | tuple[int, bool]]:
@@ -221,5 +262,6 @@ def portable(news: News) -> News:
         return news
     if isinstance(news.error, DigestError):
         return Broke(news.batch, DeliveryError(str(news.error)))
-    text = "".join(traceback.format_exception(news.error)).rstrip()
-    return Broke(news.batch, RuntimeError(f"in the courier process: {text}"))
+    error = news.error
+    return Broke(news.batch, DeliveryError(
+        f"the courier failed: {type(error).__name__}: {error}".rstrip(": ")))

@@ -31,6 +31,7 @@ from digest.transports import Message, Outcome, Recipient, Transport, list_unsub
 
 WORKERS = 4  # requests in flight at once (sendgrid.concurrency)
 RELAY_POLL_S = 0.1  # how often a worker waiting for the ledger checks for a stop
+NOBODY_LEFT = "every reader in it had stopped or was removed"
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ class Job:
 class Book(Protocol):
     """Where a desk's workers find the readers of a job given without them."""
 
-    def find(self, ids: Sequence[int]) -> tuple[Addressee, ...]: ...
+    def find(self, ids: Sequence[int]) -> tuple[tuple[Addressee, ...], tuple[int, ...]]:
+        """The active readers among `ids`, and the ids of those no longer active."""
 
 
 @dataclass(frozen=True)
@@ -69,10 +71,12 @@ class Waiting:
 
 @dataclass(frozen=True)
 class Done:
-    """Batch `batch`'s request is over."""
+    """Batch `batch`'s request is over; the readers `dropped` were not in it (they had
+    stopped or were removed since the run last looked)."""
 
     batch: int
     outcome: Outcome
+    dropped: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -174,12 +178,16 @@ def work(settings: Settings, transport: Transport, job: Job, tell: Tell,
     """A worker's whole part in one job: compose, send (with retries), tell the outcome.
     After a stop it tells nothing: the run is over."""
     batch = job.batch
+    dropped: tuple[int, ...] = ()
     try:
         addressees = job.addressees
         if addressees is None:
             if book is None:
                 raise ValueError("a job without its readers, and no book to find them")
-            addressees = book.find(batch.recipients)
+            addressees, dropped = book.find(batch.recipients)
+        if not addressees:
+            tell(Done(batch.id, Outcome("accepted", reason=NOBODY_LEFT), dropped))
+            return
         message = compose(settings, job.email, addressees, key=job.key,
                           segment=batch.segment, batch=batch.number)
         outcome = transport.send(message, Relay(tell, replies, batch))
@@ -192,7 +200,7 @@ def work(settings: Settings, transport: Transport, job: Job, tell: Tell,
     except Exception as exc:  # a bug: the ledger thread raises it
         tell(Broke(batch.id, exc))
         return
-    tell(Done(batch.id, outcome))
+    tell(Done(batch.id, outcome, dropped))
 
 
 class ThreadDesk:

@@ -120,7 +120,7 @@ class SendRun:
         issue = self.ledger.issue(key)
         if self.already_sent(issue):
             return None
-        self.prepare()
+        self.prepare(cadence)
         if issue is None:
             if not self.plan_and_freeze(key, window or self.window(cadence, now), cadence,
                                         ledger_cadence or cadence):
@@ -169,29 +169,32 @@ class SendRun:
                        "nothing to do.")
         return True
 
-    def prepare(self) -> None:
+    def prepare(self, cadence: Cadence | None = None) -> None:
         """Ready to send (a missing sender, postal address, key or secret is an error
         before anything is planned; the sender and address on a dry run too), then
         SendGrid's suppression lists (a failure only warns), so a frozen plan being
-        completed also skips who bounced or left since."""
+        completed also skips who bounced or left since. `cadence`: whose readers the
+        run sends to, if known."""
         if problems := sender_problems(self.settings):
             raise DeliveryError("; ".join(problems))
         if self.options.dry_run:
             return
-        self.ready = self.ready_to_send(transport_for(self.settings))
+        self.ready = self.ready_to_send(transport_for(self.settings), cadence)
         from digest import sync
 
         sync.run_before_send(self.settings, self.talk.echo)
 
-    def ready_to_send(self, transport: Transport) -> Ready:
+    def ready_to_send(self, transport: Transport, cadence: Cadence | None) -> Ready:
         """The transport and secret, and the courier, if it sends the requests: started
-        now, so that it reads the readers while the run loads and plans."""
+        now, so that it reads the readers (of `cadence`, else all) while the run loads
+        and plans."""
         secret = required_secret(self.settings)
-        if not courier.wanted(self.settings, transport):
+        if not courier.wanted(self.settings, transport, self.store.location):
             return Ready(transport, secret)
         workers = self.settings.integer("sendgrid.concurrency")
-        return Ready(transport, secret, self.resources.enter_context(
-            courier.started(self.settings, transport, secret, workers)))
+        return Ready(transport, secret, self.resources.enter_context(courier.started(
+            courier.Errand(self.settings, transport, secret, workers, self.store.location,
+                           cadence))))
 
     def window(self, cadence: Cadence, now: datetime | None) -> Window:
         if now is None:

@@ -19,6 +19,7 @@ from digest import pipeline
 from digest.config import Settings
 from digest.content import Article
 from digest.desk import (
+    NOBODY_LEFT,
     WORKERS,
     Attempting,
     Broke,
@@ -187,7 +188,18 @@ class Sender:
         elif isinstance(news, Broke):
             raise news.error
         else:
-            self.record(running.pop(news.batch), news.outcome, summary)
+            self.record(self.without(running.pop(news.batch), news.dropped, summary),
+                        news.outcome, summary)
+
+    def without(self, batch: Batch, dropped: Collection[int], summary: Summary) -> Batch:
+        """The batch without the readers its worker found had stopped or were removed
+        (taken out of the ledger and counted)."""
+        if not dropped:
+            return batch
+        summary.dropped += self.ledger.drop_recipients(batch.id, set(dropped))
+        self.progress(len(dropped))
+        return replace(batch, recipients=tuple(i for i in batch.recipients
+                                               if i not in set(dropped)))
 
     def record(self, batch: Batch, outcome: Outcome, summary: Summary) -> None:
         """The outcome in the ledger and the summary. A batch SendGrid's events marked
@@ -195,7 +207,8 @@ class Sender:
         count = len(batch.recipients)
         label = f"batch {batch.segment}#{batch.number} ({count} recipients)"
         if outcome.status == "accepted":
-            self.ledger.mark(batch.id, "accepted", message_id=outcome.message_id)
+            self.ledger.mark(batch.id, "accepted", message_id=outcome.message_id,
+                             reason=outcome.reason)
             summary.accepted += count
         elif not self.ledger.mark(batch.id, "failed" if outcome.status == "failed"
                                   else "in-flight", reason=outcome.reason):
@@ -218,8 +231,7 @@ class Sender:
                 batch.id, set(batch.recipients) - set(sendable))
         self.progress(batch.size - len(sendable))
         if not sendable:
-            self.ledger.mark(batch.id, "accepted",
-                             reason="every reader in it had stopped or was removed")
+            self.ledger.mark(batch.id, "accepted", reason=NOBODY_LEFT)
             return None
         return replace(batch, recipients=sendable, removed=0)
 

@@ -59,8 +59,8 @@ READER_EVENTS: dict[tuple[str, str], frozenset[tuple[str, str]]] = {
     ("webhook", "group_resubscribe"): frozenset({("unsubscribed", "active")}),
 }
 BUSY_TIMEOUT_S = 10.0
-ALL_HASHES_FROM = 20_000  # readers from which known_hashes reads every hash at once
-TOKENS_PER_WRITE = 50_000  # token hashes handed to one executemany: bounded memory
+ALL_HASHES_FROM = 20_000  # readers from which a look-up by id reads every row at once
+TOKENS_PER_WRITE = 50_000  # token hashes per commit: bounded memory, and short waits for others
 BIG_WRITE_CACHE_KIB = 65536  # while a send records many readers' first tokens
 BIG_WRITE_FROM = 250_000  # readers from which their tokens are written with that cache
 CACHE_KIB = 16384  # SQLite's page cache at most, per connection: a million-row freeze
@@ -844,43 +844,67 @@ class Store:
         return tokens
 
     def addressees(self, ids: Collection[int] | None, secret: str, *,
-                   per_transaction: int | None = None) -> dict[int, Addressee]:
-        """The active subscribers among `ids` (None: every one), with their tokens
-        (recorded for look-up: see `record_tokens`), read in one pass: a send's list held
-        as little more than its addresses."""
+                   cadence: Cadence | None = None) -> dict[int, Addressee]:
+        """The active subscribers among `ids` (None: every one, of `cadence` if given),
+        with their tokens (recorded for look-up: see `record_tokens`), read in one pass:
+        a send's list held as little more than its addresses."""
         check_secret(secret)
-        rows = self.conn.execute(
-            "SELECT id, email, name, token_salt FROM subscribers WHERE status = 'active'")
         found = {id_: Addressee(email, name, derive_token(secret, salt))
-                 for id_, email, name, salt in rows if ids is None or id_ in ids}
+                 for id_, email, name, salt, of in self.active_rows(ids)
+                 if (ids is None or id_ in ids) and (cadence is None or of == cadence)}
         big = len(found) >= BIG_WRITE_FROM  # a smaller write's pages fit the usual cache
         with self.conn.page_cache(BIG_WRITE_CACHE_KIB) if big else nullcontext():
-            self.record_tokens(Tokens(found), per_transaction)
+            self.record_tokens(Tokens(found))
         return found
+
+    def active_rows(self, ids: Collection[int] | None) -> Iterable[Any]:
+        """(id, email, name, token salt, cadence) of the active subscribers: all of
+        them in one scan, or those among a few `ids` by id."""
+        query = ("SELECT id, email, name, token_salt, cadence FROM subscribers "
+                 "WHERE status = 'active'")
+        if ids is None or len(ids) > ALL_HASHES_FROM:
+            return self.conn.execute(query)
+        return [row for chunk in chunks(sorted(ids), PARAMETERS) for row in
+                self.conn.execute(f"{query} AND id IN ({marks(chunk)})", chunk)]
 
     def active_ids(self) -> set[int]:
         """The ids of the active subscribers (one scan)."""
         return {id_ for id_, in self.conn.execute(
             "SELECT id FROM subscribers WHERE status = 'active'")}
 
-    def record_tokens(self, tokens: Mapping[int, str], per_transaction: int | None = None
-                      ) -> None:
-        """Record the hashes of these tokens (subscriber id → token) not recorded yet. In
-        subscriber order, each foreign key check and the subscriber index walk their
-        pages once; `addressees` gives it a larger cache for the hashes' own pages (a
-        million first tokens: 11 s, against 28 s in hash order with the usual cache).
-        `per_transaction` hashes are committed at a time (default: all at once), so that
-        another process's writes wait at most for one of them."""
+    def record_tokens(self, tokens: Mapping[int, str]) -> None:
+        """Record the hashes of these tokens (subscriber id → token) not recorded yet,
+        committed TOKENS_PER_WRITE at a time, so that another process's writes wait for
+        one commit at most. In subscriber order, each foreign key check and the subscriber
+        index walk their pages once; `addressees` gives it a larger cache for the hashes'
+        own pages (a million first tokens: 11 s, against 28 s in hash order with the
+        usual cache)."""
         known = self.known_hashes(list(tokens))
         at = timestamp(self.now())
         rows = ((hash_, id_, at) for id_ in sorted(tokens)
                 if (hash_ := token_hash(tokens[id_])) not in known)
-        with self.transaction() if per_transaction is None else nullcontext():
-            while chunk := list(islice(rows, per_transaction or TOKENS_PER_WRITE)):
-                with self.transaction():  # joins the outer one, if there is one
-                    self.conn.executemany(
-                        "INSERT OR IGNORE INTO unsubscribe_tokens (token_hash, "
-                        "subscriber_id, created_at) VALUES (?, ?, ?)", chunk)
+        while chunk := list(islice(rows, TOKENS_PER_WRITE)):
+            self.insert_hashes(chunk)
+
+    def insert_hashes(self, rows: Sequence[tuple[bytes, int, str]]) -> None:
+        """(hash, subscriber id, created) rows, in one commit. A reader removed since
+        their token was derived is left out (the foreign key would refuse the row)."""
+        try:
+            self.insert_rows(rows)
+        except sqlite3.IntegrityError:
+            present = self.present_ids([id_ for _, id_, _ in rows])
+            self.insert_rows([row for row in rows if row[1] in present])
+
+    def insert_rows(self, rows: Sequence[tuple[bytes, int, str]]) -> None:
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO unsubscribe_tokens (token_hash, subscriber_id, "
+                "created_at) VALUES (?, ?, ?)", rows)
+
+    def present_ids(self, ids: Sequence[int]) -> set[int]:
+        """Which of these subscriber ids still exist."""
+        return {id_ for chunk in chunks(ids, PARAMETERS) for id_, in self.conn.execute(
+            f"SELECT id FROM subscribers WHERE id IN ({marks(chunk)})", chunk)}
 
     def known_hashes(self, ids: Sequence[int]) -> set[bytes]:
         """The token hashes recorded for these subscribers (all of them, when very many:

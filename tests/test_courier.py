@@ -36,14 +36,6 @@ def couriers() -> list[multiprocessing.process.BaseProcess]:
     return [p for p in multiprocessing.active_children() if p.name == "digest-courier"]
 
 
-class Counted(courier.Courier):
-    started = 0
-
-    def __init__(self, *args) -> None:
-        Counted.started += 1
-        super().__init__(*args)
-
-
 def settled(root) -> dict[str, int]:
     """The ledger once no batch is left to send: accepted, or unknown (in flight when the
     courier or the run died; SendGrid may have accepted them)."""
@@ -53,6 +45,13 @@ def settled(root) -> dict[str, int]:
 
 
 def test_a_run_sends_through_its_courier_and_leaves_no_process(tmp_path, env, monkeypatch):
+    started = []
+
+    class Counted(courier.Courier):
+        def __init__(self, errand) -> None:
+            started.append(errand)
+            super().__init__(errand)
+
     monkeypatch.setattr(courier, "Courier", Counted)
     with SendGridServer(api_key=API_KEY) as server:
         settings = load_settings(write_site(tmp_path, server.url))
@@ -60,7 +59,9 @@ def test_a_run_sends_through_its_courier_and_leaves_no_process(tmp_path, env, mo
         summary = runs.send_cadence(settings, "weekly", SUNDAY)
     assert summary is not None and summary.accepted == 12
     assert server.accepted_count_by_address() == dict.fromkeys(emails, 1)
-    assert Counted.started == 1 and couriers() == []
+    assert [(e.cadence, e.store) for e in started] == [("weekly", tmp_path / "digest.db")]
+    assert couriers() == []
+    assert SECRET not in repr(started[0]) and API_KEY not in repr(started[0])
     with open_store(tmp_path / "digest.db") as store:  # each link's token was recorded
         assert len(store.known_hashes([s.id for s in store.subscribers()])) == 12
 
@@ -139,16 +140,71 @@ def test_the_book_reads_a_reader_who_became_active_after_it_and_records_their_to
     with open_store(path) as store:
         store.insert([NewSubscriber("later@example.com")], "cli")
         later = store.get("later@example.com")
-    (found,) = book.find([later.id])
-    assert found.email == "later@example.com"
+    (found,), dropped = book.find([later.id])
+    assert found.email == "later@example.com" and dropped == ()
     with open_store(path) as store:
         assert store.known_hashes([later.id]) == {token_hash(found.token)}
 
 
+def test_the_book_tells_who_is_no_longer_active(tmp_path):
+    path = tmp_path / "digest.db"
+    with open_store(path) as store:
+        store.insert([NewSubscriber("stays@example.com"),
+                      NewSubscriber("goes@example.com", status="unsubscribed")], "cli")
+        stays, goes = store.get("stays@example.com"), store.get("goes@example.com")
+    book = courier.Book(path, SECRET)
+    found, dropped = book.find([goes.id, stays.id])
+    assert [a.email for a in found] == ["stays@example.com"] and dropped == (goes.id,)
+
+
 def test_a_book_that_cannot_read_the_store_says_why_with_the_first_job(tmp_path):
-    book = courier.Book(tmp_path / "missing" / "digest.db", SECRET)
-    with pytest.raises(StoreError):
+    missing = tmp_path / "missing" / "digest.db"
+    book = courier.Book(missing, SECRET)
+    with pytest.raises(StoreError) as error:
         book.find([1])
+    assert str(error.value) == f"{missing}: cannot open the database: unable to open database file"
     told = courier.portable(Broke(7, book.error))
-    assert isinstance(told.error, DeliveryError)
-    assert str(told.error) == str(book.error)
+    assert isinstance(told.error, DeliveryError) and str(told.error) == str(error.value)
+    bug = courier.portable(Broke(7, KeyError("x")))
+    assert str(bug.error) == "the courier failed: KeyError: 'x'"
+
+
+def test_the_run_stops_at_a_failed_attempt_record_and_no_further_request_starts(
+        tmp_path, env, monkeypatch):
+    """The ledger cannot record the second attempt (a full disk, say): that batch's
+    request never starts, and every batch but the first stays pending for the next run."""
+    from digest.errors import DiskFull
+    from digest.ledger import Ledger
+
+    attempting, calls = Ledger.attempting, []
+
+    def full_on_the_second(self, batch_id, number):
+        calls.append(batch_id)
+        if len(calls) == 2:
+            raise DiskFull("the disk is full")
+        return attempting(self, batch_id, number)
+
+    monkeypatch.setattr(Ledger, "attempting", full_on_the_second)
+    with SendGridServer(api_key=API_KEY) as server:
+        settings = load_settings(write_site(tmp_path, server.url))
+        add_readers(tmp_path, 12)
+        with pytest.raises(DiskFull):
+            runs.send_cadence(settings, "weekly", SUNDAY)
+        assert len(server.statuses) == 1  # the first batch's request only
+    counts = ledger_counts(tmp_path)
+    assert counts["pending"] == 10 and counts["accepted"] + counts["unknown"] == 2
+    assert couriers() == []
+
+
+def test_a_run_given_its_store_sends_to_that_store_s_readers(tmp_path, env):
+    """`open_run(store=…)`: the courier reads the run's own store, not store.path."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with SendGridServer(api_key=API_KEY) as server:
+        settings = load_settings(write_site(tmp_path, server.url))
+        emails = add_readers(elsewhere, 4)
+        with open_store(elsewhere / "digest.db") as store, \
+                runs.open_run(settings, "weekly", store=store) as run:
+            summary = run.send("2026-W48", None, "weekly", now=SUNDAY)
+    assert summary is not None and summary.accepted == 4
+    assert server.accepted_count_by_address() == dict.fromkeys(emails, 1)

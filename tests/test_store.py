@@ -1,6 +1,7 @@
 """The SQLite store: migrations, two processes, status history, tokens, forgetting."""
 
 import base64
+import hashlib
 import sqlite3
 import subprocess
 import sys
@@ -434,3 +435,19 @@ def test_recording_many_tokens_gives_the_larger_page_cache_back(tmp_path, monkey
         found = store.addressees({s.id for s in store.subscribers()}, SECRET)
         assert store.conn.execute("PRAGMA cache_size").fetchone()[0] == -CACHE_KIB
         assert {store.by_token(a.token).id for a in found.values()} == set(found)
+
+
+def test_a_token_of_a_reader_removed_meanwhile_is_left_out_not_an_error(tmp_path):
+    """The courier derives every reader's token, then records them while other processes
+    write: a reader removed in between has no row left for the foreign key."""
+    with open_store(tmp_path / "digest.db") as store:
+        store.insert([NewSubscriber("stays@example.com"), NewSubscriber("goes@example.com")],
+                     "cli")
+        found = store.addressees(None, SECRET)  # tokens derived and recorded
+        stays, goes = store.get("stays@example.com"), store.get("goes@example.com")
+        store.conn.execute("DELETE FROM unsubscribe_tokens")
+        store.remove("goes@example.com")
+        store.record_tokens({i: a.token for i, a in found.items()})
+        assert store.by_token(found[stays.id].token).id == stays.id
+        assert store.known_hashes([stays.id, goes.id]) == {
+            hashlib.sha256(found[stays.id].token.encode()).digest()}

@@ -409,3 +409,31 @@ def test_a_batch_accepted_by_its_events_while_it_waits_to_retry_is_not_sent_agai
     assert requests == [1]
     assert (after.status, after.attempts, after.message_id) == ("accepted", 1, None)
     assert summary.accepted == 1 and summary.ok
+
+
+def test_readers_the_courier_found_stopped_are_dropped_from_their_batch_and_counted(tmp_path):
+    """The courier's worker sent a batch without a reader who had stopped meanwhile
+    (`Done.dropped`): the ledger loses them and the summary counts them dropped."""
+    from digest.desk import Done
+    from digest.send import Sender, Summary
+    from digest.transports import Outcome
+
+    store, ledger = one_batch_issue(tmp_path)
+    with store:
+        batch = ledger.batches("K")[0]
+        (reader,) = batch.recipients
+
+        class OneDone:
+            def next(self):
+                return Done(batch.id, Outcome("accepted", reason="every reader in it had "
+                                              "stopped or was removed"), (reader,))
+
+        sender, summary = Sender.__new__(Sender), Summary("K")
+        sender.ledger, sender.progress = ledger, lambda count: None
+        sender.collect(OneDone(), {batch.id: batch}, summary)
+        after = ledger.batches("K")[0]
+        counts = ledger.counts("K")
+    assert (summary.dropped, summary.accepted) == (1, 0)
+    assert (after.status, after.recipients) == ("accepted", ())
+    assert after.reason == "every reader in it had stopped or was removed"
+    assert counts["planned"] == 0
