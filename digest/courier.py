@@ -256,8 +256,8 @@ def received(conn: Connection) -> Iterator[Job | tuple[int, bool]]:
 
 
 def portable(news: News) -> News:
-    """An error as one the run can raise (not every exception pickles): digest's own
-    as its message, a bug's with its traceback."""
+    """An error as one the run can raise, on one line (not every exception pickles):
+    digest's own as its message, anything else with its type."""
     if not isinstance(news, Broke):
         return news
     if isinstance(news.error, DigestError):
