@@ -27,6 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "benchmarks"), str(REPO / "tests")]
 
+from processes import children, cmdline
 from send_support import CATEGORIES, NOW, write_site
 from sendgrid_server import SendGridServer
 
@@ -76,21 +77,8 @@ def start(config: Path, url: str) -> subprocess.Popen[str]:
 def render_workers(pid: int) -> list[int]:
     """The run's render workers: forked, they run the run's own command (on Linux; not
     its courier, which is spawned, nor multiprocessing's resource tracker)."""
-    try:
-        run = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and int((entry / "stat").read_text()
-                                            .rpartition(")")[2].split()[1]) == pid:
-                command = (entry / "cmdline").read_bytes()
-                if command == run:
-                    found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
+    run = cmdline(pid)
+    return [child for child in children(pid) if run and cmdline(child) == run]
 
 
 def phase(db: Path, pid: int) -> str:

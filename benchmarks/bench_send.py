@@ -44,6 +44,7 @@ sys.path[:0] = [str(REPO / "benchmarks"), str(REPO / "tests")]
 
 from corpus import choices, generate
 from floor import send_floor
+from processes import children, cmdline
 from sendgrid_server import SendGridServer
 from stores import add_db_argument, backend, dsn, fresh_store
 
@@ -127,7 +128,7 @@ def peak_rss_mb(process: subprocess.Popen[str]) -> tuple[float, float, float]:
     together, rounds = 0, 0
     while process.poll() is None:
         pids = (process.pid, *children(process.pid))
-        couriers.update(pid for pid in pids[1:] if b"spawn_main" in command_line(pid))
+        couriers.update(pid for pid in pids[1:] if b"spawn_main" in cmdline(pid))
         for pid in pids:
             peaks[pid] = max(peaks.get(pid, 0), high_water_kb(pid))
         if rounds % PSS_EVERY == 0:  # the kernel walks every page: not too often
@@ -151,13 +152,6 @@ def proportional_kb(pid: int) -> int:
         return 0
 
 
-def command_line(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
 def high_water_kb(pid: int) -> int:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
@@ -165,14 +159,6 @@ def high_water_kb(pid: int) -> int:
                          if line.startswith("VmHWM:"))])
     except (OSError, ValueError):
         return 0
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(child) for child in
-                Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except (OSError, ValueError):
-        return []
 
 
 def measured(root: Path, server: SendGridServer, db: Location, command: list[str]) -> str:

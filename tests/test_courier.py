@@ -7,6 +7,7 @@ import signal
 import threading
 
 import pytest
+from processes import children, cmdline, running
 from send_support import (
     API_KEY,
     NOW,
@@ -17,7 +18,7 @@ from send_support import (
     write_site,
 )
 from sendgrid_server import SendGridServer
-from test_kills import children, cmdline, run_process, running, wait_until
+from test_kills import run_process, wait_until
 from test_unknowns import SUNDAY
 
 from digest import courier, runs

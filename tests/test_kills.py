@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import children, cmdline, running
 from send_support import API_KEY, CATEGORIES, NOW, SECRET, ledger_counts, write_site
 from sendgrid_server import SendGridServer
 
@@ -37,34 +38,6 @@ def run_process(config: Path, server_url: str, *args: str,
     program = ["-c", parallel] if parallel else ["-m", "digest"]
     return subprocess.Popen([sys.executable, *program, "--config", str(config), *args],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rpartition(")")[2].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:  # it has just exited
-        return b""
-
-
-def running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def wait_until(ready, what: str, timeout: float = WAIT_S):

@@ -7,9 +7,9 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
+from processes import running
 
 from digest import runlock, workers
 
@@ -105,15 +105,6 @@ with workers.process_pool(1, fork=True) as pool:
 """
 
 
-def running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-@pytest.mark.skipif(not LINUX, reason="forked workers are for Linux only")
 def test_a_forked_worker_is_killed_with_its_parent_not_only_when_it_notices():
     parent = subprocess.Popen([sys.executable, "-c", RUN], stdout=subprocess.PIPE, text=True)
     try:
