@@ -182,18 +182,26 @@ def serve(conn: Connection, parent: int, errand: Errand) -> None:
     replies = Replies()
     book = Book(errand.store, errand.secret, errand.cadence, replies.stopped)
     tell = teller(conn, replies)
-    try:
-        with ThreadPoolExecutor(errand.workers) as pool:
+    try:  # the pool waits for its workers after `stopping`, which ends their waits
+        with ThreadPoolExecutor(errand.workers) as pool, stopping(replies):
             for message in received(conn):
                 if isinstance(message, Job):
                     pool.submit(work, errand.settings, errand.transport, message, tell,
                                 replies, book)
                 else:
                     replies.answer(*message)
-            replies.stop()
+    finally:
+        os._exit(0)
+
+
+@contextmanager
+def stopping(replies: Replies) -> Iterator[None]:
+    """When the pipe closes, or this process's loop fails: no further request starts,
+    and no worker waits for an answer any more."""
+    try:
+        yield
     finally:
         replies.stop()
-        os._exit(0)
 
 
 def teller(conn: Connection, replies: Replies) -> Tell:
