@@ -81,7 +81,8 @@ class Done:
 
 @dataclass(frozen=True)
 class Broke:
-    """Sending batch `batch` raised what no outcome stands for (a bug): the run stops."""
+    """Sending batch `batch` raised what no outcome stands for (a bug, or a courier that
+    cannot read its store): the run stops."""
 
     batch: int
     error: BaseException
@@ -180,11 +181,7 @@ def work(settings: Settings, transport: Transport, job: Job, tell: Tell,
     batch = job.batch
     dropped: tuple[int, ...] = ()
     try:
-        addressees = job.addressees
-        if addressees is None:
-            if book is None:
-                raise ValueError("a job without its readers, and no book to find them")
-            addressees, dropped = book.find(batch.recipients)
+        addressees, dropped = readers_of(job, book)
         if not addressees:
             tell(Done(batch.id, Outcome("accepted", reason=NOBODY_LEFT), dropped))
             return
@@ -201,6 +198,15 @@ def work(settings: Settings, transport: Transport, job: Job, tell: Tell,
         tell(Broke(batch.id, exc))
         return
     tell(Done(batch.id, outcome, dropped))
+
+
+def readers_of(job: Job, book: Book | None) -> tuple[tuple[Addressee, ...], tuple[int, ...]]:
+    """The job's readers, and the ids of those its desk's book found no longer active."""
+    if job.addressees is not None:
+        return job.addressees, ()
+    if book is None:
+        raise ValueError("a job without its readers, and no book to find them")
+    return book.find(job.batch.recipients)
 
 
 class ThreadDesk:

@@ -169,9 +169,9 @@ class Sender:
                 if sendable is None:
                     continue
                 running[batch.id] = sendable
-                desk.submit(Job(key, sendable, emails.of(batch.segment), None
-                                if addressees is None else
-                                tuple(addressees[i] for i in sendable.recipients)))
+                readers = None if addressees is None else tuple(
+                    addressees[i] for i in sendable.recipients)  # else the desk finds them
+                desk.submit(Job(key, sendable, emails.of(batch.segment), readers))
             while running:
                 self.collect(desk, running, summary)
 
@@ -196,10 +196,10 @@ class Sender:
         (taken out of the ledger and counted)."""
         if not dropped:
             return batch
-        summary.dropped += self.ledger.drop_recipients(batch.id, set(dropped))
-        self.progress(len(dropped))
-        return replace(batch, recipients=tuple(i for i in batch.recipients
-                                               if i not in set(dropped)))
+        gone = set(dropped)
+        summary.dropped += self.ledger.drop_recipients(batch.id, gone)
+        self.progress(len(gone))
+        return replace(batch, recipients=tuple(i for i in batch.recipients if i not in gone))
 
     def record(self, batch: Batch, outcome: Outcome, summary: Summary) -> None:
         """The outcome in the ledger and the summary. A batch SendGrid's events marked
