@@ -33,15 +33,13 @@ from digest.ledger import IssueRow, Ledger
 from digest.sql import Connection
 from digest.store import (
     COLUMNS,
-    PARAMETERS,
     STOPPED,
     Change,
     Status,
     Store,
     Subscriber,
-    chunks,
     email_key,
-    marks,
+    rows_in,
     timestamp,
     to_subscriber,
 )
@@ -252,11 +250,8 @@ def first_seen(conn: Connection, events: Sequence[dict[str, Any]],
     """The events whose id was never seen (the first of any repeated in the batch);
     their ids are recorded."""
     ids = list(dict.fromkeys(e["sg_event_id"] for e in events))
-    seen: set[str] = set()
-    for chunk in chunks(ids, PARAMETERS):
-        seen.update(row[0] for row in conn.execute(
-            f"SELECT sg_event_id FROM webhook_events WHERE sg_event_id IN ({marks(chunk)})",
-            chunk))
+    seen: set[str] = {row[0] for row in rows_in(
+        conn, "SELECT sg_event_id FROM webhook_events WHERE sg_event_id IN", ids)}
     fresh = []
     for event in events:
         if event["sg_event_id"] not in seen:
@@ -270,23 +265,14 @@ def first_seen(conn: Connection, events: Sequence[dict[str, Any]],
 
 def subscribers_by_key(conn: Connection, keys: Iterable[str]) -> dict[str, Subscriber]:
     """The subscribers with these email keys (lower-cased addresses), by key."""
-    wanted = sorted(keys)
-    found: dict[str, Subscriber] = {}
-    for chunk in chunks(wanted, PARAMETERS):
-        for row in conn.execute(f"SELECT {COLUMNS} FROM subscribers WHERE email_key IN "
-                                f"({marks(chunk)})", chunk):
-            subscriber = to_subscriber(row)
-            found[email_key(subscriber.email)] = subscriber
-    return found
+    found = map(to_subscriber, rows_in(
+        conn, f"SELECT {COLUMNS} FROM subscribers WHERE email_key IN", sorted(keys)))
+    return {email_key(subscriber.email): subscriber for subscriber in found}
 
 
 def known_issues(conn: Connection, keys: Iterable[str | None]) -> set[str]:
     wanted = [key for key in keys if key is not None]
-    found: set[str] = set()
-    for chunk in chunks(wanted, PARAMETERS):
-        found.update(row[0] for row in conn.execute(
-            f"SELECT key FROM issues WHERE key IN ({marks(chunk)})", chunk))
-    return found
+    return {row[0] for row in rows_in(conn, "SELECT key FROM issues WHERE key IN", wanted)}
 
 
 def count_activity(conn: Connection, known: Sequence[tuple[dict[str, Any], Effect]],

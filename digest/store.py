@@ -59,7 +59,7 @@ READER_EVENTS: dict[tuple[str, str], frozenset[tuple[str, str]]] = {
     ("webhook", "group_resubscribe"): frozenset({("unsubscribed", "active")}),
 }
 BUSY_TIMEOUT_S = 10.0
-ALL_HASHES_FROM = 20_000  # readers from which a look-up by id reads every row at once
+SCAN_FROM = 20_000  # ids from which a look-up reads every row (one scan, not thousands)
 TOKENS_PER_WRITE = 50_000  # token hashes per commit: bounded memory, and short waits for others
 BIG_WRITE_CACHE_KIB = 65536  # while a send records many readers' first tokens
 BIG_WRITE_FROM = 250_000  # readers from which their tokens are written with that cache
@@ -534,6 +534,13 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     return (items[start:start + size] for start in range(0, len(items), size))
 
 
+def rows_in(conn: sql.Connection, query: str, values: Sequence[Any]) -> Iterator[Any]:
+    """The rows of `query`, which ends in `IN`, for these values: in chunks, as SQLite
+    limits the parameters of one statement."""
+    for chunk in chunks(values, PARAMETERS):
+        yield from conn.execute(f"{query} ({marks(chunk)})", chunk)
+
+
 def marks(chunk: Sized) -> str:
     return ",".join("?" * len(chunk))
 
@@ -862,10 +869,9 @@ class Store:
         them in one scan, or those among a few `ids` by id."""
         query = ("SELECT id, email, name, token_salt, cadence FROM subscribers "
                  "WHERE status = 'active'")
-        if ids is None or len(ids) > ALL_HASHES_FROM:
+        if ids is None or len(ids) > SCAN_FROM:
             return self.conn.execute(query)
-        return [row for chunk in chunks(sorted(ids), PARAMETERS) for row in
-                self.conn.execute(f"{query} AND id IN ({marks(chunk)})", chunk)]
+        return list(rows_in(self.conn, f"{query} AND id IN", sorted(ids)))
 
     def active_ids(self) -> set[int]:
         """The ids of the active subscribers (one scan)."""
@@ -903,26 +909,23 @@ class Store:
 
     def present_ids(self, ids: Sequence[int]) -> set[int]:
         """Which of these subscriber ids still exist."""
-        return {id_ for chunk in chunks(ids, PARAMETERS) for id_, in self.conn.execute(
-            f"SELECT id FROM subscribers WHERE id IN ({marks(chunk)})", chunk)}
+        return {id_ for id_, in rows_in(self.conn, "SELECT id FROM subscribers WHERE id IN",
+                                        ids)}
 
     def known_hashes(self, ids: Sequence[int]) -> set[bytes]:
         """The token hashes recorded for these subscribers (all of them, when very many:
         one scan instead of thousands of look-ups)."""
-        if len(ids) > ALL_HASHES_FROM:
+        if len(ids) > SCAN_FROM:
             return {bytes(h) for h, in self.conn.execute(
                 "SELECT token_hash FROM unsubscribe_tokens")}
-        return {bytes(h) for chunk in chunks(ids, PARAMETERS) for h, in self.conn.execute(
-            "SELECT token_hash FROM unsubscribe_tokens WHERE subscriber_id IN "
-            f"({marks(chunk)})", chunk)}
+        return {bytes(h) for h, in rows_in(
+            self.conn, "SELECT token_hash FROM unsubscribe_tokens WHERE subscriber_id IN",
+            ids)}
 
     def salts(self, ids: Sequence[int]) -> dict[int, bytes]:
         """The token salts of these subscribers (in chunks: SQLite limits parameters)."""
-        salts: dict[int, bytes] = {}
-        for chunk in chunks(ids, PARAMETERS):
-            salts.update(self.conn.execute(
-                f"SELECT id, token_salt FROM subscribers WHERE id IN ({marks(chunk)})", chunk))
-        return salts
+        return dict(rows_in(self.conn, "SELECT id, token_salt FROM subscribers WHERE id IN",
+                            ids))
 
     def by_token(self, token: str) -> Subscriber | None:
         """The subscriber an unsubscribe link was made for, or None."""
