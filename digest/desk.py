@@ -212,10 +212,11 @@ def readers_of(job: Job, book: Book | None) -> tuple[tuple[Addressee, ...], tupl
 class ThreadDesk:
     """Workers that are threads of this process."""
 
+    addresses = False  # each job comes with its readers
+
     def __init__(self, settings: Settings, transport: Transport, workers: int = WORKERS
                  ) -> None:
         self.settings, self.transport, self.capacity = settings, transport, workers
-        self.addresses = False
         self.news: queue.Queue[News] = queue.Queue()
         self.replies = Replies()
         self.pool = ThreadPoolExecutor(workers)
