@@ -24,7 +24,7 @@ from digest.fileio import write_atomically
 # loaded text, years 1900 to 9000 only, excerpts from the first 2,000 characters
 # 4: TOML noncharacters written as is are removed too
 # 5: references decoded, excerpts by markdown-it, authors, aliases, warnings
-CACHE_FORMAT = 6  # 6: the generators' URL rules; publish and expiry dates
+CACHE_FORMAT = 7  # 6: the generators' URL rules; publish and expiry dates; 7: Older entries
 Stamp = tuple[int, int]
 
 

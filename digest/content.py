@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 import frontmatter
 import yaml
 
-from digest import sites, zola
+from digest import dating, sites, zola
 from digest.cache import ArticleCache
 from digest.errors import ConfigError, ContentError, not_utf8
 from digest.text import (
@@ -126,7 +126,8 @@ class TomlHandler(frontmatter.default_handlers.BaseHandler):
         return tomllib.loads(fm)
 
 
-HANDLERS = (frontmatter.YAMLHandler(), TomlHandler())  # type: ignore[attr-defined]
+TOML = TomlHandler()
+HANDLERS = (frontmatter.YAMLHandler(), TOML)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ class LoadResult:
     drafts: int = 0
     warnings: list[Problem] = field(default_factory=list)  # a field left out, file loaded
     folder_files: dict[str, int] = field(default_factory=dict)  # article files per folder
+    older: int = 0  # files left unparsed, dated before the articles wanted
 
     @property
     def skipped_files(self) -> int:
@@ -193,6 +195,20 @@ class Draft(Exception):
 
 
 @dataclass(frozen=True)
+class Older:
+    """A file left unparsed: its front matter dates it `latest`, before the articles
+    wanted (kept in the cache as such, and parsed when a load wants it)."""
+
+    latest: date
+
+
+class Early(Exception):
+    def __init__(self, older: Older) -> None:
+        super().__init__(older.latest.isoformat())
+        self.older = older
+
+
+@dataclass(frozen=True)
 class Loaded:
     """An article that loaded with something left out."""
 
@@ -200,16 +216,19 @@ class Loaded:
     warnings: tuple[Problem, ...]
 
 
-Outcome = Article | Loaded | tuple[Problem, ...] | None  # None: a draft
+Outcome = Article | Loaded | tuple[Problem, ...] | Older | None  # None: a draft
 
 
 def load_articles(
-    directory: Path, options: LoadOptions, *, strict: bool = False, cache: Path | None = None
+    directory: Path, options: LoadOptions, *, strict: bool = False, cache: Path | None = None,
+    since: datetime | None = None,
 ) -> LoadResult:
     """Every `*.md` / `*.markdown` file below `directory`, sorted by path.
 
     With `cache`, files unchanged since the last load are not parsed again; many
-    changed files are parsed on every core.
+    changed files are parsed on every core. With `since`, a file whose front matter
+    surely dates it before then is not parsed at all (nor checked): a send needs only
+    its window's articles (see digest.dating).
     """
     if not directory.is_dir():
         raise ContentError(f"{directory}: content folder not found")
@@ -218,9 +237,11 @@ def load_articles(
     options = options if options.root else replace(options, root=str(directory))
     files = article_files(directory)
     store = ArticleCache.open(cache, repr(options))
-    known = store.lookup(files)
+    before = None if since is None else dating.older_than(since)
+    known = {file: outcome for file, outcome in store.lookup(files).items()
+             if not isinstance(outcome, Older) or (before and outcome.latest < before)}
     missing = [file for file in files if file not in known]
-    for file, outcome in zip(missing, parse_many(missing, options), strict=True):
+    for file, outcome in zip(missing, parse_many(missing, options, before), strict=True):
         store.put(file, outcome)
         known[file] = outcome
     store.save()
@@ -256,22 +277,27 @@ def is_article_name(name: str) -> bool:
             and name.lower() not in NOT_ARTICLES)
 
 
-def parse_many(files: list[str], options: LoadOptions) -> list[Outcome]:
+def parse_many(files: list[str], options: LoadOptions, before: date | None = None
+               ) -> list[Outcome]:
     workers = min(os.cpu_count() or 1, MAX_WORKERS)
     if len(files) < PARALLEL_FROM or workers < 2:
-        return [outcome_of(file, options) for file in files]
+        return [outcome_of(file, options, before) for file in files]
     with process_pool(workers, fork=True) as pool:  # forked: see workers.py
         chunk = max(1, len(files) // (workers * 4))
-        return list(pool.map(partial(outcome_of, options=options), files, chunksize=chunk))
+        return list(pool.map(partial(outcome_of, options=options, before=before), files,
+                             chunksize=chunk))
 
 
-def outcome_of(file: str, options: LoadOptions) -> Outcome:
+def outcome_of(file: str, options: LoadOptions, before: date | None = None) -> Outcome:
+    """The file's article; with `before`, an `Older` for a file dated before that day."""
     warnings: list[Problem] = []
     try:
-        article = read_article(Path(file), options, warnings)
+        article = read_article(Path(file), options, warnings, before)
         return Loaded(article, tuple(warnings)) if warnings else article
     except Draft:
         return None
+    except Early as early:
+        return early.older
     except ArticleInvalid as exc:
         return tuple(exc.problems)
 
@@ -280,8 +306,11 @@ def collect(outcomes: Iterable[Outcome], strict: bool) -> LoadResult:
     articles: list[Article] = []
     problems: list[Problem] = []
     warnings: list[Problem] = []
-    drafts = 0
+    drafts = older = 0
     for outcome in outcomes:
+        if isinstance(outcome, Older):
+            older += 1
+            continue
         if isinstance(outcome, Loaded) and strict:
             raise ContentError("; ".join(map(str, outcome.warnings)))
         if isinstance(outcome, Loaded):
@@ -295,7 +324,7 @@ def collect(outcomes: Iterable[Outcome], strict: bool) -> LoadResult:
             raise ContentError("; ".join(map(str, outcome)))
         else:
             problems.extend(outcome)
-    return LoadResult(articles, problems, drafts, warnings)
+    return LoadResult(articles, problems, drafts, warnings, older=older)
 
 
 def check_url_pattern(pattern: str) -> None:
@@ -314,14 +343,20 @@ def check_url_pattern(pattern: str) -> None:
 
 
 def read_article(path: Path, options: LoadOptions,
-                 warnings: list[Problem] | None = None) -> Article:
+                 warnings: list[Problem] | None = None, before: date | None = None) -> Article:
+    """The article; with `before`, `Early` instead when its front matter surely dates it
+    before that day, unparsed."""
     try:
         text = read_regular_file(path).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise invalid(path, None, not_utf8(exc)) from None
     except OSError as exc:
         raise invalid(path, None, f"cannot read: {exc.strerror}") from None
-    meta, body = split_front_matter(text.removeprefix("\ufeff"), path)
+    raw, body, handler = split_text(text.removeprefix("\ufeff"), path)
+    day = dating.latest_day(raw, handler is TOML, os.fspath(path)) if before else None
+    if before and day and day < before:
+        raise Early(Older(day))
+    meta = parse_front_matter(raw, handler, path, first_line(text, raw))
     return build_article(meta, body, path, options, warnings)
 
 
@@ -339,6 +374,12 @@ def invalid(path: Path, field: str | None, message: str) -> ArticleInvalid:
 
 
 def split_front_matter(text: str, path: Path) -> tuple[dict[str, Any], str]:
+    raw, body, handler = split_text(text, path)
+    return parse_front_matter(raw, handler, path, first_line(text, raw)), body
+
+
+def split_text(text: str, path: Path) -> tuple[str, str, Any]:
+    """The front matter's text, the body, and the handler that reads the front matter."""
     if not text.strip():
         raise invalid(path, None, "empty file")
     for handler in HANDLERS:
@@ -348,9 +389,13 @@ def split_front_matter(text: str, path: Path) -> tuple[dict[str, Any], str]:
             except ValueError:
                 raise invalid(path, "front matter", "is not closed (no second "
                               f"{handler.START_DELIMITER} line)") from None
-            first_line = text[: text.find(raw)].count("\n") + 1 if raw else 1
-            return parse_front_matter(raw, handler, path, first_line), body
+            return raw, body, handler
     raise invalid(path, None, "no front matter (expected a --- or +++ block at the top)")
+
+
+def first_line(text: str, raw: str) -> int:
+    """The line of `text` where its front matter `raw` starts."""
+    return text[: text.find(raw)].count("\n") + 1 if raw else 1
 
 
 def parse_front_matter(raw: str, handler: Any, path: Path, first_line: int) -> dict[str, Any]:

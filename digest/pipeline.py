@@ -65,17 +65,19 @@ def load_options(settings: Settings) -> LoadOptions:
 OFFLINE = "run.offline"  # set by `digest --offline`: feeds are read from their cache only
 
 
-def load(settings: Settings, *, strict: bool = False, cached: bool = True) -> LoadResult:
-    """The markdown articles and the feeds' items, each article once."""
-    return combine(*load_sources(settings, strict=strict, cached=cached))
+def load(settings: Settings, *, strict: bool = False, cached: bool = True,
+         since: datetime | None = None) -> LoadResult:
+    """The markdown articles and the feeds' items, each article once; with `since`, the
+    files surely dated before it are left out unread (a send's window starts then)."""
+    return combine(*load_sources(settings, strict=strict, cached=cached, since=since))
 
 
-def load_sources(settings: Settings, *, strict: bool = False, cached: bool = True
-                 ) -> tuple[LoadResult, FeedLoad]:
+def load_sources(settings: Settings, *, strict: bool = False, cached: bool = True,
+                 since: datetime | None = None) -> tuple[LoadResult, FeedLoad]:
     """The markdown folder's articles (none when content.dir is empty) and the feeds'."""
     cache = cache_path(settings.content_dir) if cached else None
     local = LoadResult([], []) if not settings["content.dir"] else load_articles(
-        settings.content_dir, load_options(settings), strict=strict, cache=cache)
+        settings.content_dir, load_options(settings), strict=strict, cache=cache, since=since)
     sources = feed_sources(settings.values.get("content.feeds") or [])
     if not sources:
         return local, FeedLoad([], [], [])

@@ -205,7 +205,7 @@ class SendRun:
         """The plan (shown through `show_plan`, and past the quality gate), or None, said
         why, when there is nothing to send."""
         with self.timed("load"):
-            loaded = pipeline.load(self.settings)
+            loaded = pipeline.load(self.settings, since=window.start)
         for problem in loaded.problems:
             self.talk.echo(f"Warning: {problem} (skipped)", err=True)
         if not any(in_window(article, window) for article in loaded.articles):
@@ -347,7 +347,7 @@ def send_test_copy(settings: Settings, to: tuple[str, ...], *, key: str | None =
     """The whole issue `key` (planned) or of `days`, subject marked [TEST], to `to`
     only; no ledger. None on a dry run; a refused copy is a DeliveryError."""
     key, window = test_copy_window(settings, key, days)
-    loaded = pipeline.load(settings)
+    loaded = pipeline.load(settings, since=window.start)
     for problem in loaded.problems:
         echo(f"Warning: {problem} (skipped)", err=True)
     link = settings.unsubscribe_url("test-copy")
