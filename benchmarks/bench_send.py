@@ -118,7 +118,7 @@ def digest(root: Path, server: SendGridServer, db: Location, command: list[str]
 
 
 def peak_rss_mb(process: subprocess.Popen[str]) -> tuple[float, float, float]:
-    """The run's own high-water mark (VmHWM), its courier's (spawned), and the
+    """The run's own high-water mark (VmHWM), its couriers' (spawned) summed, and the
     peak of their proportional set sizes summed at the same moment (shared pages, such
     as the libraries both load, counted once), read until the run exits. Not ru_maxrss
     of the children: a child started by vfork inherits this process's high-water mark,
@@ -136,7 +136,7 @@ def peak_rss_mb(process: subprocess.Popen[str]) -> tuple[float, float, float]:
         rounds += 1
         time.sleep(0.02)
     run = peaks.pop(process.pid, 0)
-    courier = max((peak for pid, peak in peaks.items() if pid in couriers), default=0)
+    courier = sum(peak for pid, peak in peaks.items() if pid in couriers)
     return run / 1024, courier / 1024, together / 1024
 
 
@@ -175,7 +175,7 @@ def measured(root: Path, server: SendGridServer, db: Location, command: list[str
             f"(load, select, render, freeze, tokens), send {wall - prepared:.1f} s "
             f"[{', '.join(f'{name} {seconds:.1f}' for name, seconds in stages.items())}]; "
             f"digest's CPU {cpu:.1f} s, peak RSS {peak[0] + peak[1]:.0f} MB (run "
-            f"{peak[0]:.0f} + its courier {peak[1]:.0f}; "
+            f"{peak[0]:.0f} + its couriers {peak[1]:.0f}; "
             f"{peak[2]:.0f} MB at most at once, shared pages counted once), "
             f"{requests} requests")
 

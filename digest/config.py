@@ -19,8 +19,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from email_validator import EmailNotValidError, validate_email
 
 from digest.errors import ConfigError
-from digest.feeds import feed_sources
-from digest.i18n import language_problem, parse_locale, tag_of
 from digest.location import Location, LocationError, parse_location
 from digest.sites import URL_FIELDS
 from digest.theme import DEFAULTS as THEME_DEFAULTS
@@ -148,6 +146,8 @@ class Settings:
     @property
     def language(self) -> str:
         """The BCP 47 tag of site.language: `de`, `de-AT` (`de_AT` is read as well)."""
+        from digest.i18n import parse_locale, tag_of  # Babel: not in every process
+
         return tag_of(parse_locale(self.text("site.language")))
 
     @property
@@ -329,6 +329,8 @@ def type_name(expected: type) -> str:
 
 
 def value_problems(values: Mapping[str, Any]) -> list[str]:
+    from digest.i18n import language_problem  # Babel: checked at load, not in a courier
+
     problems = url_problems(values)
     try:
         ZoneInfo(values["site.timezone"])
@@ -443,6 +445,8 @@ def pattern_problems(key: str, pattern: str, fields: Collection[str]) -> list[st
 
 def source_problems(values: Mapping[str, Any]) -> list[str]:
     """content.feeds is well formed, and it or content.dir is set."""
+    from digest.feeds import feed_sources  # the loader: checked at load, not in a courier
+
     try:
         sources = feed_sources(values["content.feeds"])
     except ConfigError as exc:

@@ -2,11 +2,13 @@
 request, encoding its JSON and the HTTP work run on another core than the run's
 planning and its ledger (`sendgrid.separate_process`).
 
-It is a `desk.Desk`: it takes the run's jobs over a pipe and hands back the same news
-as the desk's threads, each attempt and each wait answered only once the run's ledger
-recorded it (desk.py). It is started when the run gets ready to send, and while the run
-loads and plans, it reads the readers and their tokens through its own connection to
-the store (`Book`); the run's jobs then name the readers by id only.
+The couriers (one per core, up to two: `Couriers`) are a `desk.Desk`: they take the
+run's jobs over pipes and hand back the same news as the desk's threads, each attempt
+and each wait answered only once the run's ledger recorded it (desk.py). They are
+started when the run gets ready to send; while the run loads and plans, the first
+records the tokens its readers lack (a first issue's). The run's jobs name the readers
+by id only: each courier reads a job's readers and their tokens as it comes, through
+its own connections to the store (`Book`), and holds no list of every reader.
 
 It is spawned, not forked: a fresh interpreter that inherits no database connection,
 lock file or thread of the run (SQLite forbids using a database in a child forked with
@@ -19,6 +21,7 @@ failed or died) it starts no further request. It ignores Ctrl-C, which the run h
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import threading
@@ -26,7 +29,7 @@ import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 
 from digest.config import Settings
@@ -34,6 +37,7 @@ from digest.desk import (
     RELAY_POLL_S,
     Attempting,
     Broke,
+    Done,
     Job,
     News,
     Replies,
@@ -44,11 +48,12 @@ from digest.desk import (
 )
 from digest.errors import DeliveryError, DigestError
 from digest.location import Location
-from digest.store import Addressee, Cadence, open_store
+from digest.store import Addressee, Cadence, Store, open_store
 from digest.transports import Transport
 from digest.workers import die_with, watch_parent
 
 QUEUED_PER_WORKER = 2  # jobs given out per sending thread: the next is ready at once
+MAX_COURIERS = 2  # on two cores, two couriers send while the run records (measured)
 CLOSE_GRACE_S = 5  # past sendgrid.timeout, how long a closing run waits for it
 GONE = ("the process sending the requests (the courier) stopped: the batches it had "
         "started are in flight, and the next run reports them as unknown")
@@ -62,20 +67,25 @@ def wanted(settings: Settings, transport: Transport, store: Location) -> bool:
 
 
 @contextmanager
-def started(errand: Errand) -> Iterator[Courier]:
-    courier = Courier(errand)
+def started(errand: Errand) -> Iterator[Couriers]:
+    couriers = Couriers(errand, count_for(errand.workers))
     try:
-        yield courier
+        yield couriers
     finally:
-        courier.close()
+        couriers.close()
+
+
+def count_for(workers: int) -> int:
+    """How many couriers send a run's `workers` requests at once: one per core, up to
+    MAX_COURIERS, each with its share of the requests in flight."""
+    return max(1, min(os.cpu_count() or 1, MAX_COURIERS, workers))
 
 
 class Courier:
-    """The run's side of the courier (a `desk.Desk`)."""
-
-    addresses = True  # jobs come without their readers: the courier's Book has them
+    """The run's side of one courier."""
 
     def __init__(self, errand: Errand) -> None:
+        self.out = 0  # jobs given to it and not done
         self.capacity = errand.workers * QUEUED_PER_WORKER
         self.wait_s = errand.settings.integer("sendgrid.timeout") + CLOSE_GRACE_S
         context = multiprocessing.get_context("spawn")
@@ -128,6 +138,55 @@ class Courier:
                 self.process.join()
 
 
+class Couriers:
+    """The run's couriers, as one `desk.Desk`: each job goes to the one with the fewest
+    jobs out, each piece of news is taken from whichever tells first, and each answer
+    goes back to the courier that asked."""
+
+    addresses = True  # jobs come without their readers: each courier's Book finds them
+
+    def __init__(self, errand: Errand, count: int) -> None:
+        shares = [errand.workers // count + (n < errand.workers % count) for n in range(count)]
+        self.couriers = [Courier(replace(errand, workers=share, records=n == 0))
+                         for n, share in enumerate(shares)]
+        self.capacity = sum(courier.capacity for courier in self.couriers)
+        self.of_batch: dict[int, Courier] = {}
+
+    def submit(self, job: Job) -> None:
+        courier = min(self.couriers, key=lambda courier: courier.out)
+        courier.out += 1
+        self.of_batch[job.batch.id] = courier
+        courier.submit(job)
+
+    def next(self) -> News:
+        ready = multiprocessing.connection.wait([c.conn for c in self.couriers])
+        courier = next(c for c in self.couriers if c.conn in ready)
+        news = courier.next()
+        if isinstance(news, Done | Broke):
+            courier.out -= 1
+        return news
+
+    def answer(self, news: Attempting | Waiting, accepted: bool) -> None:
+        self.of_batch[news.batch].answer(news, accepted)
+
+    @contextmanager
+    def closing(self) -> Iterator[None]:
+        """The couriers end with the sending: when every job is done, or at once on an
+        error (no further request starts; those out end first)."""
+        try:
+            yield
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close every pipe first (none starts another request), then wait for each."""
+        for courier in self.couriers:
+            if not courier.conn.closed:
+                courier.conn.close()
+        for courier in self.couriers:
+            courier.close()
+
+
 OPEN: weakref.WeakSet[Courier] = weakref.WeakSet()
 
 
@@ -171,6 +230,7 @@ class Errand:
     workers: int
     store: Location  # the run's own store (not necessarily settings.store_path)
     cadence: Cadence | None  # whose readers the run sends to (None: every cadence)
+    records: bool = True  # records the tokens its readers lack, while the run plans
 
 
 def serve(conn: Connection, parent: int, errand: Errand) -> None:
@@ -180,7 +240,8 @@ def serve(conn: Connection, parent: int, errand: Errand) -> None:
     die_with(parent)  # at once on Linux (the kernel), elsewhere within WATCH_PARENT_S
     threading.Thread(target=watch_parent, args=(parent,), daemon=True).start()
     replies = Replies()
-    book = Book(errand.store, errand.secret, errand.cadence, replies.stopped)
+    book = Book(errand.store, errand.secret, errand.cadence, replies.stopped,
+                records=errand.records)
     tell = teller(conn, replies)
     try:  # the pool waits for its workers after `stopping`, which ends their waits
         with ThreadPoolExecutor(errand.workers) as pool, stopping(replies):
@@ -218,24 +279,27 @@ def teller(conn: Connection, replies: Replies) -> Tell:
 
 
 class Book:
-    """The courier's own list of the readers: every active one (of the run's cadence)
-    with their token (recorded for look-up), read through its own connection to the
-    store while the run plans. A job waits until it is read; a reader who became active
-    since is read (and their token recorded) when a job names them."""
+    """How a courier finds each job's readers: their addresses and tokens, read by id as
+    the job comes, through a connection of each sending thread's own (about 0.5 ms for a
+    job of 90 readers). With `records`, it first records the tokens that the run's
+    readers lack (a first issue's), through a connection of its own while the run plans:
+    jobs wait for that, so that their look-ups find the tokens recorded, not write them."""
 
     def __init__(self, store: Location, secret: str, cadence: Cadence | None = None,
-                 stopped: threading.Event | None = None) -> None:
+                 stopped: threading.Event | None = None, *, records: bool = True) -> None:
         self.store, self.secret, self.cadence = store, secret, cadence
         self.stopped = stopped or threading.Event()  # the run ended: no job goes on
-        self.found: dict[int, Addressee] = {}
         self.error: Exception | None = None
-        self.read, self.lock = threading.Event(), threading.Lock()
-        threading.Thread(target=self.load, daemon=True).start()
+        self.read, self.local = threading.Event(), threading.local()
+        if records:
+            threading.Thread(target=self.record, daemon=True).start()
+        else:
+            self.read.set()
 
-    def load(self) -> None:
+    def record(self) -> None:
         try:
             with open_store(self.store, upgrade=False) as store:
-                self.found = store.addressees(None, self.secret, cadence=self.cadence)
+                store.record_missing_tokens(self.secret, self.cadence)
         except Exception as exc:  # told with the first job that needs it
             self.error = exc
         finally:
@@ -248,11 +312,17 @@ class Book:
                 raise Stopped()
         if self.error is not None:
             raise self.error
-        if unknown := {i for i in ids if i not in self.found}:
-            with self.lock, open_store(self.store, upgrade=False) as store:
-                self.found.update(store.addressees(unknown, self.secret))
-        return (tuple(self.found[i] for i in ids if i in self.found),
-                tuple(i for i in ids if i not in self.found))
+        found = self.own_store().addressees(set(ids), self.secret)
+        return (tuple(found[i] for i in ids if i in found),
+                tuple(i for i in ids if i not in found))
+
+    def own_store(self) -> Store:
+        """This thread's connection (SQLite's stay in their thread), opened at its first
+        job and closed with the process."""
+        store: Store | None = getattr(self.local, "store", None)
+        if store is None:
+            store = self.local.store = open_store(self.store, upgrade=False)
+        return store
 
 
 def received(conn: Connection) -> Iterator[Job | tuple[int, bool]]:

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from digest.config import Settings
+from digest.emails import PREFERENCES_TAG, UNSUBSCRIBE_TAG, Email
 from digest.errors import DeliveryError
 from digest.ledger import Batch
-from digest.render import PREFERENCES_TAG, UNSUBSCRIBE_TAG, Email
 from digest.store import Addressee
 from digest.transports import Message, Outcome, Recipient, Transport, list_unsubscribe_headers
 

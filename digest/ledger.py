@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from digest.emails import Email
 from digest.errors import DatabaseLocked, DigestError
-from digest.render import Email
 from digest.select import Window
 from digest.spool import SpooledEmail
 from digest.store import Store, timestamp

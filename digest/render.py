@@ -13,7 +13,6 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from itertools import accumulate, pairwise
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -26,6 +25,9 @@ from markupsafe import Markup
 from premailer import Premailer
 
 from digest.content import slugify
+from digest.emails import PREFERENCES_TAG as PREFERENCES_TAG  # where they were
+from digest.emails import UNSUBSCRIBE_TAG as UNSUBSCRIBE_TAG
+from digest.emails import Email as Email
 from digest.errors import DigestError, TemplateError, not_utf8
 from digest.i18n import Language, load_language
 from digest.select import Issue
@@ -37,8 +39,6 @@ TEXT_TEMPLATES = ("email.txt.j2", "subject.txt.j2", "preheader.txt.j2")
 PREHEADER_MIN, PREHEADER_MAX = 40, 140
 BLOCK = "<!--digest:block-->"  # between the blocks of the HTML, removed at the end
 BLOCK_MARK = f"<mj-raw>{BLOCK}</mj-raw>"  # the same in the MJML template
-UNSUBSCRIBE_TAG = "-unsubscribe_url-"
-PREFERENCES_TAG = "-preferences_url-"
 UTC = ZoneInfo("UTC")
 
 
@@ -81,34 +81,6 @@ def archive_slug(key: str) -> str:
 
 def issue_page_url(archive_url: str, key: str) -> str:
     return f"{archive_url.rstrip('/')}/{archive_slug(key)}/"
-
-
-@dataclass(frozen=True)
-class Email:
-    subject: str
-    preheader: str
-    html: str
-    text: str
-    # Where the HTML's blocks begin and end (see Blocks), set by `assembled` only: an
-    # email built otherwise, or copied with `dataclasses.replace`, has none.
-    cuts: tuple[int, ...] = field(default=(), init=False, compare=False, repr=False)
-
-    @classmethod
-    def assembled(cls, subject: str, preheader: str, pieces: Sequence[str], text: str) -> Email:
-        """The email whose HTML is `pieces` joined: a head, each block, a tail."""
-        email = cls(subject, preheader, "".join(pieces), text)
-        object.__setattr__(email, "cuts", tuple(accumulate(len(p) for p in pieces[:-1])))
-        return email
-
-    def parts(self) -> list[str]:
-        """The HTML cut where its blocks begin and end: a head, each block, a tail (the
-        whole HTML alone, without `cuts`)."""
-        return [self.html[start:end] for start, end in pairwise((0, *self.cuts, len(self.html)))]
-
-    @functools.cached_property
-    def size(self) -> int:
-        """Bytes of the HTML part: what Gmail measures before clipping."""
-        return len(self.html.encode("utf-8"))
 
 
 class Blocks:

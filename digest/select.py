@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from digest.content import Article
+if TYPE_CHECKING:  # the courier imports Window without the loader
+    from digest.content import Article
 
 CADENCE_DAYS = {"weekly": 7, "daily": 1}
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import IO
 
-from digest.render import Email
+from digest.emails import Email
 
 
 class Spool:

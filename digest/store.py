@@ -864,6 +864,27 @@ class Store:
             self.record_tokens(Tokens(found))
         return found
 
+    def record_missing_tokens(self, secret: str, cadence: Cadence | None = None) -> int:
+        """Record the tokens of the active readers (of `cadence`) who have none recorded,
+        TOKENS_PER_WRITE at a time in subscriber order; how many they were. A courier does
+        this for a send's first issue while the run plans, so that each job then finds
+        its readers' tokens recorded (a token of an older secret is recorded when a job
+        looks its reader up: see `addressees`)."""
+        check_secret(secret)
+        query = ("SELECT id FROM subscribers s WHERE status = 'active'"
+                 + (" AND cadence = ?" if cadence else "")
+                 + " AND NOT EXISTS (SELECT 1 FROM unsubscribe_tokens t "
+                   "WHERE t.subscriber_id = s.id) ORDER BY id")
+        ids = [id_ for id_, in self.conn.execute(query, (cadence,) if cadence else ())]
+        at = timestamp(self.now())
+        with self.conn.page_cache(BIG_WRITE_CACHE_KIB) if len(ids) >= BIG_WRITE_FROM \
+                else nullcontext():
+            for chunk in chunks(ids, TOKENS_PER_WRITE):
+                salts = self.salts(chunk)
+                self.insert_hashes([(token_hash(derive_token(secret, salts[id_])), id_, at)
+                                    for id_ in chunk if id_ in salts])
+        return len(ids)
+
     def active_rows(self, ids: Collection[int] | None) -> Iterable[Any]:
         """(id, email, name, token salt, cadence) of the active subscribers: all of
         them in one scan, or those among a few `ids` by id. By id, the status is checked

@@ -60,11 +60,35 @@ def test_a_run_sends_through_its_courier_and_leaves_no_process(tmp_path, env, mo
         summary = runs.send_cadence(settings, "weekly", SUNDAY)
     assert summary is not None and summary.accepted == 12
     assert server.accepted_count_by_address() == dict.fromkeys(emails, 1)
-    assert [(e.cadence, e.store) for e in started] == [("weekly", tmp_path / "digest.db")]
+    count = courier.count_for(4)  # sendgrid.concurrency's default, shared among them
+    assert [(e.cadence, e.store, e.records) for e in started] == \
+        [("weekly", tmp_path / "digest.db", n == 0) for n in range(count)]
+    assert sum(e.workers for e in started) == 4
     assert couriers() == []
     assert SECRET not in repr(started[0]) and API_KEY not in repr(started[0])
     with open_store(tmp_path / "digest.db") as store:  # each link's token was recorded
         assert len(store.known_hashes([s.id for s in store.subscribers()])) == 12
+
+
+def test_two_couriers_share_the_jobs_and_each_reader_gets_one_email(tmp_path, env,
+                                                                   monkeypatch):
+    jobs: dict[int, int] = {}
+
+    class Counted(courier.Courier):
+        def submit(self, job) -> None:
+            jobs[id(self)] = jobs.get(id(self), 0) + 1
+            super().submit(job)
+
+    monkeypatch.setattr(courier, "Courier", Counted)
+    monkeypatch.setattr(courier.os, "cpu_count", lambda: 2)
+    with SendGridServer(api_key=API_KEY) as server:
+        settings = load_settings(write_site(tmp_path, server.url))
+        emails = add_readers(tmp_path, 12)  # 6 segments, one batch each
+        summary = runs.send_cadence(settings, "weekly", SUNDAY)
+    assert summary is not None and summary.accepted == 12
+    assert server.accepted_count_by_address() == dict.fromkeys(emails, 1)
+    assert len(jobs) == 2 and sum(jobs.values()) == 6
+    assert couriers() == []
 
 
 def test_with_separate_process_off_the_run_sends_from_its_own_threads(tmp_path, env,
@@ -131,20 +155,38 @@ def test_a_killed_run_takes_its_courier_with_it_and_the_rerun_is_not_blocked(tmp
     assert len(sent) >= counts["accepted"] == 12 - counts["unknown"]
 
 
-def test_the_book_reads_a_reader_who_became_active_after_it_and_records_their_token(
-        tmp_path):
+def test_the_book_records_the_missing_tokens_ahead_then_reads_each_jobs_readers(tmp_path):
     path = tmp_path / "digest.db"
     with open_store(path) as store:
-        store.insert([NewSubscriber("first@example.com")], "cli")
-    book = courier.Book(path, SECRET)
+        store.insert([NewSubscriber("first@example.com"),
+                      NewSubscriber("daily@example.com", cadence="daily")], "cli")
+        first, daily = store.get("first@example.com"), store.get("daily@example.com")
+    book = courier.Book(path, SECRET, "weekly")
     assert book.read.wait(30) and book.error is None
     with open_store(path) as store:
+        assert len(store.known_hashes([first.id])) == 1  # recorded before any job
+        assert store.known_hashes([daily.id]) == set()  # not this run's reader
         store.insert([NewSubscriber("later@example.com")], "cli")
         later = store.get("later@example.com")
     (found,), dropped = book.find([later.id])
     assert found.email == "later@example.com" and dropped == ()
     with open_store(path) as store:
         assert store.known_hashes([later.id]) == {token_hash(found.token)}
+    assert courier.Book(path, SECRET, records=False).find([first.id])[0][0].token == \
+        book.find([first.id])[0][0].token
+
+
+def test_recording_missing_tokens_skips_readers_who_have_one(tmp_path):
+    path = tmp_path / "digest.db"
+    with open_store(path) as store:
+        store.insert([NewSubscriber(f"r{n}@example.com") for n in range(5)], "cli")
+        assert store.record_missing_tokens(SECRET, "weekly") == 5
+        assert store.record_missing_tokens(SECRET, "weekly") == 0
+        store.insert([NewSubscriber("new@example.com")], "cli")
+        assert store.record_missing_tokens(SECRET) == 1
+        ids = [s.id for s in store.subscribers()]
+        tokens = store.addressees(set(ids), SECRET)
+        assert store.known_hashes(ids) == {token_hash(a.token) for a in tokens.values()}
 
 
 def test_the_book_tells_who_is_no_longer_active(tmp_path):
