@@ -205,8 +205,9 @@ def kinds(reused: bool, holes: bool, cached: bool) -> set[str]:
 HOLE_PREFIX = "-digest-hole-"
 HOLE = HOLE_PREFIX + "{}-"  # the place of the i-th value in a frame; see Blocks
 HOLES = re.compile(rf"{HOLE_PREFIX}(\d+)-")
+FILLED = re.compile(rf'(?P<copy>aria-label=")?{HOLE_PREFIX}(?P<i>\d+)-(?(copy)")')
 TEXT_HOLES = re.compile(rf">{HOLE_PREFIX}(\d+)-<")
-ATTRIBUTE_HOLES = re.compile(rf'="{HOLE_PREFIX}(\d+)-"')
+TITLE_COPIES = re.compile(rf'aria-label="{HOLE_PREFIX}(\d+)-"')
 TEXT_NODE = re.compile(  # an element's whole text, outside comments, scripts and styles
     r"<!--.*?-->|<(?P<raw>script|style|mj-style|textarea)\b.*?</(?P=raw)>"
     r"|(?P<open><(?P<tag>mj-title|mj-preview|p|h[1-6]|a|span|strong|em|b|i|small|li|td|th"
@@ -226,24 +227,29 @@ def holeable(value: str) -> bool:
         UNSAFE.search(value) is None
 
 
-# mjml-python 1.4.2 writes the title again, in the aria-label of the body's first div, as
-# Rust's `{:?}` writes a string (\u{a0} for a no-break space, \\ for \); premailer (libxml2)
-# writes an attribute's `&{` as it is.
-NOT_IN_ATTRIBUTES = re.compile(r'["\\\t\n]|&\{')
-RUST_ESCAPES = "\u115f\u1160\u3164\uff9e\uff9f\uffa0"  # letters, but fillers or combining
+# mjml-python 1.4.2 writes the title again, in the aria-label of the body's first div,
+# as Rust's `{:?}` writes a string: `\\` for a backslash, `\u{a0}` for a character Rust
+# does not print (spaces but " ", marks, format characters). Known here: these, letters,
+# numbers, punctuation and symbols; a title with another character is converted whole.
+RUST_HIDDEN = "".join(chr(code) for first, last in (
+    (0xA0, 0xA0), (0xAD, 0xAD), (0x61C, 0x61C), (0x115F, 0x1160), (0x1680, 0x1680),
+    (0x2000, 0x200F), (0x2028, 0x202F), (0x205F, 0x2060), (0x2066, 0x2069),
+    (0x3000, 0x3000), (0x3164, 0x3164), (0xFEFF, 0xFEFF), (0xFF9E, 0xFFA0))
+    for code in range(first, last + 1))
+TITLE_COPY = str.maketrans({"\\": "\\\\"} | {char: f"\\u{{{ord(char):x}}}" for char in RUST_HIDDEN})
+NOT_COPIED = re.compile(r'["\t\n]|&\{')  # premailer writes a quote, and `&{`, otherwise
 
 
-def attribute_safe(value: str) -> bool:
-    """Whether `value`, the whole text of an element, is written as `html_text` does in
-    an attribute too: no quote, backslash, tab, newline or `&{`, and each character
-    a letter, a number, a punctuation mark, a symbol or the space (one Rust prints)."""
-    return NOT_IN_ATTRIBUTES.search(value) is None and (
-        value.isascii() or all(map(printed_by_rust, value)))
+def title_copy(value: str) -> str | None:
+    """The aria-label premailer writes for the title `value`, or None if not known."""
+    if NOT_COPIED.search(value) or not (value.isascii() or all(map(known_to_rust, value))):
+        return None
+    return html_text(value.translate(TITLE_COPY))
 
 
 @functools.lru_cache(maxsize=4096)
-def printed_by_rust(char: str) -> bool:
-    return char == " " or (unicodedata.category(char)[0] in "LNPS" and char not in RUST_ESCAPES)
+def known_to_rust(char: str) -> bool:
+    return char in RUST_HIDDEN or unicodedata.category(char)[0] in "LNPS" or char == " "
 
 
 def punched(part: str, spots: dict[str, str]) -> str:
@@ -258,20 +264,25 @@ def punched(part: str, spots: dict[str, str]) -> str:
 
 def holes_kept(source: str, html: str) -> bool:
     """Whether each hole of `source` is an element's whole text in `html`, and any other
-    hole in `html` an attribute's whole value."""
+    hole in `html` a copy of the title."""
     texts, everywhere = TEXT_HOLES.findall(html), HOLES.findall(html)
     return sorted(texts) == sorted(HOLES.findall(source)) and \
-        len(texts) + len(ATTRIBUTE_HOLES.findall(html)) == len(everywhere)
+        len(texts) + len(TITLE_COPIES.findall(html)) == len(everywhere)
 
 
 def filled(html: str, values: Sequence[str]) -> str | None:
     """`html` with each hole filled with its value as premailer writes it; None if a
-    value in an attribute would be written otherwise."""
+    value copied from the title is written in a way `title_copy` does not know."""
     if not values:
         return html
-    if not all(attribute_safe(values[int(i)]) for i in ATTRIBUTE_HOLES.findall(html)):
+    copies = {int(i): title_copy(values[int(i)]) for i in TITLE_COPIES.findall(html)}
+    if None in copies.values():
         return None
-    return HOLES.sub(lambda match: html_text(values[int(match[1])]), html)
+
+    def fill(match: re.Match[str]) -> str:
+        i = int(match["i"])
+        return f'aria-label="{copies[i]}"' if match["copy"] else html_text(values[i])
+    return FILLED.sub(fill, html)
 
 
 def html_text(value: str) -> str:
