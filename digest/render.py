@@ -205,13 +205,14 @@ def kinds(reused: bool, holes: bool, cached: bool) -> set[str]:
 HOLE_PREFIX = "-digest-hole-"
 HOLE = HOLE_PREFIX + "{}-"  # the place of the i-th value in a frame; see Blocks
 HOLES = re.compile(rf"{HOLE_PREFIX}(\d+)-")
-FILLED = re.compile(rf'(?P<copy>aria-label=")?{HOLE_PREFIX}(?P<i>\d+)-(?(copy)")')
 TEXT_HOLES = re.compile(rf">{HOLE_PREFIX}(\d+)-<")
-TITLE_COPIES = re.compile(rf'aria-label="{HOLE_PREFIX}(\d+)-"')
-TEXT_NODE = re.compile(  # an element's whole text, outside comments, scripts and styles
-    r"<!--.*?-->|<(?P<raw>script|style|mj-style|textarea)\b.*?</(?P=raw)>"
-    r"|(?P<open><(?P<tag>mj-title|mj-preview|p|h[1-6]|a|span|strong|em|b|i|small|li|td|th"
-    r"|div)(?:\s[^<>]*)?>)(?P<text>[^<>]+)(?P<close></(?P=tag)>)", re.DOTALL)
+TITLE_COPY_AT = 'aria-label="'
+TITLE_COPIES = re.compile(rf"{TITLE_COPY_AT}{HOLE_PREFIX}(\d+)-\"")
+RAW = re.compile(  # a comment, a script or a style ([^<]* saves the regex from `.*?`'s steps)
+    r"<!--.*?-->|<(script|style|mj-style|textarea)\b[^<]*(?:<(?!/\1>)[^<]*)*</\1>", re.DOTALL)
+TEXT_NODE = re.compile(  # an element's whole text (outside RAW's comments and styles)
+    r"(?P<open><(?P<tag>mj-title|mj-preview|p|h[1-6]|a|span|strong|em|b|i|small|li|td|th"
+    r"|div)(?:\s[^<>]*)?>)(?P<text>[^<>]+)(?P<close></(?P=tag)>)")
 NONCHARACTERS = "".join(chr(plane + end) for plane in range(0x10000, 0xF0000, 0x10000)
                         for end in (0xFFFE, 0xFFFF))
 UNSAFE = re.compile(  # characters whose text mjml refuses or lxml rewrites (\r into \n)
@@ -222,9 +223,10 @@ HOLE_MAX = 2000  # characters: a longer value stays in its frame
 
 def holeable(value: str) -> bool:
     """Whether mjml and premailer write `value`, as an element's text, as `html_text`
-    does: a plain string, not blank, of characters other than `UNSAFE`'s."""
+    does: a plain string, not blank, of characters other than `UNSAFE`'s (none of which
+    Python calls printable)."""
     return type(value) is str and 0 < len(value) <= HOLE_MAX and not value.isspace() and \
-        UNSAFE.search(value) is None
+        (value.isprintable() or UNSAFE.search(value) is None)
 
 
 # mjml-python 1.4.2 writes the title again, in the aria-label of the body's first div,
@@ -254,12 +256,17 @@ def known_to_rust(char: str) -> bool:
 
 def punched(part: str, spots: dict[str, str]) -> str:
     """`part` with each element's whole text that is a key of `spots` replaced by its
-    value (a hole)."""
+    value (a hole), outside comments, scripts and styles."""
     def punch(match: re.Match[str]) -> str:
-        if match["open"] is None or match["text"] not in spots:
-            return match[0]
-        return match["open"] + spots[match["text"]] + match["close"]
-    return TEXT_NODE.sub(punch, part)
+        text = match["text"]
+        return match["open"] + spots[text] + match["close"] if text in spots else match[0]
+    if not any(f">{text}<" in part for text in spots):
+        return part
+    pieces, at = [], 0
+    for raw in RAW.finditer(part):
+        pieces += [TEXT_NODE.sub(punch, part[at:raw.start()]), raw[0]]
+        at = raw.end()
+    return "".join([*pieces, TEXT_NODE.sub(punch, part[at:])])
 
 
 def holes_kept(source: str, html: str) -> bool:
@@ -273,16 +280,15 @@ def holes_kept(source: str, html: str) -> bool:
 def filled(html: str, values: Sequence[str]) -> str | None:
     """`html` with each hole filled with its value as premailer writes it; None if a
     value copied from the title is written in a way `title_copy` does not know."""
-    if not values:
-        return html
-    copies = {int(i): title_copy(values[int(i)]) for i in TITLE_COPIES.findall(html)}
-    if None in copies.values():
-        return None
-
-    def fill(match: re.Match[str]) -> str:
-        i = int(match["i"])
-        return f'aria-label="{copies[i]}"' if match["copy"] else html_text(values[i])
-    return FILLED.sub(fill, html)
+    pieces = HOLES.split(html) if values else [html]  # text, a hole's number, text…
+    for at in range(1, len(pieces), 2):
+        value = values[int(pieces[at])]
+        text = title_copy(value) if pieces[at - 1].endswith(TITLE_COPY_AT) else \
+            html_text(value)
+        if text is None:
+            return None
+        pieces[at] = text
+    return "".join(pieces)
 
 
 def html_text(value: str) -> str:
