@@ -10,6 +10,7 @@ import functools
 import logging
 import re
 import traceback
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,7 +22,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 import mjml
 from jinja2.loaders import split_template_path
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from premailer import Premailer
 
 from digest.content import slugify
@@ -40,6 +41,9 @@ PREHEADER_MIN, PREHEADER_MAX = 40, 140
 BLOCK = "<!--digest:block-->"  # between the blocks of the HTML, removed at the end
 BLOCK_MARK = f"<mj-raw>{BLOCK}</mj-raw>"  # the same in the MJML template
 UTC = ZoneInfo("UTC")
+# The context values that differ between the segments of a run: holes in the frames
+# Blocks converts once (a template may show them anywhere; Blocks checks where)
+SEGMENT_VALUES = ("subject", "preheader", "intro", "issue_label")
 
 
 def default_templates_dir() -> Path:
@@ -92,48 +96,176 @@ class Blocks:
     blocks equals its whole render: the first assembly that reuses a block is checked
     against a whole render, and a template for which they differ (a selector such as
     `:first-child` or `+` that sees across blocks) is rendered whole from then on.
+
+    The frame around the blocks (the head and the tail) is converted once too, with a hole
+    where each of the segment's `values` (its subject, preheader…) is the whole text of an
+    element (see `punched`): each email fills the holes of the converted frame with its
+    own values, as mjml and premailer write that text. The first email with holes, and the
+    first that reuses a frame with holes, are checked against a whole render; holes are
+    left out from then on where they differ.
     """
 
     def __init__(self) -> None:
         self.html: dict[str, str] = {}
         self.frames: dict[tuple[str, str], tuple[str, str]] = {}  # head and tail, the same
         self.conversions = 0  # MJML conversions of a frame and the blocks it lacked
-        self.checked = False
+        self.checked: set[str] = set()  # what an assembly did, checked once: see `kinds`
         self.usable = True
+        self.holes = True
 
-    def to_html(self, source: str) -> str:
+    def to_html(self, source: str, values: Sequence[str] = ()) -> str:
         parts = source.split(BLOCK_MARK)
         if self.usable and not self.html:
             self.usable = not sees_across_blocks(source)
         if len(parts) < 3 or not self.usable:
             return mjml_to_html(source)
-        middle, frame = parts[1:-1], (parts[0], parts[-1])
+        middle, frame = parts[1:-1], self.holed((parts[0], parts[-1]), values)
+        holes = frame != (parts[0], parts[-1])
         missing = list(dict.fromkeys(part for part in middle if part not in self.html))
-        if (missing or frame not in self.frames) and not self.convert(frame, missing):
+        cached = frame in self.frames
+        if (missing or not cached) and not self.convert(frame, missing):
             return mjml_to_html(source)
-        head, tail = self.frames[frame]
+        head, tail = (filled(piece, values if holes else ()) for piece in self.frames[frame])
+        if head is None or tail is None:
+            return mjml_to_html(source)
         html = BLOCK.join([head, *(self.html[part] for part in middle), tail])
-        return html if len(missing) == len(middle) else self.checked_once(source, html)
+        return self.checked_once(source, html, kinds(len(missing) < len(middle), holes, cached))
+
+    def holed(self, frame: tuple[str, str], values: Sequence[str]) -> tuple[str, str]:
+        """`frame` with a hole for each of `values` it holds as an element's whole text."""
+        if not self.holes or any(HOLE_PREFIX in part for part in frame):
+            return frame
+        spots = {str(escape(value)): HOLE.format(i)
+                 for i, value in enumerate(values) if holeable(value)}
+        return punched(frame[0], spots), punched(frame[1], spots)
 
     def convert(self, frame: tuple[str, str], missing: list[str]) -> bool:
         """Convert the head and tail `frame` with the `missing` blocks between them, and
-        keep each; False when a mark was lost (the template is unusual)."""
+        keep each; False when a mark or a hole was lost (the template is unusual)."""
         self.conversions += 1
         pieces = mjml_to_html(BLOCK_MARK.join([frame[0], *missing, frame[1]])).split(BLOCK)
         if len(pieces) != len(missing) + 2:
             self.usable = False
             return False
+        if not holes_kept("".join(frame), pieces[0] + pieces[-1]):
+            self.holes = False
+            return False
         self.html.update(zip(missing, pieces[1:-1], strict=True))
         self.frames[frame] = (pieces[0], pieces[-1])
         return True
 
-    def checked_once(self, source: str, assembled: str) -> str:
-        if self.checked:
+    def checked_once(self, source: str, assembled: str, done: set[str]) -> str:
+        """`assembled`, or the whole render of `source` the first time the assembly did
+        one of the things in `done`: those are left out from then on if they differ."""
+        if done <= self.checked:
             return assembled
-        self.checked = True
+        self.checked |= done
         whole = mjml_to_html(source)
-        self.usable = whole == assembled
+        if whole != assembled:
+            self.usable = self.usable and "blocks" not in done
+            self.holes = self.holes and not done & {"holes", "refill"}
         return whole
+
+
+def kinds(reused: bool, holes: bool, cached: bool) -> set[str]:
+    """What an assembly did other than convert its source whole: reuse a block, fill
+    holes, fill a cached frame's holes again (with other values)."""
+    return ({"blocks"} if reused else set()) | ({"holes"} if holes else set()) | (
+        {"refill"} if holes and cached else set())
+
+
+HOLE_PREFIX = "-digest-hole-"
+HOLE = HOLE_PREFIX + "{}-"  # the place of the i-th value in a frame; see Blocks
+HOLES = re.compile(rf"{HOLE_PREFIX}(\d+)-")
+TEXT_HOLES = re.compile(rf">{HOLE_PREFIX}(\d+)-<")
+TITLE_COPY_AT = 'aria-label="'
+TITLE_COPIES = re.compile(rf"{TITLE_COPY_AT}{HOLE_PREFIX}(\d+)-\"")
+RAW = re.compile(  # a comment, a script or a style ([^<]* saves the regex from `.*?`'s steps)
+    r"<!--.*?-->|<(script|style|mj-style|textarea)\b[^<]*(?:<(?!/\1>)[^<]*)*</\1>", re.DOTALL)
+TEXT_NODE = re.compile(  # an element's whole text (outside RAW's comments and styles)
+    r"(?P<open><(?P<tag>mj-title|mj-preview|p|h[1-6]|a|span|strong|em|b|i|small|li|td|th"
+    r"|div)(?:\s[^<>]*)?>)(?P<text>[^<>]+)(?P<close></(?P=tag)>)")
+NONCHARACTERS = "".join(chr(plane + end) for plane in range(0x10000, 0xF0000, 0x10000)
+                        for end in (0xFFFE, 0xFFFF))
+UNSAFE = re.compile(  # characters whose text mjml refuses or lxml rewrites (\r into \n)
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ue000-\uf8ff\ufdd0-\ufdef\ufffe\uffff"
+    f"{NONCHARACTERS}\U000f0000-\U0010ffff]")
+HOLE_MAX = 2000  # characters: a longer value stays in its frame
+
+
+def holeable(value: str) -> bool:
+    """Whether mjml and premailer write `value`, as an element's text, as `html_text`
+    does: a plain string, not blank, of characters other than `UNSAFE`'s (none of which
+    Python calls printable)."""
+    return type(value) is str and 0 < len(value) <= HOLE_MAX and not value.isspace() and \
+        (value.isprintable() or UNSAFE.search(value) is None)
+
+
+# mjml-python 1.4.2 writes the title again, in the aria-label of the body's first div,
+# as Rust's `{:?}` writes a string: `\\` for a backslash, `\u{a0}` for a character Rust
+# does not print (spaces but " ", marks, format characters). Known here: these, letters,
+# numbers, punctuation and symbols; a title with another character is converted whole.
+RUST_HIDDEN = "".join(chr(code) for first, last in (
+    (0xA0, 0xA0), (0xAD, 0xAD), (0x61C, 0x61C), (0x115F, 0x1160), (0x1680, 0x1680),
+    (0x2000, 0x200F), (0x2028, 0x202F), (0x205F, 0x2060), (0x2066, 0x2069),
+    (0x3000, 0x3000), (0x3164, 0x3164), (0xFEFF, 0xFEFF), (0xFF9E, 0xFFA0))
+    for code in range(first, last + 1))
+TITLE_COPY = str.maketrans({"\\": "\\\\"} | {char: f"\\u{{{ord(char):x}}}" for char in RUST_HIDDEN})
+NOT_COPIED = re.compile(r'["\t\n]|&\{')  # premailer writes a quote, and `&{`, otherwise
+
+
+def title_copy(value: str) -> str | None:
+    """The aria-label premailer writes for the title `value`, or None if not known."""
+    if NOT_COPIED.search(value) or not (value.isascii() or all(map(known_to_rust, value))):
+        return None
+    return html_text(value.translate(TITLE_COPY))
+
+
+@functools.lru_cache(maxsize=4096)
+def known_to_rust(char: str) -> bool:
+    return char in RUST_HIDDEN or unicodedata.category(char)[0] in "LNPS" or char == " "
+
+
+def punched(part: str, spots: dict[str, str]) -> str:
+    """`part` with each element's whole text that is a key of `spots` replaced by its
+    value (a hole), outside comments, scripts and styles."""
+    def punch(match: re.Match[str]) -> str:
+        text = match["text"]
+        return match["open"] + spots[text] + match["close"] if text in spots else match[0]
+    if not any(f">{text}<" in part for text in spots):
+        return part
+    pieces, at = [], 0
+    for raw in RAW.finditer(part):
+        pieces += [TEXT_NODE.sub(punch, part[at:raw.start()]), raw[0]]
+        at = raw.end()
+    return "".join([*pieces, TEXT_NODE.sub(punch, part[at:])])
+
+
+def holes_kept(source: str, html: str) -> bool:
+    """Whether each hole of `source` is an element's whole text in `html`, and any other
+    hole in `html` a copy of the title."""
+    texts, everywhere = TEXT_HOLES.findall(html), HOLES.findall(html)
+    return sorted(texts) == sorted(HOLES.findall(source)) and \
+        len(texts) + len(TITLE_COPIES.findall(html)) == len(everywhere)
+
+
+def filled(html: str, values: Sequence[str]) -> str | None:
+    """`html` with each hole filled with its value as premailer writes it; None if a
+    value copied from the title is written in a way `title_copy` does not know."""
+    pieces = HOLES.split(html) if values else [html]  # text, a hole's number, text…
+    for at in range(1, len(pieces), 2):
+        value = values[int(pieces[at])]
+        text = title_copy(value) if pieces[at - 1].endswith(TITLE_COPY_AT) else \
+            html_text(value)
+        if text is None:
+            return None
+        pieces[at] = text
+    return "".join(pieces)
+
+
+def html_text(value: str) -> str:
+    """`value` as lxml writes an element's text in HTML: `&`, `<` and `>` escaped."""
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 STYLES = re.compile(r"<(?:mj-)?style[^>]*>(.*?)</(?:mj-)?style>", re.DOTALL | re.IGNORECASE)
@@ -167,7 +299,9 @@ class Renderer:
         preheader = fit_preheader(one_line(self.fill("preheader.txt.j2", context, text=True)),
                                   context, self.language)
         context.update(subject=subject, preheader=preheader)
-        pieces = self.blocks.to_html(self.fill("email.mjml.j2", context)).split(BLOCK)
+        source = self.fill("email.mjml.j2", context)
+        values = [context[name] for name in SEGMENT_VALUES]
+        pieces = self.blocks.to_html(source, values).split(BLOCK)
         text = self.fill("email.txt.j2", context, text=True).strip() + "\n"
         return Email.assembled(subject, preheader, pieces, text)
 
