@@ -14,6 +14,7 @@ from helpers import make_settings
 from digest.desk import compose
 from digest.render import Email
 from digest.store import Addressee
+from digest.transports import Recipient, list_unsubscribe_headers
 from digest.transports.files import build_eml
 from digest.transports.sendgrid import request_body
 
@@ -58,3 +59,26 @@ def test_each_readers_email_is_what_it_was(case, golden):
             for n, recipient in enumerate(message.recipients)]
     golden(f"compose-{case}.eml", "\n--next reader--\n".join(
         BOUNDARY.sub("=BOUNDARY=", eml.decode().replace("\r\n", "\n")) for eml in emls))
+
+
+def test_the_readers_are_made_recipients_when_asked_for():
+    recipients = composed("mailto").recipients
+    url = "https://web.example/u/{0}?again={0}&home=https://news.example.org"
+    bob = Recipient(
+        "bob+news@example.org", None,
+        {"-unsubscribe_url-": url.format(READERS[1].token),
+         "-preferences_url-": f"https://web.example/preferences/{READERS[1].token}"},
+        list_unsubscribe_headers(url.format(READERS[1].token), "leave@example.org"))
+    assert len(recipients) == 3
+    assert recipients[1] == bob
+    assert list(recipients)[1] == bob
+    assert list(recipients[1:2]) == [bob]
+    assert [r.name for r in recipients] == ["Ann Example", None, 'Zoë Ünïcode "Z"']
+
+
+def test_under_an_asm_group_the_readers_have_no_headers_of_their_own():
+    assert [dict(r.headers) for r in composed("asm").recipients] == [{}] * 3
+
+
+def test_the_readers_repr_holds_no_token():
+    assert repr(composed("default").recipients) == "Readers(3 rows)"
