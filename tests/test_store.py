@@ -373,6 +373,31 @@ def test_links_sent_before_the_secret_changed_still_work(store):
     assert store.by_token(old) == store.by_token(new) == ada
 
 
+KNOWN_TOKENS = {  # derive_token(SECRET, salt), as every link sent so far was made
+    bytes(16): "L3jkLoy8B09-2XtrIDNkBXrnHSDKySrZWhfZ0nHvTtU",
+    bytes(range(16)): "Wo0zE5mzsCMHilZG4zMCRX1mQTn9oBrGx7lhiZsRA_Q",
+    b"\xff" * 16: "M9Cgqb6rjKLXYazAGTFm8Pd0eFjEJInL30BXHY25zyE",
+    (39).to_bytes(16, "big"): "_A_DSym5DjF1OjwkmDaqBsrMS3OZwQsZCph279rOiUI",  # "-A_D…" in base64
+}
+
+
+def test_tokens_are_those_every_earlier_link_holds():
+    assert {salt: derive_token(SECRET, salt) for salt in KNOWN_TOKENS} == KNOWN_TOKENS
+    assert derive_token("ünïcode secret of enough length", bytes(range(16))) == \
+        "6lw0nfMMZTRGlBq6MZ22ZSDnw-IFHxR7KkpxnyWUT08"
+
+
+def test_a_sends_readers_get_the_tokens_every_earlier_link_holds(store):
+    store.insert([NewSubscriber(f"r{n}@example.com", name=f"R {n}") for n in range(4)],
+                 "import")
+    ids = sorted(s.id for s in store.subscribers())
+    for id_, salt in zip(ids, KNOWN_TOKENS, strict=True):
+        store.conn.execute("UPDATE subscribers SET token_salt = ? WHERE id = ?", (salt, id_))
+    found = store.addressees(None, SECRET)
+    assert [found[id_].token for id_ in ids] == list(KNOWN_TOKENS.values())
+    assert [store.by_token(token).id for token in KNOWN_TOKENS.values()] == ids
+
+
 def test_a_token_not_yet_handed_out_finds_nobody(store):
     add(store, "ada@example.com")
     salt = store.conn.execute("SELECT token_salt FROM subscribers").fetchone()[0]
