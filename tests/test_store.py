@@ -2,6 +2,7 @@
 
 import base64
 import hashlib
+import secrets
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from digest.store import (
     Store,
     connect,
     derive_token,
+    derive_tokens,
     migrate,
     open_store,
 )
@@ -385,6 +387,14 @@ def test_tokens_are_those_every_earlier_link_holds():
     assert {salt: derive_token(SECRET, salt) for salt in KNOWN_TOKENS} == KNOWN_TOKENS
     assert derive_token("ünïcode secret of enough length", bytes(range(16))) == \
         "6lw0nfMMZTRGlBq6MZ22ZSDnw-IFHxR7KkpxnyWUT08"
+
+
+def test_tokens_derived_together_are_those_derived_one_by_one():
+    assert derive_tokens(SECRET, list(KNOWN_TOKENS)) == list(KNOWN_TOKENS.values())
+    salts = [secrets.token_bytes(16) for _ in range(500)] + [b""]
+    for secret in ("s" * 32, "k" * 64, "l" * 65, "ü" * 40, "x" * 300):  # keys of 64+ bytes
+        assert derive_tokens(secret, salts) == [derive_token(secret, salt) for salt in salts]
+    assert derive_tokens(SECRET, []) == []
 
 
 def test_a_sends_readers_get_the_tokens_every_earlier_link_holds(store):
