@@ -170,9 +170,10 @@ def check_message(message: Message) -> None:
 def transport_for(settings: Settings) -> Transport:
     """The transport `delivery.transport` names: `.eml` files, or SendGrid with the key
     from the environment."""
-    from digest.transports.files import FilesTransport  # they import this module
+    if settings.text("delivery.transport") == "files":  # each imported here: it imports this
+        from digest.transports.files import FilesTransport
+
+        return FilesTransport(settings.files_dir)
     from digest.transports.sendgrid import SendGridTransport
 
-    if settings.text("delivery.transport") == "files":
-        return FilesTransport(settings.files_dir)
     return SendGridTransport.from_environment(settings)
