@@ -1,4 +1,8 @@
-"""The command line: parse, call the library, print. No pipeline logic lives here."""
+"""The command line: parse, call the library, print. No pipeline logic lives here.
+
+A command imports what it runs when it runs (`digest --help`, or a subscriber command,
+does not import the pipeline, and `weekly` not the previews).
+"""
 
 from __future__ import annotations
 
@@ -11,33 +15,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from digest import (
-    __version__,
-    archive,
-    i18n,
-    init,
-    issues,
-    pipeline,
-    runs,
-    send,
-    subscriber_files,
-    subscribers,
-)
-from digest.config import Settings, find_config, load_settings
-from digest.content import LoadResult
+from digest import __version__
 from digest.db_cli import db_group
 from digest.errors import DigestError
 from digest.location import LocationError, PostgresURL, parse_location
-from digest.preview import write_eml_files, write_index, write_preview, write_segment_previews
-from digest.problem_summary import summarize
-from digest.quality import Finding
-from digest.screenshots import take_screenshots
 from digest.store import CADENCES, STATUSES, Store, Subscriber, as_cadence, open_store
 from digest.text import plural
+
+if TYPE_CHECKING:
+    from digest import pipeline, runs, send, subscribers
+    from digest.config import Settings
+    from digest.content import LoadResult
+    from digest.quality import Finding
 
 
 class DigestGroup(click.Group):
@@ -73,9 +66,13 @@ class App:
 
     @cached_property
     def settings(self) -> Settings:
+        from digest.config import find_config, load_settings
+
         settings = load_settings(find_config(self.config_path, Path.cwd()))
         if self.offline:
-            settings = settings.override(pipeline.OFFLINE, True)
+            from digest.pipeline import OFFLINE
+
+            settings = settings.override(OFFLINE, True)
         if self.db_path is not None:
             return settings.override("store.path", self.db_path)
         return settings
@@ -178,6 +175,10 @@ def preview(app: App, content_dir: Path | None, out: Path | None, since: datetim
     subscribers in the store, also writes one preview per segment (readers who chose the
     same categories) and an index.html listing them.
     """
+    from digest import pipeline
+    from digest.preview import write_eml_files, write_index, write_preview, write_segment_previews
+    from digest.screenshots import take_screenshots
+
     check_window_options(since, until, now)
     settings = with_content_dir(app.settings, content_dir)
     loaded = load_and_warn(settings, strict)
@@ -266,6 +267,8 @@ def print_segments(segments: Sequence[pipeline.SegmentBuild],
 @pass_app
 def check(app: App, content_dir: Path | None) -> None:
     """Validate the content, the configuration and the templates; exit 1 on any error."""
+    from digest import pipeline
+
     settings = with_content_dir(app.settings, content_dir)
     report = pipeline.check_site(settings)
     for line in report.lines():
@@ -303,6 +306,8 @@ def weekly(app: App, now: datetime | None, dry_run: bool, force: bool,
     7 days before now) to now. Run twice in a week it sends once; after a crash it
     completes the plan.
     """
+    from digest import runs
+
     options = runs.Options(dry_run=dry_run, force=force, resend_unknown=resend_unknown)
     finish(runs.send_cadence(app.settings, "weekly", now, options, talk(timings)))
 
@@ -313,6 +318,8 @@ def weekly(app: App, now: datetime | None, dry_run: bool, force: bool,
 def daily(app: App, now: datetime | None, dry_run: bool, force: bool,
           resend_unknown: bool, timings: bool) -> None:
     """Send today's issue to daily subscribers: for cron, safe to run again."""
+    from digest import runs
+
     options = runs.Options(dry_run=dry_run, force=force, resend_unknown=resend_unknown)
     finish(runs.send_cadence(app.settings, "daily", now, options, talk(timings)))
 
@@ -341,6 +348,8 @@ def send_command(app: App, issue_key_: str | None, since: datetime | None,
 
     Without --yes it shows the plan and asks first.
     """
+    from digest import runs
+
     check_window_options(since, until, None)
     if (issue_key_ is None) == (since is None):
         raise click.UsageError("give either --issue KEY or --since and --until")
@@ -368,6 +377,8 @@ def issues_group(ctx: click.Context, as_json: bool) -> None:
     --delivered|--not-delivered` records what SendGrid's activity feed says of a batch
     whose outcome is unknown.
     """
+    from digest import issues
+
     if ctx.invoked_subcommand is not None:
         return
     rows = issues.summaries(ctx.ensure_object(App).settings)
@@ -385,6 +396,8 @@ def issues_group(ctx: click.Context, as_json: bool) -> None:
 @pass_app
 def issues_show(app: App, key: str) -> None:
     """List each batch of issue KEY: segment, recipients, state, attempts, last reason."""
+    from digest import issues
+
     issue, batches = issues.batches(app.settings, key)
     click.echo(f"Issue {issue.key} ({issue.cadence}, {issue.status}): {len(batches)} "
                f"{plural(len(batches), 'batch', 'batches')}")
@@ -405,6 +418,8 @@ def issues_mark(app: App, key: str, batch: str, delivered: bool | None) -> None:
 
     A delivered batch counts as accepted; a batch not delivered is sent by the next run.
     """
+    from digest import issues
+
     if delivered is None:
         raise click.UsageError("give --delivered or --not-delivered")
     marked, done = issues.mark(app.settings, key, batch, delivered=delivered,
@@ -428,6 +443,8 @@ def table(rows: Sequence[Sequence[str]]) -> str:
 def talk(timings: bool = False) -> runs.Talk:
     """How a send run talks here: lines, a confirmation that aborts, the plan, a bar,
     and with `timings` each stage's time."""
+    from digest import runs
+
     return runs.Talk(echo=click.echo, confirm=lambda question: click.confirm(
         question, abort=True), show_plan=print_plan, progress=progress_bar,
         stage=print_stage if timings else lambda name, seconds: None)
@@ -476,6 +493,8 @@ def print_plan(key: str, plan: send.Plan) -> None:
 
 
 def checked_addresses(addresses: Sequence[str]) -> tuple[str, ...]:
+    from digest import subscriber_files
+
     try:
         return tuple(subscriber_files.checked_email(address) for address in addresses)
     except ValueError as exc:
@@ -489,6 +508,9 @@ def with_content_dir(settings: Settings, content_dir: Path | None) -> Settings:
 
 
 def load_and_warn(settings: Settings, strict: bool) -> LoadResult:
+    from digest import pipeline
+    from digest.problem_summary import summarize
+
     loaded = pipeline.load(settings, strict=strict)
     patterns, rest = summarize(loaded.problems, loaded.folder_files)
     for pattern in patterns:
@@ -514,6 +536,8 @@ def build_preview(settings: Settings, loaded: LoadResult, since: datetime | None
                   until: datetime | None, now: datetime | None, categories: Sequence[str],
                   cadence: str) -> pipeline.Preview:
     """The preview of a window `check_window_options` has already checked."""
+    from digest import pipeline
+
     return pipeline.build_preview(
         settings, loaded.articles, since=since and since.date(),
         until=until and until.date(), now=now, categories=categories, cadence=cadence)
@@ -551,6 +575,8 @@ def archive_command(app: App, out: Path | None, segments: bool) -> None:
     changed are written, so running it again changes nothing. weekly, daily and send
     write an issue's page themselves when archive.dir is set.
     """
+    from digest import archive
+
     written = archive.publish(app.settings, out, segments=segments)
     for relative, findings in written.findings.items():
         for finding in findings:
@@ -588,6 +614,7 @@ def serve(app: App, port: int, host: str, content_dir: Path | None, since: datet
     the configuration changes. A render error is shown on the page until it is fixed.
     """
     from digest import serve as live
+    from digest.config import find_config
 
     check_window_options(since, until, now)
     settings = with_content_dir(app.settings, content_dir)
@@ -698,6 +725,8 @@ def init_command(folder: Path, name: str | None, base_url: str | None,
                  content_dir: str | None) -> None:
     """Write FOLDER/digest.toml for the site in FOLDER (default: here), read from Hugo,
     Jekyll, Eleventy, Astro or Next.js files, or a folder of markdown. Never overwrites."""
+    from digest import init
+
     found = init.detect(folder, name=name, base_url=base_url, content=content_dir)
     path = init.write_config(folder, found)
     click.echo(f"Found {found.generator}" + (f" ({found.config_file})." if found.config_file
@@ -729,6 +758,8 @@ def templates_group() -> None:
 def templates_copy(folder: Path) -> None:
     """Copy the shipped templates into FOLDER (default: ./templates) to edit them; files
     there already are kept. A template you delete falls back to the shipped one."""
+    from digest import init
+
     for path, copied in init.copy_templates(folder):
         click.echo(f"{'Copied' if copied else 'Kept (exists)'} {path}")
     click.echo(f"Set templates.dir to {folder} in digest.toml if it is not templates/ beside it.")
@@ -747,6 +778,8 @@ def translations_group() -> None:
 @pass_app
 def translations_init(app: App, language: str) -> None:
     """Start templates/LANGUAGE.po: translate it, and digest uses it over the shipped one."""
+    from digest import i18n
+
     started = i18n.init_catalog(language, app.settings.templates_dir)
     click.echo(f"Wrote {started.path}: {started.strings} strings, {started.filled} filled in "
                "from digest's own catalog. Translate the empty msgstr lines; the site's "
@@ -774,6 +807,8 @@ def subscribers_add(app: App, email: str, name: str | None, categories: Sequence
     An address that unsubscribed, bounced or complained is refused: only the reader
     can resubscribe.
     """
+    from digest import subscribers
+
     known = site_categories(app.settings) if categories else None
     with store_of(app) as store:
         added = subscribers.add(store, email, name=name, categories=categories or None,
@@ -794,6 +829,8 @@ def subscribers_import(app: App, file: Path, dry_run: bool) -> None:
     twice changes nothing; an unsubscribed, bounced or complained address is never
     made active again.
     """
+    from digest import subscribers
+
     known = site_categories(app.settings)
     with store_of(app) as store:
         plan = subscribers.import_file(store, file, known, dry_run=dry_run)
@@ -814,6 +851,8 @@ def subscribers_import(app: App, file: Path, dry_run: bool) -> None:
 @pass_app
 def subscribers_list(app: App, status: str | None, category: str | None, as_json: bool) -> None:
     """List subscribers, ordered by address."""
+    from digest import subscriber_files, subscribers
+
     with store_of(app) as store:
         found = subscribers.matching(store.subscribers(), status, category)
     if as_json:
@@ -829,6 +868,8 @@ def subscribers_list(app: App, status: str | None, category: str | None, as_json
 @pass_app
 def subscribers_export(app: App, fmt: str) -> None:
     """Print every subscriber, in every status, in a form `import` reads back."""
+    from digest import subscriber_files
+
     with store_of(app) as store:
         everyone = store.subscribers()
     write = subscriber_files.to_csv if fmt == "csv" else subscriber_files.to_site_json
@@ -873,6 +914,8 @@ def subscribers_remove(app: App, email: str) -> None:
 @pass_app
 def subscribers_unsubscribe(app: App, email_or_token: str) -> None:
     """Unsubscribe an address, or the reader an unsubscribe link's TOKEN was made for."""
+    from digest import subscribers
+
     with store_of(app) as store:
         subscriber, changed = subscribers.unsubscribe(store, email_or_token)
     if changed:
@@ -887,6 +930,8 @@ def store_of(app: App) -> Store:
 
 def site_categories(settings: Settings) -> list[str] | None:
     """The categories the articles use; None, with a warning, if they cannot be loaded."""
+    from digest import pipeline
+
     try:
         loaded = pipeline.load(settings)
     except DigestError as exc:

@@ -16,8 +16,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from email_validator import EmailNotValidError, validate_email
-
 from digest.errors import ConfigError
 from digest.location import Location, LocationError, parse_location
 from digest.sites import URL_FIELDS
@@ -485,6 +483,8 @@ def address_problem(key: str, value: str, *, named: bool) -> str | None:
     """A control character (a line break would start a new mail header) or a bad address."""
     if bad := CONTROL.search(value):
         return f"{key} contains a control character ({bad.group()!r}): {value!r}"
+    from email_validator import EmailNotValidError, validate_email  # at load: not in a courier
+
     address = one_address(value) if named else mailto_address(value)
     try:
         validate_email(address, check_deliverability=False, test_environment=True)  # .test

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from string import Formatter
 from typing import Protocol
 
 from digest.config import Settings
@@ -27,7 +28,7 @@ from digest.emails import PREFERENCES_TAG, UNSUBSCRIBE_TAG, Email
 from digest.errors import DeliveryError
 from digest.ledger import Batch
 from digest.store import Addressee
-from digest.transports import Message, Outcome, Recipient, Transport, list_unsubscribe_headers
+from digest.transports import Links, Message, Outcome, Readers, Transport
 
 WORKERS = 4  # requests in flight at once (sendgrid.concurrency)
 RELAY_POLL_S = 0.1  # how often a worker waiting for the ledger checks for a stop
@@ -253,20 +254,40 @@ def required_sender(settings: Settings) -> tuple[str | None, str]:
 
 def compose(settings: Settings, email: Email, addressees: Sequence[Addressee], *,
             key: str, segment: str, batch: int) -> Message:
-    """One request: the segment's email with each reader's own unsubscribe link."""
+    """One request: the segment's email with each reader's own unsubscribe link (their
+    `Recipient`s made by the transport from `links`, in one pass)."""
     from_name, from_email = required_sender(settings)
     group = settings.optional_integer("sendgrid.asm_group_id")
-    mailto = settings.text("unsubscribe.mailto")
-    recipients = []
-    for addressee in addressees:
-        url = settings.unsubscribe_url(addressee.token)
-        headers = {} if group else list_unsubscribe_headers(url, mailto)
-        links = {UNSUBSCRIBE_TAG: url,
-                 PREFERENCES_TAG: settings.preferences_url(addressee.token)}
-        recipients.append(Recipient(addressee.email, addressee.name or None, links, headers))
+    links = Links(UNSUBSCRIBE_TAG, unsubscribe_url(settings),
+                  PREFERENCES_TAG, joined(settings.preferences_url),
+                  mailto=settings.text("unsubscribe.mailto"), headers=not group)
     return Message(
         subject=email.subject, html=email.html, text=email.text, from_email=from_email,
         from_name=from_name, reply_to=settings.text("email.reply_to") or None,
-        recipients=tuple(recipients), categories=("digest", key),
+        recipients=Readers(addressees, links), categories=("digest", key),
         custom_args={"issue": key, "segment": segment, "batch": str(batch)},
         asm_group_id=group)
+
+
+SPLIT = "\x00"  # a token stand-in no URL holds
+
+
+def unsubscribe_url(settings: Settings) -> Callable[[str], str]:
+    """`settings.unsubscribe_url`, faster when each `{token}` in `unsubscribe.url` is
+    plain (no conversion or format spec; no field's spec holds a field)."""
+    fields = [(name, spec, conversion) for _, name, spec, conversion
+              in Formatter().parse(settings.unsubscribe_pattern) if name is not None]
+    tokens = sum(name == "token" for name, _, _ in fields)
+    if any("{" in (spec or "") for _, spec, _ in fields) or any(
+            spec or conversion for name, spec, conversion in fields if name == "token"):
+        return settings.unsubscribe_url
+    return joined(settings.unsubscribe_url, tokens)
+
+
+def joined(url: Callable[[str], str], tokens: int = 1) -> Callable[[str], str]:
+    """`url` for a token that it holds `tokens` times as given: the rest made once and
+    the token joined in (`url` itself should the rest hold the stand-in)."""
+    parts = tuple(url(SPLIT).split(SPLIT))
+    if len(parts) != tokens + 1:
+        return url
+    return lambda token: token.join(parts)

@@ -60,6 +60,7 @@ READER_EVENTS: dict[tuple[str, str], frozenset[tuple[str, str]]] = {
 }
 BUSY_TIMEOUT_S = 10.0
 SCAN_FROM = 20_000  # ids from which a look-up reads every row (one scan, not thousands)
+HMAC_BLOCK = 64  # SHA-256's block size in bytes
 TOKENS_PER_WRITE = 50_000  # token hashes per commit: bounded memory, and short waits for others
 BIG_WRITE_CACHE_KIB = 65536  # while a send records many readers' first tokens
 BIG_WRITE_FROM = 250_000  # readers from which their tokens are written with that cache
@@ -369,6 +370,38 @@ def derive_token(secret: str, salt: bytes) -> str:
     mac = hmac.digest(secret.encode(), TOKEN_CONTEXT + salt, "sha256")
     token = base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
     return "_" + token[1:] if token.startswith("-") else token
+
+
+def derive_tokens(secret: str, salts: Sequence[bytes]) -> list[str]:
+    """`derive_token` for each salt, the same tokens at a third of the cost: the HMAC's
+    keyed states and the context are hashed once and copied for each salt (RFC 2104:
+    SHA-256 over the key XOR opad, then the inner hash over the key XOR ipad and the
+    message), and the MACs base64-encoded all at once."""
+    inner, outer = hmac_states(secret.encode(), TOKEN_CONTEXT)
+    start_inner, start_outer, macs = inner.copy, outer.copy, []
+    for salt in salts:
+        state = start_inner()
+        state.update(salt)
+        mac = start_outer()
+        mac.update(state.digest())
+        macs.append(mac.digest())
+    if not macs:
+        return []
+    # 32 bytes and a zero byte are 44 characters, the first 43 of them the token's
+    encoded = bytearray(base64.urlsafe_b64encode(b"\0".join(macs) + b"\0"))
+    encoded[::44] = encoded[::44].replace(b"-", b"_")  # never a leading "-"
+    text = encoded.decode("ascii")
+    return [text[start:start + 43] for start in range(0, len(text), 44)]
+
+
+def hmac_states(key: bytes, message: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
+    """HMAC-SHA256's inner state with `message` hashed in, and its outer state."""
+    if len(key) > HMAC_BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(HMAC_BLOCK, b"\0")
+    inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in key))
+    inner.update(message)
+    return inner, hashlib.sha256(bytes(byte ^ 0x5C for byte in key))
 
 
 def token_hash(token: str) -> bytes:
@@ -846,7 +879,7 @@ class Store:
         """Each subscriber's unsubscribe token by id, recording the hashes for look-up."""
         check_secret(secret)
         salts = self.salts([s.id for s in subscribers])
-        tokens = {id_: derive_token(secret, salt) for id_, salt in salts.items()}
+        tokens = dict(zip(salts, derive_tokens(secret, list(salts.values())), strict=True))
         self.record_tokens(tokens)
         return tokens
 
@@ -856,9 +889,15 @@ class Store:
         with their tokens (recorded for look-up: see `record_tokens`), read in one pass:
         a send's list held as little more than its addresses."""
         check_secret(secret)
-        found = {id_: Addressee(email, name, derive_token(secret, salt))
-                 for id_, email, name, salt, of in self.active_rows(ids)
-                 if (ids is None or id_ in ids) and (cadence is None or of == cadence)}
+        rows = iter(self.active_rows(ids))
+        if ids is not None or cadence is not None:
+            rows = (row for row in rows
+                    if (ids is None or row[0] in ids) and (cadence is None or row[4] == cadence))
+        found: dict[int, Addressee] = {}
+        while chunk := list(islice(rows, TOKENS_PER_WRITE)):  # a chunk's salts at a time
+            tokens = derive_tokens(secret, [salt for _, _, _, salt, _ in chunk])
+            found.update((id_, Addressee(email, name, token)) for (id_, email, name, _, _), token
+                         in zip(chunk, tokens, strict=True))
         big = len(found) >= BIG_WRITE_FROM  # a smaller write's pages fit the usual cache
         with self.conn.page_cache(BIG_WRITE_CACHE_KIB) if big else nullcontext():
             self.record_tokens(Tokens(found))
@@ -881,8 +920,9 @@ class Store:
                 else nullcontext():
             for chunk in chunks(ids, TOKENS_PER_WRITE):
                 salts = self.salts(chunk)
-                self.insert_hashes([(token_hash(derive_token(secret, salts[id_])), id_, at)
-                                    for id_ in chunk if id_ in salts])
+                tokens = derive_tokens(secret, list(salts.values()))
+                self.insert_hashes([(token_hash(token), id_, at)
+                                    for id_, token in zip(salts, tokens, strict=True)])
         return len(ids)
 
     def active_rows(self, ids: Collection[int] | None) -> Iterable[Any]:
@@ -910,8 +950,9 @@ class Store:
         usual cache)."""
         known = self.known_hashes(list(tokens))
         at = timestamp(self.now())
+        sha256 = hashlib.sha256  # token_hash, without a call of it for each reader
         rows = ((hash_, id_, at) for id_ in sorted(tokens)
-                if (hash_ := token_hash(tokens[id_])) not in known)
+                if (hash_ := sha256(tokens[id_].encode()).digest()) not in known)
         while chunk := list(islice(rows, TOKENS_PER_WRITE)):
             self.insert_hashes(chunk)
 

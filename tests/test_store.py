@@ -2,6 +2,7 @@
 
 import base64
 import hashlib
+import secrets
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from digest.store import (
     Store,
     connect,
     derive_token,
+    derive_tokens,
     migrate,
     open_store,
 )
@@ -371,6 +373,39 @@ def test_links_sent_before_the_secret_changed_still_work(store):
     new = store.tokens([ada], "a-brand-new-secret-after-rotation")[ada.id]
     assert old != new
     assert store.by_token(old) == store.by_token(new) == ada
+
+
+KNOWN_TOKENS = {  # derive_token(SECRET, salt), as every link sent so far was made
+    bytes(16): "L3jkLoy8B09-2XtrIDNkBXrnHSDKySrZWhfZ0nHvTtU",
+    bytes(range(16)): "Wo0zE5mzsCMHilZG4zMCRX1mQTn9oBrGx7lhiZsRA_Q",
+    b"\xff" * 16: "M9Cgqb6rjKLXYazAGTFm8Pd0eFjEJInL30BXHY25zyE",
+    (39).to_bytes(16, "big"): "_A_DSym5DjF1OjwkmDaqBsrMS3OZwQsZCph279rOiUI",  # "-A_D…" in base64
+}
+
+
+def test_tokens_are_those_every_earlier_link_holds():
+    assert {salt: derive_token(SECRET, salt) for salt in KNOWN_TOKENS} == KNOWN_TOKENS
+    assert derive_token("ünïcode secret of enough length", bytes(range(16))) == \
+        "6lw0nfMMZTRGlBq6MZ22ZSDnw-IFHxR7KkpxnyWUT08"
+
+
+def test_tokens_derived_together_are_those_derived_one_by_one():
+    assert derive_tokens(SECRET, list(KNOWN_TOKENS)) == list(KNOWN_TOKENS.values())
+    salts = [secrets.token_bytes(16) for _ in range(500)] + [b""]
+    for secret in ("s" * 32, "k" * 64, "l" * 65, "ü" * 40, "x" * 300):  # keys of 64+ bytes
+        assert derive_tokens(secret, salts) == [derive_token(secret, salt) for salt in salts]
+    assert derive_tokens(SECRET, []) == []
+
+
+def test_a_sends_readers_get_the_tokens_every_earlier_link_holds(store):
+    store.insert([NewSubscriber(f"r{n}@example.com", name=f"R {n}") for n in range(4)],
+                 "import")
+    ids = sorted(s.id for s in store.subscribers())
+    for id_, salt in zip(ids, KNOWN_TOKENS, strict=True):
+        store.conn.execute("UPDATE subscribers SET token_salt = ? WHERE id = ?", (salt, id_))
+    found = store.addressees(None, SECRET)
+    assert [found[id_].token for id_ in ids] == list(KNOWN_TOKENS.values())
+    assert [store.by_token(token).id for token in KNOWN_TOKENS.values()] == ids
 
 
 def test_a_token_not_yet_handed_out_finds_nobody(store):

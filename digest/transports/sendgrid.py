@@ -16,7 +16,7 @@ import os
 import re
 import time
 import urllib.error
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import Any
@@ -26,7 +26,14 @@ from sendgrid import SendGridAPIClient
 
 from digest.config import Settings
 from digest.errors import DeliveryError
-from digest.transports import Attempts, Message, Outcome, Recipient, check_message
+from digest.transports import (
+    Attempts,
+    Message,
+    Outcome,
+    Recipient,
+    check_message,
+    recipient_fields,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +59,9 @@ class Retry:
 def request_body(message: Message) -> dict[str, Any]:
     """The mail/send JSON for one Message: one personalization per recipient."""
     check_message(message)
-    own_headers = message.asm_group_id is None
     body: dict[str, Any] = {
-        "personalizations": [personalization(r, own_headers) for r in message.recipients],
+        "personalizations": personalizations(message.recipients,
+                                             own_headers=message.asm_group_id is None),
         "from": address(message.from_email, message.from_name),
         "subject": message.subject,
         "content": content(message),
@@ -62,13 +69,20 @@ def request_body(message: Message) -> dict[str, Any]:
     return body | optional_fields(message)
 
 
-def personalization(recipient: Recipient, own_headers: bool) -> dict[str, Any]:
-    block: dict[str, Any] = {"to": [address(recipient.email, recipient.name)]}
-    if recipient.substitutions:
-        block["substitutions"] = dict(recipient.substitutions)
-    if own_headers and recipient.headers:
-        block["headers"] = dict(recipient.headers)
-    return block
+def personalizations(recipients: Sequence[Recipient], *, own_headers: bool
+                     ) -> list[dict[str, Any]]:
+    """Each recipient's `to`, then their substitutions and headers when they have any
+    (no headers of their own under an ASM group), in one pass over `Readers`."""
+    blocks = []
+    for email, name, substitutions, headers in recipient_fields(recipients):
+        block: dict[str, Any] = {"to": [{"email": email, "name": name} if name
+                                        else {"email": email}]}
+        if substitutions:
+            block["substitutions"] = substitutions
+        if own_headers and headers:
+            block["headers"] = headers
+        blocks.append(block)
+    return blocks
 
 
 def address(email: str, name: str | None) -> dict[str, str]:
