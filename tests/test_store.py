@@ -408,6 +408,17 @@ def test_a_sends_readers_get_the_tokens_every_earlier_link_holds(store):
     assert [store.by_token(token).id for token in KNOWN_TOKENS.values()] == ids
 
 
+def test_a_jobs_readers_by_id_are_those_of_a_whole_read_and_their_new_tokens_recorded(store):
+    store.insert([NewSubscriber(f"r{n}@example.com", name=f"R {n}") for n in range(4)]
+                 + [NewSubscriber("gone@example.com", status="unsubscribed")], "import")
+    ids = {s.id for s in store.subscribers()}
+    old = store.addressees(None, "an-older-secret-of-enough-length")
+    rotated = store.addressees(ids | {999}, SECRET)  # by id: one query with their hashes
+    assert rotated == store.addressees(None, SECRET) and len(rotated) == 4
+    for id_, reader in rotated.items():  # the old links and the new ones work
+        assert store.by_token(reader.token).id == store.by_token(old[id_].token).id == id_
+
+
 def test_a_token_not_yet_handed_out_finds_nobody(store):
     add(store, "ada@example.com")
     salt = store.conn.execute("SELECT token_salt FROM subscribers").fetchone()[0]
