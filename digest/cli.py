@@ -24,7 +24,7 @@ from digest.db_cli import db_group
 from digest.errors import DigestError
 from digest.location import LocationError, PostgresURL, parse_location
 from digest.store import CADENCES, STATUSES, Store, Subscriber, as_cadence, open_store
-from digest.text import plural
+from digest.words import plural
 
 if TYPE_CHECKING:
     from digest import pipeline, runs, send, subscribers

@@ -22,26 +22,25 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from digest import archive, courier, pipeline
+from digest import courier
 from digest.config import Settings, sender_problems
 from digest.desk import Desk
 from digest.errors import DeliveryError
 from digest.ledger import IssueRow, Ledger
 from digest.runlock import Echo, quiet
 from digest.select import Window, dates_window, in_window, issue_key, manual_key
-from digest.send import (
-    Plan,
-    Sender,
-    Summary,
-    gate,
-    plan_issue,
-    test_message,
-    window_for,
-)
 from digest.store import Cadence, Store, open_store, secret_problem
-from digest.text import plural
 from digest.transports import Outcome, Transport, transport_for
+from digest.words import plural
+
+if TYPE_CHECKING:
+    from digest.send import Plan, Summary
+
+# LATE: the renderer's stack (pipeline, send, archive: Jinja2, mjml, premailer, the
+# loader) is imported where it is first used, not here, so that a send run starts its
+# couriers (ready_to_send) before the half second those imports take, on another core.
 
 Progress = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
 
@@ -199,11 +198,16 @@ class SendRun:
     def window(self, cadence: Cadence, now: datetime | None) -> Window:
         if now is None:
             raise ValueError("a new issue needs a window or the moment it is sent")
+        from digest.send import window_for
+
         return window_for(self.ledger, cadence, now)
 
     def plan(self, key: str, window: Window, cadence: Cadence) -> Plan | None:
         """The plan (shown through `show_plan`, and past the quality gate), or None, said
         why, when there is nothing to send."""
+        from digest import pipeline  # here, not at the top: see LATE
+        from digest.send import gate, plan_issue
+
         with self.timed("load"):
             loaded = pipeline.load(self.settings, since=window.start)
         for problem in loaded.problems:
@@ -261,6 +265,9 @@ class SendRun:
             return None
         if self.ready is None:
             raise ValueError("deliver() before prepare()")
+        from digest import archive
+        from digest.send import Sender
+
         # The archive page the emails' "View in browser" links point to exists before the
         # first email goes out (a folder that cannot be written stops the run here).
         if published := archive.publish_page(self.settings, self.store, key):
@@ -305,6 +312,8 @@ class SendRun:
         """The one place that runs after a successful send (every batch accepted): the
         archive's page, index and feed are written again; a failure there only warns, and
         `digest archive` can be run again."""
+        from digest import archive
+
         if warning := archive.publish_after_send(self.settings, self.store, key):
             self.talk.echo(f"Warning: {warning}", err=True)
 
@@ -346,6 +355,9 @@ def send_test_copy(settings: Settings, to: tuple[str, ...], *, key: str | None =
                    dry_run: bool = False, echo: Echo = quiet) -> Outcome | None:
     """The whole issue `key` (planned) or of `days`, subject marked [TEST], to `to`
     only; no ledger. None on a dry run; a refused copy is a DeliveryError."""
+    from digest import pipeline
+    from digest.send import gate, test_message
+
     key, window = test_copy_window(settings, key, days)
     loaded = pipeline.load(settings, since=window.start)
     for problem in loaded.problems:

@@ -244,12 +244,6 @@ def tag_name(tag: str) -> str:
     return re.split(r"[\s/>]", tag.lstrip("</"), maxsplit=1)[0].lower()
 
 
-def plural(count: int, word: str, many: str | None = None) -> str:
-    """`word` for one, else `many` (by default `word` + "s"): the CLI's and the run's
-    English messages."""
-    return word if count == 1 else (many or f"{word}s")
-
-
 def shorten(text: str, limit: int = EXCERPT_LIMIT) -> str:
     if len(text) <= limit:
         return text
