@@ -373,11 +373,6 @@ def invalid(path: Path, field: str | None, message: str) -> ArticleInvalid:
     return ArticleInvalid([Problem(path, field, message)])
 
 
-def split_front_matter(text: str, path: Path) -> tuple[dict[str, Any], str]:
-    raw, body, handler = split_text(text, path)
-    return parse_front_matter(raw, handler, path, first_line(text, raw)), body
-
-
 def split_text(text: str, path: Path) -> tuple[str, str, Any]:
     """The front matter's text, the body, and the handler that reads the front matter."""
     if not text.strip():

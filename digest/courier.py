@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
+from typing import Protocol
 
 from digest.config import Settings
 from digest.desk import (
@@ -51,6 +52,15 @@ from digest.location import Location
 from digest.store import Addressee, Cadence, Store, open_store
 from digest.transports import Transport
 from digest.workers import die_with, watch_parent
+
+
+class EventLike(Protocol):
+    """A threading.Event, or a multiprocessing one shared by the couriers."""
+
+    def is_set(self) -> bool: ...
+    def set(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+
 
 QUEUED_PER_WORKER = 2  # jobs given out per sending thread: the next is ready at once
 MAX_COURIERS = 2  # on two cores, two couriers send while the run records (measured)
@@ -76,22 +86,24 @@ def started(errand: Errand) -> Iterator[Couriers]:
 
 
 def count_for(workers: int) -> int:
-    """How many couriers send a run's `workers` requests at once: one per core, up to
-    MAX_COURIERS, each with its share of the requests in flight."""
-    return max(1, min(os.cpu_count() or 1, MAX_COURIERS, workers))
+    """How many couriers send a run's `workers` requests at once: one per core this
+    process may use, up to MAX_COURIERS, each with its share of the requests in flight."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        os.cpu_count() or 1
+    return max(1, min(cores, MAX_COURIERS, workers))
 
 
 class Courier:
     """The run's side of one courier."""
 
-    def __init__(self, errand: Errand) -> None:
+    def __init__(self, errand: Errand, recorded: EventLike | None = None) -> None:
         self.out = 0  # jobs given to it and not done
         self.capacity = errand.workers * QUEUED_PER_WORKER
         self.wait_s = errand.settings.integer("sendgrid.timeout") + CLOSE_GRACE_S
         context = multiprocessing.get_context("spawn")
         self.conn, theirs = context.Pipe()
         self.process = context.Process(target=serve, name="digest-courier", daemon=True,
-                                       args=(theirs, os.getpid(), errand))
+                                       args=(theirs, os.getpid(), errand, recorded))
         with ctrl_c_ignored():  # from its start: the run handles Ctrl-C
             self.process.start()
         theirs.close()
@@ -116,15 +128,6 @@ class Courier:
         except OSError:
             raise DeliveryError(GONE) from None
 
-    @contextmanager
-    def closing(self) -> Iterator[None]:
-        """The courier ends with the sending: when every job is done, or at once on an
-        error (no further request starts; those out end first)."""
-        try:
-            yield
-        finally:
-            self.close()
-
     def close(self) -> None:
         """Close the pipe and wait for the requests out to end; kill the courier if that
         takes too long, or if this wait is interrupted (a second Ctrl-C)."""
@@ -147,13 +150,23 @@ class Couriers:
 
     def __init__(self, errand: Errand, count: int) -> None:
         shares = [errand.workers // count + (n < errand.workers % count) for n in range(count)]
-        self.couriers = [Courier(replace(errand, workers=share, records=n == 0))
-                         for n, share in enumerate(shares)]
+        # The first courier sets it once it recorded the tokens; held here, as a spawned
+        # courier opens it after its start
+        self.recorded = recorded = multiprocessing.get_context("spawn").Event()
+        self.couriers: list[Courier] = []
+        try:
+            for n, share in enumerate(shares):
+                self.couriers.append(
+                    Courier(replace(errand, workers=share, records=n == 0), recorded))
+        except BaseException:
+            self.close()
+            raise
         self.capacity = sum(courier.capacity for courier in self.couriers)
         self.of_batch: dict[int, Courier] = {}
 
     def submit(self, job: Job) -> None:
-        courier = min(self.couriers, key=lambda courier: courier.out)
+        """To the courier with the fewest jobs out for its share of the requests."""
+        courier = min(self.couriers, key=lambda courier: courier.out / courier.capacity)
         courier.out += 1
         self.of_batch[job.batch.id] = courier
         courier.submit(job)
@@ -233,7 +246,8 @@ class Errand:
     records: bool = True  # records the tokens its readers lack, while the run plans
 
 
-def serve(conn: Connection, parent: int, errand: Errand) -> None:
+def serve(conn: Connection, parent: int, errand: Errand,
+          recorded: EventLike | None = None) -> None:
     """Read the readers, and send each job the run hands over, until the pipe closes;
     then leave at once, even while the readers are still being read (a write to the
     store in progress is rolled back, as after any crash)."""
@@ -241,7 +255,7 @@ def serve(conn: Connection, parent: int, errand: Errand) -> None:
     threading.Thread(target=watch_parent, args=(parent,), daemon=True).start()
     replies = Replies()
     book = Book(errand.store, errand.secret, errand.cadence, replies.stopped,
-                records=errand.records)
+                records=errand.records, read=recorded)
     tell = teller(conn, replies)
     try:  # the pool waits for its workers after `stopping`, which ends their waits
         with ThreadPoolExecutor(errand.workers) as pool, stopping(replies):
@@ -286,14 +300,17 @@ class Book:
     jobs wait for that, so that their look-ups find the tokens recorded, not write them."""
 
     def __init__(self, store: Location, secret: str, cadence: Cadence | None = None,
-                 stopped: threading.Event | None = None, *, records: bool = True) -> None:
+                 stopped: threading.Event | None = None, *, records: bool = True,
+                 read: EventLike | None = None) -> None:
         self.store, self.secret, self.cadence = store, secret, cadence
         self.stopped = stopped or threading.Event()  # the run ended: no job goes on
         self.error: Exception | None = None
-        self.read, self.local = threading.Event(), threading.local()
+        self.local = threading.local()
+        # Set once the tokens are recorded: shared by the run's couriers (the first records)
+        self.read: EventLike = read if read is not None else threading.Event()
         if records:
             threading.Thread(target=self.record, daemon=True).start()
-        else:
+        elif read is None:
             self.read.set()
 
     def record(self) -> None:
@@ -312,7 +329,13 @@ class Book:
                 raise Stopped()
         if self.error is not None:
             raise self.error
-        found = self.own_store().addressees(set(ids), self.secret)
+        store = self.own_store()
+        try:
+            found = store.addressees(set(ids), self.secret)
+        except Exception:  # a connection lost stays lost: the next job opens another
+            self.local.store = None
+            store.close()
+            raise
         return (tuple(found[i] for i in ids if i in found),
                 tuple(i for i in ids if i not in found))
 

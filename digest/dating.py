@@ -3,31 +3,30 @@
 A send needs only the articles of its window, yet a site's archive holds years of them:
 parsing 12,000 files costs about 2 s, reading their date lines a tenth of that. A file is
 dated here only when that is certain, from top-level `date`, `publishDate` and `pubDate`
-lines holding an ISO day (or, with none of them, a Jekyll file name); anything else (a
-quoted or flow key, a YAML merge, a TOML multi-line string, a value this does not read)
-gives None, and the file is parsed as usual.
+lines holding an ISO day, and a Jekyll file name's day; anything else (a line it cannot
+read as a plain key and a value ending on that line, a value other than an ISO day, a
+line break other than "\n", Zola's `path`) gives None, and the file is parsed as usual.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 from datetime import UTC, date, datetime, timedelta
 
-from digest.sites import BUNDLE_NAMES
+from digest.sites import BUNDLE_NAMES, DATE_FIELDS
 
 FIRST_YEAR, LAST_YEAR = 1900, 9000  # content.py's: a year outside is parsed, and reported
-DATE_KEYS = ("date", "publishDate", "pubDate")  # sites.DATE_FIELDS
-DATE_LINE = re.compile(r"(?:date|publishDate|pubDate)[ \t]*[:=](.*)")  # YAML's or TOML's
 ISO_DAY = re.compile(
     r"[ \t]*(?P<q>[\"']?)(\d{4})-(\d{2})-(\d{2})"
-    r"(?:[Tt ][0-9:.]+)?(?:[Zz]|[ \t]*[+-]\d{1,2}(?::?\d{2})?)?(?P=q)[ \t]*\r?")
-# Lines that could give a date this cannot see: a quoted (`"date":`), complex (`? date`),
-# flow (`{date: …}`) or merged (`<<: *defaults`) key, a list; a TOML string over lines.
-UNSURE_YAML = (*"\"'?{[&*!%@`|>-", "<<")
-UNSURE_TOML = ("\"", "'")
-TOML_STRINGS = ('"""', "'''")
+    r"(?:[Tt ][0-9:.]+)?(?:[Zz]|[ \t]*[+-]\d{1,2}(?::?\d{2})?)?(?P=q)[ \t]*")
+# A line this reads: a plain key, then YAML's `:` or TOML's `=`, and its value. Anything
+# else at the top level (a quoted, complex or flow key, a merge, an anchor, a directive,
+# a document marker) could hide a date this cannot see.
+YAML_KEY = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_.-]*)[ \t]*:(?:[ \t]+(.*))?")
+TOML_KEY = re.compile(r"([A-Za-z0-9_-]+)[ \t]*=[ \t]*(.*)")
+LINE_BREAKS = ("\r", "\x85", "\u2028", "\u2029")  # YAML's others than "\n" (after \r\n)
+TOML_STRINGS = ('"""', "\'\'\'")
 JEKYLL_DAY = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-.+$")  # content.JEKYLL_NAME
 # An unzoned day is midnight where the site is, and a time and an offset add at most 38
 # hours: a day two days before the window's start is before it in every zone.
@@ -40,27 +39,71 @@ def older_than(since: datetime) -> date:
 
 
 def latest_day(front: str, toml: bool, file: str) -> date | None:
-    """The latest day the front matter's date fields name (the article is new then, or
-    when its file name says if they are absent), or None when that is not certain."""
-    lines = top_lines(front, toml)
-    if lines is None:
+    """The latest day among the front matter's date fields and a Jekyll file name's
+    (the article is new then at the latest), or None when that is not certain: a line
+    this cannot read, a date it cannot read, Zola's `path`, or no day at all."""
+    pairs = top_pairs(front.replace("\r\n", "\n"), toml)
+    if pairs is None or any(key == "path" for key, _ in pairs):
         return None
-    values = [match[1] for line in lines
-              if line.startswith(DATE_KEYS) and (match := DATE_LINE.fullmatch(line))]
-    days = [day_of(value) for value in values] if values else [file_day(file)]
-    return None if None in days else max(day for day in days if day is not None)
+    days = [day_of(value) for key, value in pairs if key in DATE_FIELDS]
+    if None in days:
+        return None
+    found = [day for day in (*days, file_day(file)) if day is not None]
+    return max(found) if found else None
 
 
-def top_lines(front: str, toml: bool) -> list[str] | None:
-    """The lines that hold the front matter's top-level keys (TOML's before its first
-    table), or None when a line could hide one."""
-    if toml and any(quotes in front for quotes in TOML_STRINGS):
+def top_pairs(front: str, toml: bool) -> list[tuple[str, str]] | None:
+    """The (key, value) of each top-level line (TOML's before its first table), or None
+    when a line could hide a key."""
+    if any(mark in front for mark in LINE_BREAKS) or \
+            (toml and any(quotes in front for quotes in TOML_STRINGS)):
         return None
-    lines = front.split("\n")
-    if toml:
-        lines = list(itertools.takewhile(lambda line: not line.lstrip().startswith("["), lines))
-    unsure = UNSURE_TOML if toml else UNSURE_YAML
-    return None if any(line.startswith(unsure) for line in lines) else lines
+    lines = [line for line in front.split("\n")
+             if line.strip() and not line.lstrip().startswith("#")]
+    return toml_pairs(lines) if toml else yaml_pairs(lines)
+
+
+def toml_pairs(lines: list[str]) -> list[tuple[str, str]] | None:
+    pairs = []
+    for line in (line.strip() for line in lines):
+        if line.startswith("["):  # the first table: every line before it was whole
+            break
+        match = TOML_KEY.fullmatch(line)
+        if match is None or not balanced(match[2]):
+            return None
+        pairs.append((match[1], match[2]))
+    return pairs
+
+
+def yaml_pairs(lines: list[str]) -> list[tuple[str, str]] | None:
+    """Top-level keys start their line; indented lines and `- ` items belong to the key
+    above them (a first line indented: the whole mapping is, which this does not read)."""
+    pairs: list[tuple[str, str]] = []
+    for line in lines:
+        if line[0] in " \t" or line == "-" or line.startswith("- "):
+            if not pairs:
+                return None
+            continue
+        match = YAML_KEY.fullmatch(line)
+        if match is None or not whole_value(match[2] or ""):
+            return None
+        pairs.append((match[1], match[2] or ""))
+    return pairs
+
+
+def whole_value(value: str) -> bool:
+    """Whether a YAML value ends on its line: a quoted one closes, a flow one balances."""
+    value = value.rstrip()
+    if value.startswith('"'):
+        body = value[1:]
+        return body.endswith('"') and (len(body) - len(body[:-1].rstrip("\\")) - 1) % 2 == 0
+    if value.startswith("'"):
+        return len(value) > 1 and value.endswith("'") and value.count("'") % 2 == 0
+    return balanced(value)
+
+
+def balanced(value: str) -> bool:
+    return value.count("[") == value.count("]") and value.count("{") == value.count("}")
 
 
 def day_of(value: str) -> date | None:

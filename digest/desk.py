@@ -8,7 +8,7 @@ ledger records it first, so the ledger says in flight exactly while a request ma
 reaching the API. When the request is over, it tells the outcome (`Done`).
 
 The workers are threads of this process (`ThreadDesk`) or threads of a second process
-(`courier.Courier`). Both take the same jobs and hand back the same news, which is
+(`courier.Couriers`). Both take the same jobs and hand back the same news, which is
 plain data. The thread that writes the ledger handles it (`send.Sender.collect`).
 """
 

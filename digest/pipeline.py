@@ -74,11 +74,14 @@ def load(settings: Settings, *, strict: bool = False, cached: bool = True,
 
 def load_sources(settings: Settings, *, strict: bool = False, cached: bool = True,
                  since: datetime | None = None) -> tuple[LoadResult, FeedLoad]:
-    """The markdown folder's articles (none when content.dir is empty) and the feeds'."""
+    """The markdown folder's articles (none when content.dir is empty) and the feeds'.
+    With feeds, every file is read: a feed item whose URL an older article has (as its own
+    or its `source`) is left out (`feeds.combine`), which an unread file could not say."""
     cache = cache_path(settings.content_dir) if cached else None
-    local = LoadResult([], []) if not settings["content.dir"] else load_articles(
-        settings.content_dir, load_options(settings), strict=strict, cache=cache, since=since)
     sources = feed_sources(settings.values.get("content.feeds") or [])
+    local = LoadResult([], []) if not settings["content.dir"] else load_articles(
+        settings.content_dir, load_options(settings), strict=strict, cache=cache,
+        since=None if sources else since)
     if not sources:
         return local, FeedLoad([], [], [])
     return local, load_feeds(sources, timezone=settings.timezone, root=settings.root,

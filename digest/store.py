@@ -929,8 +929,9 @@ class Store:
 
     def addressees_by_id(self, ids: Collection[int], secret: str) -> dict[int, Addressee]:
         """`addressees` for a few ids (a courier's job): each reader read with the hashes
-        recorded for them in one query, and only the hashes missing written (0.5 ms for
+        recorded for them in one query, and only the hashes missing written (0.7 ms for
         90 readers, against 1 ms with a query for each)."""
+        check_secret(secret)
         readers: dict[int, tuple[str, str, bytes]] = {}
         recorded: set[bytes] = set()
         for id_, email, name, salt, status, hash_ in rows_in(

@@ -23,8 +23,9 @@ from test_unknowns import SUNDAY
 
 from digest import courier, runs
 from digest.config import load_settings
-from digest.desk import Broke
+from digest.desk import Broke, Job
 from digest.errors import DeliveryError, StoreError
+from digest.ledger import Batch
 from digest.store import NewSubscriber, open_store, token_hash
 
 
@@ -49,9 +50,9 @@ def test_a_run_sends_through_its_courier_and_leaves_no_process(tmp_path, env, mo
     started = []
 
     class Counted(courier.Courier):
-        def __init__(self, errand) -> None:
+        def __init__(self, errand, recorded=None) -> None:
             started.append(errand)
-            super().__init__(errand)
+            super().__init__(errand, recorded)
 
     monkeypatch.setattr(courier, "Courier", Counted)
     with SendGridServer(api_key=API_KEY) as server:
@@ -80,7 +81,7 @@ def test_two_couriers_share_the_jobs_and_each_reader_gets_one_email(tmp_path, en
             super().submit(job)
 
     monkeypatch.setattr(courier, "Courier", Counted)
-    monkeypatch.setattr(courier.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(courier, "count_for", lambda workers: 2)
     with SendGridServer(api_key=API_KEY) as server:
         settings = load_settings(write_site(tmp_path, server.url))
         emails = add_readers(tmp_path, 12)  # 6 segments, one batch each
@@ -89,6 +90,49 @@ def test_two_couriers_share_the_jobs_and_each_reader_gets_one_email(tmp_path, en
     assert server.accepted_count_by_address() == dict.fromkeys(emails, 1)
     assert len(jobs) == 2 and sum(jobs.values()) == 6
     assert couriers() == []
+
+
+def test_jobs_go_to_the_courier_with_the_fewest_out_for_its_share():
+    class Idle:  # a courier's run side, without its process
+        def __init__(self, capacity: int) -> None:
+            self.out, self.capacity, self.jobs = 0, capacity, 0
+
+        def submit(self, job) -> None:
+            self.jobs += 1
+
+    desk = object.__new__(courier.Couriers)
+    desk.couriers, desk.of_batch = [Idle(4), Idle(2)], {}  # concurrency 3: shares 2 and 1
+    for number in range(6):
+        desk.submit(Job("k", Batch(number, "all", 1, "pending", None, None, ()), None, None))
+    assert [c.jobs for c in desk.couriers] == [4, 2]
+
+
+def test_one_of_two_couriers_dying_stops_the_run_and_the_rerun_sends_the_rest_once(
+        tmp_path, env, monkeypatch):
+    monkeypatch.setattr(courier, "count_for", lambda workers: 2)
+    with SendGridServer(api_key=API_KEY) as server:
+        settings = load_settings(write_site(tmp_path, server.url))
+        emails = add_readers(tmp_path, 12)  # 6 segments, one batch each
+        server.hold_after(1)
+
+        def kill_one_courier() -> None:
+            server.wait_held(1, timeout=30)
+            couriers()[0].kill()
+
+        killer = threading.Thread(target=kill_one_courier)
+        killer.start()
+        with pytest.raises(DeliveryError) as stopped:
+            runs.send_cadence(settings, "weekly", SUNDAY)
+        killer.join()
+        assert str(stopped.value) == courier.GONE
+        assert couriers() == []  # the other one is gone too
+        server.release()
+        rerun = runs.send_cadence(settings, "weekly", SUNDAY)
+    counts = settled(tmp_path)
+    assert rerun is not None and rerun.unknown == counts["unknown"]
+    sent = server.accepted_count_by_address()
+    assert set(sent.values()) == {1} and set(sent) <= set(emails)  # nobody twice
+    assert len(sent) >= counts["accepted"] == 12 - counts["unknown"]
 
 
 def test_with_separate_process_off_the_run_sends_from_its_own_threads(tmp_path, env,

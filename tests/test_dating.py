@@ -6,7 +6,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from digest import content
+from digest import content, pipeline
+from digest.config import load_settings
 from digest.content import LoadOptions, load_articles
 from digest.dating import latest_day, older_than
 from digest.select import Caps, Window, select
@@ -25,6 +26,8 @@ NOW = SINCE + timedelta(days=7)
     ("date: 2020-01-02\npublishDate: 2026-11-28\n", date(2026, 11, 28)),
     ("pubDate: 2021-05-06\n", date(2021, 5, 6)),
     ("date: 2020-01-02\nsummary: |\n  date: 2026-11-28\n", date(2020, 1, 2)),
+    ("tags:\n- a\n- b\ndate: 2020-01-02\n", date(2020, 1, 2)),
+    ("title: 'It''s'\ntags: [a, b]\ndate: 2020-01-02\n", date(2020, 1, 2)),
 ])
 def test_a_yaml_front_matter_is_dated_by_its_latest_date_line(front, day):
     assert latest_day(front, False, "posts/a.md") == day
@@ -43,6 +46,14 @@ def test_a_yaml_front_matter_is_dated_by_its_latest_date_line(front, day):
     "{date: 2020-01-02}\n",
     "date: 2020-01-02\n? publishDate\n: 2026-11-28\n",
     "- date: 2020-01-02\n",
+    'title: "Old\ndate: 2019-01-01\nend"\n',  # a quoted title over three lines
+    "title: 'Old\ndate: 2019-01-01\nend'\n",
+    "tags: [a,\ndate: 2019-01-01]\n",
+    " title: A\n date: 2019-01-01\n",  # the whole mapping indented
+    "title: A\rdate: 2019-01-01\n",  # line breaks YAML reads, other than \n
+    "title: A\x85date: 2019-01-01\n",
+    "title: A\u2028date: 2019-01-01\n",
+    "date: 2019-01-01\npath: 2026/11/27/x\n",  # Zola's path
 ])
 def test_a_yaml_front_matter_that_could_hide_a_date_is_not_dated(front):
     assert latest_day(front, False, "posts/a.md") is None
@@ -52,6 +63,7 @@ def test_a_yaml_front_matter_that_could_hide_a_date_is_not_dated(front):
     ('title = "A"\ndate = 2020-01-02T10:00:00Z\n[params]\ndate = 2026-11-28\n',
      date(2020, 1, 2)),
     ("date = '2020-01-02'\npublishDate = 2020-03-04\n", date(2020, 3, 4)),
+    ("date = 2019-01-01\n  publishDate = 2026-11-27\n", date(2026, 11, 27)),  # indented
 ])
 def test_a_toml_front_matter_is_dated_by_its_top_level_date_lines(front, day):
     assert latest_day(front, True, "posts/a.md") == day
@@ -61,6 +73,7 @@ def test_a_toml_front_matter_is_dated_by_its_top_level_date_lines(front, day):
     '[params]\ndate = 2020-01-02\n',
     'summary = """\ndate = 2020-01-02\n"""\n',
     '"date" = 2020-01-02\n',
+    'tags = [\n  [1],\n]\ndate = 2019-01-01\npublishDate = 2026-11-27\n',
 ])
 def test_a_toml_front_matter_that_could_hide_a_date_is_not_dated(front):
     assert latest_day(front, True, "posts/a.md") is None
@@ -74,6 +87,13 @@ def test_a_toml_front_matter_that_could_hide_a_date_is_not_dated(front):
 ])
 def test_without_date_lines_a_jekyll_file_name_dates_the_file(file, day):
     assert latest_day("title: A\n", False, file) == day
+
+
+def test_a_jekyll_file_name_later_than_the_date_lines_dates_the_file():
+    assert latest_day("date: 2019-01-01\n", False, "_posts/2026-11-27-x.md") == \
+        date(2026, 11, 27)
+    assert latest_day('title = "A"\n  date = 2026-11-27\n', True, "_posts/2019-01-01-x.md") \
+        == date(2026, 11, 27)
 
 
 def test_a_file_is_older_only_two_days_before_the_window_in_any_zone():
@@ -91,7 +111,7 @@ def archive_with_an_old_broken_file(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     write(site, "old.md", "title: Old\ndate: 2019-03-04\n")
-    write(site, "old-broken.md", "title: [unclosed\ndate: 2019-03-04\n")
+    write(site, "old-broken.md", "title: Old\ndate: 2019-03-04\ncategory: {a: 1}\n")
     write(site, "edge.md", "title: Edge\ndate: 2026-11-22\n")  # inside the margin
     write(site, "new.md", "title: New\ndate: 2026-11-27\n")
     write(site, "republished.md", "title: Again\ndate: 2019-01-01\npublishDate: 2026-11-25\n")
@@ -135,3 +155,22 @@ def test_a_file_parsed_whole_is_kept_whole_in_the_cache(archive_with_an_old_brok
     monkeypatch.setattr(content, "read_article", lambda *args: pytest.fail("parsed again"))
     again = load_articles(site, OPTIONS, cache=cache, since=SINCE)
     assert again.older == 0 and len(again.articles) == 5
+
+
+def test_with_feeds_every_file_is_read_so_an_older_link_post_still_hides_its_item(tmp_path):
+    (tmp_path / "content").mkdir()
+    write(tmp_path / "content", "link.md",
+          "title: Link\ndate: 2019-03-04\nsource: https://ext.example.org/post\n")
+    write(tmp_path / "content", "new.md", "title: New\ndate: 2026-11-27\n")
+    (tmp_path / "feed.xml").write_text(
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>Ext</title>'
+        "<link>https://ext.example.org/</link><description>d</description><item>"
+        "<title>Ext post</title><link>https://ext.example.org/post</link>"
+        "<pubDate>Wed, 25 Nov 2026 10:00:00 GMT</pubDate></item></channel></rss>")
+    (tmp_path / "digest.toml").write_text(
+        '[site]\nname = "T"\nbase_url = "https://example.org"\n'
+        '[content]\ndir = "content"\nfeeds = ["feed.xml"]\n')
+    settings = load_settings(tmp_path / "digest.toml")
+    whole, windowed = pipeline.load(settings), pipeline.load(settings, since=SINCE)
+    assert {a.title for a in windowed.articles} == {a.title for a in whole.articles} == \
+        {"Link", "New"}
