@@ -202,12 +202,6 @@ class Older:
     latest: date
 
 
-class Early(Exception):
-    def __init__(self, older: Older) -> None:
-        super().__init__(older.latest.isoformat())
-        self.older = older
-
-
 @dataclass(frozen=True)
 class Loaded:
     """An article that loaded with something left out."""
@@ -290,16 +284,29 @@ def parse_many(files: list[str], options: LoadOptions, before: date | None = Non
 
 def outcome_of(file: str, options: LoadOptions, before: date | None = None) -> Outcome:
     """The file's article; with `before`, an `Older` for a file dated before that day."""
+    if before is not None and (older := older_file(file, before)) is not None:
+        return older
     warnings: list[Problem] = []
     try:
-        article = read_article(Path(file), options, warnings, before)
+        article = read_article(Path(file), options, warnings)
         return Loaded(article, tuple(warnings)) if warnings else article
     except Draft:
         return None
-    except Early as early:
-        return early.older
     except ArticleInvalid as exc:
         return tuple(exc.problems)
+
+
+def older_file(file: str, before: date) -> Older | None:
+    """An `Older` for a file whose front matter surely dates it before `before`, read
+    without parsing it (and without a Path: most of an archive's files come here); None
+    for any other, and for a file that cannot be read or split (parsed, it says why)."""
+    try:
+        text = read_regular_file(file).decode("utf-8").removeprefix("\ufeff")
+        raw, _, handler = split_text(text, file)
+    except (OSError, UnicodeDecodeError, ArticleInvalid):
+        return None
+    day = dating.latest_day(raw, handler is TOML, file)
+    return Older(day) if day is not None and day < before else None
 
 
 def collect(outcomes: Iterable[Outcome], strict: bool) -> LoadResult:
@@ -343,9 +350,7 @@ def check_url_pattern(pattern: str) -> None:
 
 
 def read_article(path: Path, options: LoadOptions,
-                 warnings: list[Problem] | None = None, before: date | None = None) -> Article:
-    """The article; with `before`, `Early` instead when its front matter surely dates it
-    before that day, unparsed."""
+                 warnings: list[Problem] | None = None) -> Article:
     try:
         text = read_regular_file(path).decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -353,14 +358,11 @@ def read_article(path: Path, options: LoadOptions,
     except OSError as exc:
         raise invalid(path, None, f"cannot read: {exc.strerror}") from None
     raw, body, handler = split_text(text.removeprefix("\ufeff"), path)
-    day = dating.latest_day(raw, handler is TOML, os.fspath(path)) if before else None
-    if before and day and day < before:
-        raise Early(Older(day))
     meta = parse_front_matter(raw, handler, path, first_line(text, raw))
     return build_article(meta, body, path, options, warnings)
 
 
-def read_regular_file(path: Path) -> bytes:
+def read_regular_file(path: Path | str) -> bytes:
     """Opening a FIFO waits for a writer, and a device may never end: the file is opened
     without waiting, and read only if it is a regular file (unbuffered: in one read)."""
     with open(os.open(path, os.O_RDONLY | NONBLOCK), "rb", buffering=0) as file:
@@ -369,11 +371,11 @@ def read_regular_file(path: Path) -> bytes:
         return file.read()
 
 
-def invalid(path: Path, field: str | None, message: str) -> ArticleInvalid:
-    return ArticleInvalid([Problem(path, field, message)])
+def invalid(path: Path | str, field: str | None, message: str) -> ArticleInvalid:
+    return ArticleInvalid([Problem(Path(path), field, message)])
 
 
-def split_text(text: str, path: Path) -> tuple[str, str, Any]:
+def split_text(text: str, path: Path | str) -> tuple[str, str, Any]:
     """The front matter's text, the body, and the handler that reads the front matter."""
     if not text.strip():
         raise invalid(path, None, "empty file")
