@@ -43,7 +43,6 @@ ARTICLE_SUFFIXES = (".md", ".markdown")
 NOT_ARTICLES = frozenset({"readme.md", "readme.markdown"})
 PARALLEL_FROM = 2000  # uncached files before parsing moves to a process pool
 MAX_WORKERS = 4
-JEKYLL_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(.+)$")
 NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # not on Windows, which has no FIFOs to open
 URL_FIELDS = frozenset(sites.URL_FIELDS)
 IMAGE_SCHEMES = frozenset({"http", "https"})
@@ -441,7 +440,7 @@ def build_article(meta: Mapping[str, Any], body: str, path: Path, options: LoadO
         raise Draft
     meta = zola.with_taxonomies(meta)
     place = sites.place_of(path, options.root)
-    stem_date, name_slug = split_file_name(place.name)
+    stem_date, name_slug = sites.split_file_name(place.name)
     problems: list[Problem] = []
 
     def field(name: str, parse: Any, *args: Any) -> Any:
@@ -489,17 +488,6 @@ def build_article(meta: Mapping[str, Any], body: str, path: Path, options: LoadO
         publish_date=publish,
         expiry_date=expiry,
     )
-
-
-def split_file_name(stem: str) -> tuple[date | None, str]:
-    """`2021-03-04-slug` → (2021-03-04, "slug"); `slug` → (None, "slug")."""
-    match = JEKYLL_NAME.match(stem)
-    if not match:
-        return None, stem
-    try:
-        return date(int(match[1]), int(match[2]), int(match[3])), match[4]
-    except ValueError:
-        return None, stem
 
 
 def parse_title(value: Any) -> str:

@@ -14,7 +14,7 @@ import os
 import re
 from datetime import UTC, date, datetime, timedelta
 
-from digest.sites import BUNDLE_NAMES, DATE_FIELDS
+from digest.sites import BUNDLE_NAMES, DATE_FIELDS, split_file_name
 
 FIRST_YEAR, LAST_YEAR = 1900, 9000  # content.py's: a year outside is parsed, and reported
 ISO_DAY = re.compile(
@@ -27,7 +27,6 @@ YAML_KEY = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_.-]*)[ \t]*:(?:[ \t]+(.*))?")
 TOML_KEY = re.compile(r"([A-Za-z0-9_-]+)[ \t]*=[ \t]*(.*)")
 LINE_BREAKS = ("\r", "\x85", "\u2028", "\u2029")  # YAML's others than "\n" (after \r\n)
 TOML_STRINGS = ('"""', "\'\'\'")
-JEKYLL_DAY = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-.+$")  # content.JEKYLL_NAME
 # An unzoned day is midnight where the site is, and a time and an offset add at most 38
 # hours: a day two days before the window's start is before it in every zone.
 MARGIN = timedelta(days=2)
@@ -115,9 +114,9 @@ def file_day(file: str) -> date | None:
     """A Jekyll post's day from its name (`2021-03-04-slug.md`); a page bundle's
     `index.md` is named by its folder, which this does not read."""
     name = os.path.basename(file)
-    stem = os.path.splitext(name)[0]
-    match = None if name.lower() in BUNDLE_NAMES else JEKYLL_DAY.match(stem)
-    return checked_day(*match.groups()) if match else None
+    found = None if name.lower() in BUNDLE_NAMES else \
+        split_file_name(os.path.splitext(name)[0])[0]
+    return found if found and FIRST_YEAR <= found.year <= LAST_YEAR else None
 
 
 def checked_day(year: str, month: str, day: str) -> date | None:

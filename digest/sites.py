@@ -21,7 +21,7 @@ import string
 import unicodedata
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import PurePath
 from typing import Any
@@ -30,6 +30,7 @@ from urllib.parse import quote, urljoin, urlsplit
 URL_FIELDS = ("base_url", "slug", "title", "filename", "title_slug", "slug_or_title", "year",
               "month", "day", "category", "categories", "section", "dir", "output_ext")
 BUNDLE_NAMES = frozenset({"index.md", "index.markdown"})
+JEKYLL_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(.+)$")  # a post's file name, less .md
 OVERRIDES = ("url", "permalink")  # Hugo's, then Jekyll's
 COVER_FIELDS = ("coverImage", "image", "featured_image", "cover", "images", "thumbnail",
                 "heroImage")
@@ -162,6 +163,17 @@ def tidy(url: str) -> str:
 def date_of(meta: Mapping[str, Any]) -> Any:
     """`date`, else Hugo's `publishDate`, else Astro's `pubDate` (None: none of them)."""
     return next((meta[key] for key in DATE_FIELDS if meta.get(key) is not None), None)
+
+
+def split_file_name(stem: str) -> tuple[date | None, str]:
+    """`2021-03-04-slug` → (2021-03-04, "slug"); `slug` → (None, "slug")."""
+    match = JEKYLL_NAME.match(stem)
+    if not match:
+        return None, stem
+    try:
+        return date(int(match[1]), int(match[2]), int(match[3])), match[4]
+    except ValueError:
+        return None, stem
 
 
 def month_name_date(text: str) -> datetime:
