@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -54,6 +54,15 @@ class PlannedSegment:
     def batches(self) -> int:
         """How many requests the segment takes (none when it is skipped)."""
         return -(-len(self.recipients) // BATCH_SIZE) if self.email else 0
+
+
+def batches_of(segment: PlannedSegment) -> Iterator[tuple[int, tuple[int, ...]]]:
+    """The batches a segment is frozen as: (number, from 1; its readers). None when it is
+    skipped."""
+    if segment.email is None:
+        return
+    for number, start in enumerate(range(0, len(segment.recipients), BATCH_SIZE), 1):
+        yield number, segment.recipients[start:start + BATCH_SIZE]
 
 
 @dataclass(frozen=True)
@@ -174,17 +183,14 @@ class Ledger:
             (key, segment.slug, json.dumps(segment.categories), json.dumps(segment.articles),
              len(segment.recipients), email and email.subject, email and email.html,
              email and email.text))
-        if email is None:
-            return []
         placed = []
-        for number, start in enumerate(range(0, len(segment.recipients), BATCH_SIZE), 1):
+        for number, readers in batches_of(segment):
             batch_id = self.conn.execute(
                 "INSERT INTO batches (issue_key, segment, number, status, updated_at) "
                 "VALUES (?, ?, ?, 'pending', ?)", (key, segment.slug, number, now)).lastrowid
             if batch_id is None or not 0 < batch_id <= BATCH_MASK:
                 raise ValueError(f"batch id {batch_id} is not a {ID_BITS}-bit id")
-            placed += [id_ << ID_BITS | batch_id
-                       for id_ in segment.recipients[start:start + BATCH_SIZE]]
+            placed += [id_ << ID_BITS | batch_id for id_ in readers]
         return placed
 
     def batches(self, key: str) -> list[Batch]:

@@ -26,9 +26,8 @@ from typing import TYPE_CHECKING
 
 from digest import courier
 from digest.config import Settings, sender_problems
-from digest.desk import Desk
 from digest.errors import DeliveryError
-from digest.ledger import IssueRow, Ledger
+from digest.ledger import IssueRow, Ledger, batches_of
 from digest.runlock import Echo, quiet
 from digest.select import Window, dates_window, in_window, issue_key, manual_key
 from digest.store import Cadence, Store, open_store, secret_problem
@@ -74,7 +73,7 @@ class Ready:
 
     transport: Transport
     secret: str
-    desk: Desk | None = None  # the courier, when one sends the requests
+    desk: courier.Couriers | None = None  # the couriers, when they send the requests
 
 
 WEBHOOK_POLL_S = 1.0  # how often a run waiting for the webhook looks at the ledger
@@ -146,6 +145,7 @@ class SendRun:
         try:
             if not self.approve(key, plan):
                 return False
+            self.read_ahead(plan)
             with self.timed("freeze"):
                 self.freeze(key, ledger_cadence, window, plan)
             return True
@@ -236,6 +236,16 @@ class SendRun:
             return False
         return not self.options.ask or self.talk.confirm(
             f"Send {key} to {plan.recipients} {plural(plan.recipients, 'recipient')}?")
+
+    def read_ahead(self, plan: Plan) -> None:
+        """The couriers read the first batches' readers while the plan is frozen (the
+        batches in the order they are sent: by segment, then number)."""
+        if self.ready is None or self.ready.desk is None:
+            return
+        self.ready.desk.read_ahead(
+            (segment.slug, number, readers)
+            for segment in sorted(plan.segments, key=lambda segment: segment.slug)
+            for number, readers in batches_of(segment))
 
     def freeze(self, key: str, ledger_cadence: str, window: Window, plan: Plan) -> None:
         """Record the plan: from now on the issue is only ever completed, never replanned."""

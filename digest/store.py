@@ -970,6 +970,14 @@ class Store:
         self.record_tokens(Tokens(found), known=recorded)
         return found
 
+    def known_addressees(self, tokens: Mapping[int, str]) -> dict[int, Addressee]:
+        """The active readers among these ids, with the tokens given (derived and recorded
+        already: a courier's read-ahead): each reader's address, name and status read as
+        they are now, by id alone (a third of `addressees_by_id`'s query, and no hash)."""
+        return {id_: Addressee(email, name, tokens[id_]) for id_, email, name, status
+                in rows_in(self.conn, "SELECT id, email, name, status FROM subscribers "
+                           "WHERE id IN", sorted(tokens)) if status == "active"}
+
     def active_rows(self) -> Iterable[Any]:
         """(id, email, name, token salt, cadence) of every active subscriber, in one scan."""
         return self.conn.execute("SELECT id, email, name, token_salt, cadence FROM subscribers "

@@ -5,6 +5,8 @@ attempt first. What happens when it or its run dies."""
 import multiprocessing
 import signal
 import threading
+import time
+from dataclasses import replace
 
 import pytest
 from processes import children, cmdline, running
@@ -26,7 +28,7 @@ from digest.config import load_settings
 from digest.desk import Broke, Job
 from digest.errors import DeliveryError, StoreError
 from digest.ledger import Batch
-from digest.store import NewSubscriber, open_store, token_hash
+from digest.store import Change, NewSubscriber, derive_token, open_store, token_hash
 
 
 @pytest.fixture
@@ -92,19 +94,50 @@ def test_two_couriers_share_the_jobs_and_each_reader_gets_one_email(tmp_path, en
     assert couriers() == []
 
 
-def test_jobs_go_to_the_courier_with_the_fewest_out_for_its_share():
-    class Idle:  # a courier's run side, without its process
-        def __init__(self, capacity: int) -> None:
-            self.out, self.capacity, self.jobs = 0, capacity, 0
+class Idle:
+    """A courier's run side, without its process: what it was given."""
 
-        def submit(self, job) -> None:
-            self.jobs += 1
+    def __init__(self, capacity: int) -> None:
+        self.out, self.capacity, self.jobs, self.sent = 0, capacity, [], []
 
+    def submit(self, job) -> None:
+        self.jobs.append((job.batch.segment, job.batch.number))
+
+    def send(self, message) -> None:
+        self.sent.append(message)
+
+
+def idle_couriers(*capacities: int) -> courier.Couriers:
     desk = object.__new__(courier.Couriers)
-    desk.couriers, desk.of_batch = [Idle(4), Idle(2)], {}  # concurrency 3: shares 2 and 1
+    desk.couriers, desk.of_batch, desk.ahead = [Idle(c) for c in capacities], {}, {}
+    return desk
+
+
+def job(segment: str, number: int = 1) -> Job:
+    return Job("k", Batch(number, segment, number, "pending", None, None, ()), None, None)
+
+
+def test_jobs_go_to_the_courier_with_the_fewest_out_for_its_share():
+    desk = idle_couriers(4, 2)  # concurrency 3: shares 2 and 1
     for number in range(6):
-        desk.submit(Job("k", Batch(number, "all", 1, "pending", None, None, ()), None, None))
-    assert [c.jobs for c in desk.couriers] == [4, 2]
+        desk.submit(job("all", number))
+    assert [len(c.jobs) for c in desk.couriers] == [4, 2]
+
+
+def test_each_courier_reads_ahead_the_readers_of_the_batches_it_will_be_given(monkeypatch):
+    monkeypatch.setattr(courier, "READ_AHEAD", 5)
+    desk = idle_couriers(2, 2)
+    desk.read_ahead([("a", 1, (1, 2)), ("a", 2, (3,)), ("b", 1, (4, 5)), ("c", 1, (6,)),
+                     ("d", 1, (7, 8, 9)), ("e", 1, (10,))])  # d: more than either can take
+    first, second = desk.couriers  # each batch to the one with the fewest for its share
+    assert first.sent == [courier.ReadAhead((1, 2, 6))]
+    assert second.sent == [courier.ReadAhead((3, 4, 5))]
+    for segment in "edcba":  # whatever the order, each goes where its readers were read
+        desk.submit(job(segment))
+    desk.submit(job("a", 2))
+    assert first.jobs == [("e", 1), ("c", 1), ("a", 1)]  # e and d: the fewest out
+    assert second.jobs == [("d", 1), ("b", 1), ("a", 2)]
+    assert desk.ahead == {}
 
 
 def test_with_separate_process_off_the_run_sends_from_its_own_threads(tmp_path, env,
@@ -222,6 +255,58 @@ def test_the_book_tells_who_is_no_longer_active(tmp_path):
     book = courier.Book(path, SECRET)
     found, dropped = book.find([goes.id, stays.id])
     assert [a.email for a in found] == ["stays@example.com"] and dropped == (goes.id,)
+
+
+def readers(path, count: int) -> list:
+    with open_store(path) as store:
+        store.insert([NewSubscriber(f"r{n}@example.com") for n in range(count)], "cli")
+        return store.subscribers()
+
+
+def read_ahead(book: courier.Book, ids: list[int]) -> dict[int, str]:
+    book.read_ahead(ids)
+    wait_until(lambda: len(book.ahead) == len(ids), "the read-ahead")
+    return dict(book.ahead)
+
+
+def test_a_job_read_ahead_reads_its_readers_as_they_are_now_with_their_tokens(tmp_path):
+    path = tmp_path / "digest.db"
+    stays, renamed, leaves, later = readers(path, 4)
+    book = courier.Book(path, SECRET, records=False)
+    ahead = read_ahead(book, [stays.id, renamed.id, leaves.id])
+    with open_store(path) as store:  # read ahead: derived and recorded
+        assert ahead == {s.id: derive_token(SECRET, store.salts([s.id])[s.id])
+                         for s in (stays, renamed, leaves)}
+        assert store.known_hashes(list(ahead)) == {token_hash(t) for t in ahead.values()}
+        store.update([Change(renamed, replace(renamed, name="Renamed")),
+                      Change(leaves, replace(leaves, status="unsubscribed"))], "cli")
+    found, dropped = book.find([stays.id, renamed.id, leaves.id, later.id])
+    assert [(a.email, a.name, a.token) for a in found] == [
+        (stays.email, stays.name, ahead[stays.id]), (renamed.email, "Renamed", ahead[renamed.id]),
+        (later.email, later.name, courier.Book(path, SECRET, records=False).find(
+            [later.id])[0][0].token)]
+    assert dropped == (leaves.id,) and book.ahead == {}
+
+
+def test_the_book_reads_ahead_only_once_the_tokens_are_recorded(tmp_path):
+    path = tmp_path / "digest.db"
+    ids = [s.id for s in readers(path, 3)]
+    recorded = threading.Event()
+    book = courier.Book(path, SECRET, records=False, read=recorded)
+    book.read_ahead(ids)
+    time.sleep(0.3)
+    assert book.ahead == {}
+    recorded.set()
+    assert sorted(read_ahead(book, ids)) == ids
+
+
+def test_a_read_ahead_that_fails_leaves_each_job_to_read_its_readers(tmp_path):
+    missing = tmp_path / "missing" / "digest.db"
+    book = courier.Book(missing, SECRET, records=False)
+    book.read_ahead([1, 2])
+    with pytest.raises(StoreError, match="cannot open the database"):
+        book.find([1])
+    assert book.ahead == {}
 
 
 def test_a_book_that_cannot_read_the_store_says_why_with_the_first_job(tmp_path):
