@@ -36,6 +36,7 @@ from digest.words import plural
 
 if TYPE_CHECKING:
     from digest.send import Plan, Summary
+    from digest.sync import BeforeSend
 
 # LATE: the renderer's stack (pipeline, send, archive: Jinja2, mjml, premailer, the
 # loader) is imported where it is first used, not here, so that a send run starts its
@@ -105,7 +106,8 @@ class SendRun:
         self.settings, self.store, self.ledger = settings, store, Ledger(store)
         self.options, self.talk = options, talk
         self.ready: Ready | None = None
-        self.resources = ExitStack()  # what the run holds until it ends: its courier
+        self.resources = ExitStack()  # what the run holds until it ends: its couriers
+        self.sync: BeforeSend | None = None  # the sync before the send, while it runs
         self.sleep: Callable[[float], None] = time.sleep
 
     # The two flows
@@ -181,7 +183,16 @@ class SendRun:
         self.ready = self.ready_to_send(transport_for(self.settings), cadence)
         from digest import sync
 
-        sync.run_before_send(self.settings, self.talk.echo)
+        self.sync = sync.start_before_send(self.settings)
+        if self.sync is not None:
+            self.resources.callback(self.sync.thread.join)  # on any error too
+
+    def synced(self) -> None:
+        """Wait for the sync started before the send, once, and say what it did: before
+        the run reads its readers, and before any other output of the run's."""
+        if self.sync is not None:
+            pending, self.sync = self.sync, None
+            pending.wait(self.talk.echo)
 
     def ready_to_send(self, transport: Transport, cadence: Cadence | None) -> Ready:
         """The transport and secret, and the courier, if it sends the requests: started
@@ -210,6 +221,7 @@ class SendRun:
 
         with self.timed("load"):
             loaded = pipeline.load(self.settings, since=window.start)
+        self.synced()
         for problem in loaded.problems:
             self.talk.echo(f"Warning: {problem} (skipped)", err=True)
         if not any(in_window(article, window) for article in loaded.articles):
@@ -253,6 +265,7 @@ class SendRun:
 
     def review(self, key: str) -> bool:
         """Say what is left of a planned issue; whether to go on (asks when asked to)."""
+        self.synced()
         counts = self.ledger.counts(key)
         left = self.left_to_send(counts)
         self.talk.echo(f"Issue {key} is planned: {counts['planned']} "

@@ -24,6 +24,7 @@ import http.client
 import json
 import os
 import sqlite3
+import threading
 import urllib.error
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -276,17 +277,52 @@ def run_before_send(settings: Settings, echo: Callable[..., Any],
     """The sync `weekly`, `daily` and `send` run first, when the transport is sendgrid and a key
     is set. A failure is a warning (`echo(text, err=True)`): the send goes on, since
     SendGrid drops suppressed addresses itself. Says nothing when nothing changed."""
+    pending = start_before_send(settings, environ)
+    return pending.wait(echo) if pending is not None else None
+
+
+def start_before_send(settings: Settings, environ: Mapping[str, str] | None = None
+                      ) -> BeforeSend | None:
+    """`run_before_send`, started in a thread of its own (None when it does not run), so
+    that SendGrid's lists are read while the run loads its articles."""
     key = (os.environ if environ is None else environ).get("SENDGRID_API_KEY", "").strip()
     if settings.text("delivery.transport") != "sendgrid" or not key:
         return None
-    try:
-        report = run(settings, key)
-    except DigestError as exc:
-        echo(f"Warning: suppression sync failed, sending anyway (SendGrid drops suppressed "
-             f"addresses itself): {exc}", err=True)
-        return None
+    return BeforeSend(settings, key)
+
+
+class BeforeSend:
+    """The sync before a send, running in a thread (with its own store connection)."""
+
+    def __init__(self, settings: Settings, key: str) -> None:
+        self.outcome: Report | BaseException | None = None
+        self.thread = threading.Thread(target=self.run, args=(settings, key), daemon=True,
+                                       name="digest-sync")
+        self.thread.start()
+
+    def run(self, settings: Settings, key: str) -> None:
+        try:
+            self.outcome = run(settings, key)
+        except BaseException as exc:  # raised, or warned of, where the run waits for it
+            self.outcome = exc
+
+    def wait(self, echo: Callable[..., Any]) -> Report | None:
+        """Its report, once it ended, said through `echo` as `run_before_send` says it."""
+        self.thread.join()
+        outcome = self.outcome
+        if isinstance(outcome, DigestError):
+            echo(f"Warning: suppression sync failed, sending anyway (SendGrid drops "
+                 f"suppressed addresses itself): {outcome}", err=True)
+            return None
+        if not isinstance(outcome, Report):
+            raise outcome or ValueError("the sync before the send did not run")
+        tell(outcome, echo)
+        return outcome
+
+
+def tell(report: Report, echo: Callable[..., Any]) -> None:
+    """What a sync before a send changed (nothing when nothing did), and its warnings."""
     if report.changes:
         echo(f"Synced SendGrid's suppression lists. {report.marked()}")
     for warning in report.warnings():
         echo(f"Warning: {warning}", err=True)
-    return report

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -12,8 +13,10 @@ from pathlib import Path
 import pytest
 from send_support import API_KEY, NOW, add_readers, digest, set_send_environment, write_site
 from sendgrid_server import SendGridServer
+from test_unknowns import SUNDAY
 
-from digest import sync
+from digest import pipeline, runs, sync
+from digest.config import load_settings
 from digest.store import Change, NewSubscriber, open_store
 
 GROUP = 4242
@@ -208,6 +211,33 @@ def test_weekly_syncs_first_and_skips_suppressed_readers(tmp_path, env):
         "Synced SendGrid's suppression lists. Marked 1 subscriber: 1 bounced.",
         "Plan for 2026-W48: 5 recipients in 5 segments"]
     assert sent == dict.fromkeys([e for e in emails if e != "reader2@example.com"], 1)
+
+
+def test_the_sync_before_a_send_reads_the_lists_while_the_run_loads(tmp_path, env,
+                                                                     monkeypatch):
+    loading, said = threading.Event(), []
+    read_lists, load = sync.run, pipeline.load
+
+    def run(settings, key):  # fails unless the run loads meanwhile
+        assert loading.wait(5), "the run waited for the sync before loading"
+        return read_lists(settings, key)
+
+    def loaded(*args, **kwargs):
+        loading.set()
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(sync, "run", run)
+    monkeypatch.setattr(pipeline, "load", loaded)
+    with SendGridServer(api_key=API_KEY) as server:
+        settings = load_settings(write_site(tmp_path, server.url))
+        emails = add_readers(tmp_path, 3)
+        server.set_suppressions("bounces", [emails[1]])
+        summary = runs.send_cadence(settings, "weekly", SUNDAY, talk=runs.Talk(
+            echo=lambda text, err=False: said.append(text)))
+        sent = server.accepted_count_by_address()
+    assert summary is not None and summary.accepted == 2
+    assert said[0] == "Synced SendGrid's suppression lists. Marked 1 subscriber: 1 bounced."
+    assert sent == {emails[0]: 1, emails[2]: 1}  # the bounced reader was never planned
 
 
 def test_weekly_goes_on_when_the_sync_fails(tmp_path, env):
