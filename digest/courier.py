@@ -65,7 +65,7 @@ class EventLike(Protocol):
 QUEUED_PER_WORKER = 2  # jobs given out per sending thread: the next is ready at once
 READ_AHEAD = 50_000  # readers whose tokens a courier reads ahead at most (about 11 MB)
 LOW_PRIORITY = 19  # the read-ahead's niceness
-AHEAD_CHUNK = 1000  # readers read ahead at a time (one query, one write of missing hashes)
+AHEAD_CHUNK = 1000  # readers read ahead at a time (one query)
 MAX_COURIERS = 2  # on two cores, two couriers send while the run records (measured)
 CLOSE_GRACE_S = 5  # past sendgrid.timeout, how long a closing run waits for it
 GONE = ("the process sending the requests (the courier) stopped: the batches it had "
@@ -331,9 +331,10 @@ class Book:
     readers lack (a first issue's), through a connection of its own while the run plans:
     jobs wait for that, so that their look-ups find the tokens recorded, not write them.
 
-    Told to read ahead (`read_ahead`: while the run freezes its plan), it derives the
-    tokens of the first jobs' readers and records any missing in the background; such a
-    job then reads only its readers' address, name and status, as they are then."""
+    Told to read ahead (`read_ahead`: while the run freezes its plan), it derives in the
+    background the tokens of the first jobs' readers, keeping those recorded (it writes
+    nothing, so holds no lock); a job then reads only those readers' address, name and
+    status, as they are then, and the others' with their hashes as before."""
 
     def __init__(self, store: Location, secret: str, cadence: Cadence | None = None,
                  stopped: threading.Event | None = None, *, records: bool = True,
@@ -365,8 +366,9 @@ class Book:
         threading.Thread(target=self.read_tokens, args=(ids,), daemon=True).start()
 
     def read_tokens(self, ids: Sequence[int]) -> None:
-        """AHEAD_CHUNK readers at a time, through a connection of its own. A failure only
-        loses the head start: each job reads what is not here, and meets a lasting error."""
+        """AHEAD_CHUNK readers at a time, through a connection of its own, on a thread of
+        low priority. A failure only loses the head start: each job reads what is not
+        here, and meets a lasting error itself."""
         try:
             self.wait_recorded()
             yield_the_core()
@@ -374,9 +376,9 @@ class Book:
                 for chunk in chunks(ids, AHEAD_CHUNK):
                     if self.stopped.is_set():
                         return
-                    found = store.addressees_by_id(chunk, self.secret)
+                    tokens = store.recorded_tokens(chunk, self.secret)
                     with self.ahead_lock:
-                        self.ahead.update((id_, found[id_].token) for id_ in found)
+                        self.ahead.update(tokens)
         except Exception:  # see the docstring
             pass
 
