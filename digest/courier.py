@@ -8,7 +8,9 @@ and each wait answered only once the run's ledger recorded it (desk.py). They ar
 started when the run gets ready to send; while the run loads and plans, the first
 records the tokens its readers lack (a first issue's). The run's jobs name the readers
 by id only: each courier reads a job's readers and their tokens as it comes, through
-its own connections to the store (`Book`), and holds no list of every reader.
+its own connections to the store (`Book`), and holds no list of every reader; while
+the run freezes its plan, each reads ahead the tokens of the first readers it will be
+given (at most READ_AHEAD), and those batches go to it.
 
 It is spawned, not forked: a fresh interpreter that inherits no database connection,
 lock file or thread of the run (SQLite forbids using a database in a child forked with
@@ -20,10 +22,12 @@ failed or died) it starts no further request. It ignores Ctrl-C, which the run h
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -49,7 +53,7 @@ from digest.desk import (
 )
 from digest.errors import DeliveryError, DigestError
 from digest.location import Location
-from digest.store import Addressee, Cadence, Store, chunks, open_store
+from digest.store import Addressee, Cadence, Known, Store, chunks, open_store
 from digest.transports import Transport
 from digest.workers import die_with, watch_parent
 
@@ -145,9 +149,9 @@ class Courier:
 
 
 class Couriers:
-    """The run's couriers, as one `desk.Desk`: each job goes to the one with the fewest
-    jobs out, each piece of news is taken from whichever tells first, and each answer
-    goes back to the courier that asked."""
+    """The run's couriers, as one `desk.Desk`: each job goes to the one that read its
+    readers ahead, else to the one with the fewest jobs out; each piece of news is taken
+    from whichever tells first, and each answer goes back to the courier that asked."""
 
     addresses = True  # jobs come without their readers: each courier's Book finds them
 
@@ -172,7 +176,8 @@ class Couriers:
         """Have each courier read ahead the readers of the first batches it will be given
         (`batches`: segment, number and readers, in the order they will be sent), shared
         by the couriers' shares, up to READ_AHEAD readers each: the run calls this before
-        it freezes its plan, which keeps one core of two busy and the other idle."""
+        it freezes its plan, which keeps one core of two busy. A courier already gone
+        reads nothing: the send says so when it gives it a job."""
         ids: dict[Courier, list[int]] = {courier: [] for courier in self.couriers}
         for segment, number, readers in batches:
             courier = min(self.couriers, key=lambda courier: len(ids[courier]) / courier.capacity)
@@ -181,14 +186,15 @@ class Couriers:
             ids[courier] += readers
             self.ahead[segment, number] = courier
         for courier, read in ids.items():
-            if read:
+            with contextlib.suppress(DeliveryError):
                 courier.send(ReadAhead(tuple(read)))
 
     def submit(self, job: Job) -> None:
-        """To the courier that read its readers ahead, else to the one with the fewest jobs
-        out for its share of the requests."""
-        courier = self.ahead.pop((job.batch.segment, job.batch.number), None) or min(
-            self.couriers, key=lambda courier: courier.out / courier.capacity)
+        """To the courier that read its readers ahead, unless it has its share out already;
+        else to the one with the fewest jobs out for its share of the requests."""
+        courier = self.ahead.pop((job.batch.segment, job.batch.number), None)
+        if courier is None or courier.out >= courier.capacity:
+            courier = min(self.couriers, key=lambda courier: courier.out / courier.capacity)
         courier.out += 1
         self.of_batch[job.batch.id] = courier
         courier.submit(job)
@@ -271,7 +277,7 @@ class Errand:
 @dataclass(frozen=True)
 class ReadAhead:
     """The readers of the first batches the run will give this courier: their tokens are
-    read (and any missing recorded) before their jobs come."""
+    read ahead of their jobs, as far as the read-ahead gets before each job comes."""
 
     ids: tuple[int, ...]
 
@@ -326,7 +332,7 @@ def teller(conn: Connection, replies: Replies) -> Tell:
 
 class Book:
     """How a courier finds each job's readers: their addresses and tokens, read by id as
-    the job comes, through a connection of each sending thread's own (about 1 ms for a
+    the job comes, through a connection of each sending thread's own (under 1 ms for a
     job of 90 readers). With `records`, it first records the tokens that the run's
     readers lack (a first issue's), through a connection of its own while the run plans:
     jobs wait for that, so that their look-ups find the tokens recorded, not write them.
@@ -345,7 +351,7 @@ class Book:
         self.local = threading.local()
         # Set once the tokens are recorded: shared by the run's couriers (the first records)
         self.read: EventLike = read if read is not None else threading.Event()
-        self.ahead: dict[int, str] = {}  # tokens read ahead (and recorded), by reader id
+        self.ahead: dict[int, Known] = {}  # tokens read ahead (recorded), by reader id
         self.ahead_lock = threading.Lock()
         if records:
             threading.Thread(target=self.record, daemon=True).start()
@@ -361,9 +367,11 @@ class Book:
         finally:
             self.read.set()
 
-    def read_ahead(self, ids: Sequence[int]) -> None:
+    def read_ahead(self, ids: Sequence[int]) -> threading.Thread:
         """Read these readers' tokens in the background, once the tokens are recorded."""
-        threading.Thread(target=self.read_tokens, args=(ids,), daemon=True).start()
+        thread = threading.Thread(target=self.read_tokens, args=(ids,), daemon=True)
+        thread.start()
+        return thread
 
     def read_tokens(self, ids: Sequence[int]) -> None:
         """AHEAD_CHUNK readers at a time, through a connection of its own, on a thread of
@@ -376,10 +384,10 @@ class Book:
                 for chunk in chunks(ids, AHEAD_CHUNK):
                     if self.stopped.is_set():
                         return
-                    tokens = store.recorded_tokens(chunk, self.secret)
+                    known = store.recorded_tokens(chunk, self.secret)
                     with self.ahead_lock:
-                        self.ahead.update(tokens)
-        except Exception:  # see the docstring
+                        self.ahead.update(known)
+        except Exception:  # any: see the docstring (the jobs do the same work themselves)
             pass
 
     def wait_recorded(self) -> None:
@@ -405,12 +413,12 @@ class Book:
                 tuple(i for i in ids if i not in found))
 
     def addressees(self, store: Store, ids: Sequence[int]) -> dict[int, Addressee]:
-        """Readers read ahead by id alone, with their tokens; the others with the hashes
-        recorded for them (any missing written)."""
+        """Readers read ahead by id alone, with their tokens; the others (and any whose id
+        is now another reader's) with the hashes recorded for them, any missing written."""
         with self.ahead_lock:
-            tokens = {id_: token for id_ in ids if (token := self.ahead.pop(id_, None))}
-        found = store.known_addressees(tokens) if tokens else {}
-        if rest := {id_ for id_ in ids if id_ not in tokens}:
+            known = {id_: token for id_ in ids if (token := self.ahead.pop(id_, None))}
+        found, other = store.known_addressees(known) if known else ({}, set())
+        if rest := {id_ for id_ in ids if id_ not in known or id_ in other}:
             found.update(store.addressees(rest, self.secret))
         return found
 
@@ -424,9 +432,9 @@ class Book:
 
 
 def yield_the_core() -> None:
-    """Lower this thread's priority (Linux: each thread has its own), so that the run's
-    freeze keeps its core while two couriers read ahead on the other."""
-    if hasattr(os, "setpriority"):
+    """Lower this thread's priority, on Linux, where each thread has its own: the run's
+    freeze and the sending threads come first on the cores it shares with them."""
+    if sys.platform.startswith("linux"):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOW_PRIORITY)
 
 

@@ -57,7 +57,7 @@ class PlannedSegment:
 
 
 def batches_of(segment: PlannedSegment) -> Iterator[tuple[int, tuple[int, ...]]]:
-    """The batches a segment is frozen as: (number, from 1; its readers). None when it is
+    """The batches a segment is frozen as: (number, from 1; its readers); none when it is
     skipped."""
     if segment.email is None:
         return

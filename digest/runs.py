@@ -188,8 +188,9 @@ class SendRun:
             self.resources.callback(self.sync.thread.join)  # on any error too
 
     def synced(self) -> None:
-        """Wait for the sync started before the send, once, and say what it did: before
-        the run reads its readers, and before any other output of the run's."""
+        """Wait for the sync started before the send, once, and say what it did: it reads
+        SendGrid's lists while the run imports its renderer, and ends before the run
+        loads (a forked load worker needs a run without other threads) or reads anyone."""
         if self.sync is not None:
             pending, self.sync = self.sync, None
             pending.wait(self.talk.echo)
@@ -219,9 +220,9 @@ class SendRun:
         from digest import pipeline  # here, not at the top: see LATE
         from digest.send import gate, plan_issue
 
+        self.synced()
         with self.timed("load"):
             loaded = pipeline.load(self.settings, since=window.start)
-        self.synced()
         for problem in loaded.problems:
             self.talk.echo(f"Warning: {problem} (skipped)", err=True)
         if not any(in_window(article, window) for article in loaded.articles):

@@ -296,6 +296,13 @@ class Addressee(NamedTuple):
     token: str
 
 
+class Known(NamedTuple):
+    """A reader's token read ahead (its hash recorded), with the salt it came from."""
+
+    salt: bytes
+    token: str
+
+
 class Tokens(Mapping[int, str]):
     """The tokens of addressees by subscriber id, read through (not a second dict)."""
 
@@ -970,27 +977,38 @@ class Store:
         self.record_tokens(Tokens(found), known=recorded)
         return found
 
-    def recorded_tokens(self, ids: Collection[int], secret: str) -> dict[int, str]:
-        """The tokens of these readers whose hashes are recorded, whatever their status:
-        read only (a courier's read-ahead takes no lock; a job records any missing)."""
+    def recorded_tokens(self, ids: Collection[int], secret: str) -> dict[int, Known]:
+        """The tokens of these readers whose hashes are recorded, whatever their status,
+        each with the salt it was derived from: read only (a courier's read-ahead takes
+        no lock; a job records any missing)."""
         check_secret(secret)
         salts: dict[int, bytes] = {}
         recorded: set[bytes] = set()
         for id_, salt, hash_ in rows_in(
                 self.conn, "SELECT s.id, s.token_salt, t.token_hash FROM subscribers s LEFT "
                 "JOIN unsubscribe_tokens t ON t.subscriber_id = s.id WHERE s.id IN", sorted(ids)):
-            salts[id_] = salt
+            salts[id_] = bytes(salt)
             recorded.update([bytes(hash_)] if hash_ is not None else [])
-        tokens = zip(salts, derive_tokens(secret, list(salts.values())), strict=True)
-        return {id_: token for id_, token in tokens if token_hash(token) in recorded}
+        tokens = zip(salts.items(), derive_tokens(secret, list(salts.values())), strict=True)
+        return {id_: Known(salt, token) for (id_, salt), token in tokens
+                if token_hash(token) in recorded}
 
-    def known_addressees(self, tokens: Mapping[int, str]) -> dict[int, Addressee]:
-        """The active readers among these ids, with the tokens given (recorded already: a
-        courier's read-ahead): each reader's address, name and status read as they are
-        now, by id alone (0.35 ms for 90, against 0.8 ms for `addressees_by_id`)."""
-        return {id_: Addressee(email, name, tokens[id_]) for id_, email, name, status
-                in rows_in(self.conn, "SELECT id, email, name, status FROM subscribers "
-                           "WHERE id IN", sorted(tokens)) if status == "active"}
+    def known_addressees(self, known: Mapping[int, Known]
+                         ) -> tuple[dict[int, Addressee], set[int]]:
+        """The active readers among these ids, with the tokens read before (a courier's
+        read-ahead): each reader's address, name and status read as they are now, by id
+        alone (0.35 ms for 90, against 0.8 ms for `addressees_by_id`). Also the ids whose
+        salt is no longer the token's: a removed reader's id now a new reader's."""
+        found: dict[int, Addressee] = {}
+        other: set[int] = set()
+        for id_, email, name, status, salt in rows_in(
+                self.conn, "SELECT id, email, name, status, token_salt FROM subscribers "
+                "WHERE id IN", sorted(known)):
+            if bytes(salt) != known[id_].salt:
+                other.add(id_)
+            elif status == "active":
+                found[id_] = Addressee(email, name, known[id_].token)
+        return found, other
 
     def active_rows(self) -> Iterable[Any]:
         """(id, email, name, token salt, cadence) of every active subscriber, in one scan."""

@@ -284,7 +284,7 @@ def run_before_send(settings: Settings, echo: Callable[..., Any],
 def start_before_send(settings: Settings, environ: Mapping[str, str] | None = None
                       ) -> BeforeSend | None:
     """`run_before_send`, started in a thread of its own (None when it does not run), so
-    that SendGrid's lists are read while the run loads its articles."""
+    that SendGrid's lists are read while the run imports what it loads and renders with."""
     key = (os.environ if environ is None else environ).get("SENDGRID_API_KEY", "").strip()
     if settings.text("delivery.transport") != "sendgrid" or not key:
         return None
@@ -295,7 +295,7 @@ class BeforeSend:
     """The sync before a send, running in a thread (with its own store connection)."""
 
     def __init__(self, settings: Settings, key: str) -> None:
-        self.outcome: Report | BaseException | None = None
+        self.outcome: Report | BaseException = ValueError("the sync before the send did not end")
         self.thread = threading.Thread(target=self.run, args=(settings, key), daemon=True,
                                        name="digest-sync")
         self.thread.start()
@@ -315,7 +315,7 @@ class BeforeSend:
                  f"suppressed addresses itself): {outcome}", err=True)
             return None
         if not isinstance(outcome, Report):
-            raise outcome or ValueError("the sync before the send did not run")
+            raise outcome
         tell(outcome, echo)
         return outcome
 

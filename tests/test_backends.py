@@ -15,7 +15,15 @@ from digest.ledger import Ledger, PlannedSegment
 from digest.location import PostgresURL
 from digest.render import Email
 from digest.select import Window
-from digest.store import MIGRATIONS, Change, NewSubscriber, Store, open_store
+from digest.store import (
+    MIGRATIONS,
+    Addressee,
+    Change,
+    Known,
+    NewSubscriber,
+    Store,
+    open_store,
+)
 from digest.subscribers import unsubscribe
 
 SECRET = "backend-secret-0123456789"
@@ -109,6 +117,19 @@ def test_tokens_find_their_reader_and_unsubscribe(db):
         assert store.by_token("x" * 43) is None
         subscriber, changed = unsubscribe(store, token)
         assert (subscriber.status, changed) == ("unsubscribed", True)
+
+
+def test_a_read_ahead_takes_recorded_tokens_and_a_job_reads_their_readers_by_id(db):
+    with open_store(db) as store:
+        ada, bob, eve = readers(store, "ada@example.com", "bob@example.com", "eve@example.com")
+        recorded = store.tokens([s for s in store.subscribers() if s.id != bob], SECRET)
+        known = store.recorded_tokens([ada, bob, eve], SECRET)
+        assert {id_: token for id_, (_, token) in known.items()} == {
+            ada: recorded[ada], eve: recorded[eve]}  # bob's is not recorded: left out
+        unsubscribe(store, recorded[eve])
+        found, other = store.known_addressees(known)
+        assert (found, other) == ({ada: Addressee("ada@example.com", "ada", recorded[ada])}, set())
+        assert store.known_addressees({ada: Known(b"another salt", "x")}) == ({}, {ada})
 
 
 def test_remove_leaves_no_copy_in_the_live_tables(db):

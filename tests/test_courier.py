@@ -140,6 +140,15 @@ def test_each_courier_reads_ahead_the_readers_of_the_batches_it_will_be_given(mo
     assert desk.ahead == {}
 
 
+def test_a_batch_read_ahead_goes_elsewhere_when_its_courier_has_its_share_out():
+    desk = idle_couriers(1, 1)
+    desk.read_ahead([("a", 1, (1,)), ("b", 1, (2,))])
+    first, second = desk.couriers
+    desk.submit(job("x"))  # to the first: now it has its share out
+    desk.submit(job("a"))  # read ahead by the first, which is full: to the second
+    assert (first.jobs, second.jobs) == ([("x", 1)], [("a", 1)])
+
+
 def test_with_separate_process_off_the_run_sends_from_its_own_threads(tmp_path, env,
                                                                      monkeypatch):
     monkeypatch.setattr(courier, "Courier", None)  # would fail if it were used
@@ -279,15 +288,15 @@ def test_a_job_read_ahead_reads_its_readers_as_they_are_now_with_their_tokens(tm
     book = courier.Book(path, SECRET, records=False)
     ahead = read_ahead(book, [stays.id, renamed.id, leaves.id, fresh.id], 3)
     with open_store(path) as store:  # only recorded tokens are read ahead; nothing written
-        assert ahead == {s.id: derive_token(SECRET, store.salts([s.id])[s.id])
-                         for s in (stays, renamed, leaves)}
+        salts = store.salts([stays.id, renamed.id, leaves.id])
+        assert ahead == {id_: (salt, derive_token(SECRET, salt)) for id_, salt in salts.items()}
         assert store.known_hashes([fresh.id]) == set()
         store.update([Change(renamed, replace(renamed, name="Renamed")),
                       Change(leaves, replace(leaves, status="unsubscribed"))], "cli")
     found, dropped = book.find([stays.id, renamed.id, leaves.id, fresh.id])
     assert [(a.email, a.name) for a in found] == [
         (stays.email, stays.name), (renamed.email, "Renamed"), (fresh.email, fresh.name)]
-    assert [a.token for a in found[:2]] == [ahead[stays.id], ahead[renamed.id]]
+    assert [a.token for a in found[:2]] == [ahead[stays.id].token, ahead[renamed.id].token]
     assert dropped == (leaves.id,) and book.ahead == {}
     with open_store(path) as store:  # the job recorded the fresh reader's token
         assert store.known_hashes([fresh.id]) == {token_hash(found[2].token)}
@@ -307,13 +316,31 @@ def test_the_book_reads_ahead_only_once_the_tokens_are_recorded(tmp_path):
     assert sorted(read_ahead(book, ids, 3)) == ids
 
 
+def test_a_reader_read_ahead_whose_id_is_now_another_readers_gets_no_old_token(tmp_path):
+    path = tmp_path / "digest.db"
+    _, last = readers(path, 2)
+    with open_store(path) as store:
+        store.record_missing_tokens(SECRET)
+    book = courier.Book(path, SECRET, records=False)
+    old = read_ahead(book, [last.id], 1)[last.id].token
+    with open_store(path) as store:  # SQLite gives the next reader the highest id again
+        store.remove(last.email)
+        store.insert([NewSubscriber("newcomer@example.com")], "cli")
+        assert store.get("newcomer@example.com").id == last.id
+    (found,), dropped = book.find([last.id])
+    assert (found.email, dropped) == ("newcomer@example.com", ())
+    assert found.token != old
+    with open_store(path) as store:
+        assert store.by_token(found.token).email == "newcomer@example.com"
+
+
 def test_a_read_ahead_that_fails_leaves_each_job_to_read_its_readers(tmp_path):
     missing = tmp_path / "missing" / "digest.db"
     book = courier.Book(missing, SECRET, records=False)
-    book.read_ahead([1, 2])
+    book.read_ahead([1, 2]).join(10)
+    assert book.ahead == {}
     with pytest.raises(StoreError, match="cannot open the database"):
         book.find([1])
-    assert book.ahead == {}
 
 
 def test_a_book_that_cannot_read_the_store_says_why_with_the_first_job(tmp_path):

@@ -15,7 +15,7 @@ from send_support import API_KEY, NOW, add_readers, digest, set_send_environment
 from sendgrid_server import SendGridServer
 from test_unknowns import SUNDAY
 
-from digest import pipeline, runs, sync
+from digest import pipeline, runs, send, sync
 from digest.config import load_settings
 from digest.store import Change, NewSubscriber, open_store
 
@@ -213,29 +213,36 @@ def test_weekly_syncs_first_and_skips_suppressed_readers(tmp_path, env):
     assert sent == dict.fromkeys([e for e in emails if e != "reader2@example.com"], 1)
 
 
-def test_the_sync_before_a_send_reads_the_lists_while_the_run_loads(tmp_path, env,
-                                                                     monkeypatch):
-    loading, said = threading.Event(), []
-    read_lists, load = sync.run, pipeline.load
+def test_the_sync_before_a_send_runs_while_the_run_imports_and_ends_before_it_loads(
+        tmp_path, env, monkeypatch):
+    working, said, threads_at_load = threading.Event(), [], []
+    read_lists, window_for, load = sync.run, send.window_for, pipeline.load
 
-    def run(settings, key):  # fails unless the run loads meanwhile
-        assert loading.wait(5), "the run waited for the sync before loading"
+    def run(settings, key):  # fails unless the run goes on meanwhile
+        assert working.wait(5), "the run waited for the sync before its window"
         return read_lists(settings, key)
 
-    def loaded(*args, **kwargs):
-        loading.set()
+    def window(*args, **kwargs):
+        working.set()
+        return window_for(*args, **kwargs)
+
+    def loaded(*args, **kwargs):  # a forked load worker needs a run without other threads
+        threads_at_load.append(threading.active_count())
         return load(*args, **kwargs)
 
     monkeypatch.setattr(sync, "run", run)
+    monkeypatch.setattr(send, "window_for", window)
     monkeypatch.setattr(pipeline, "load", loaded)
     with SendGridServer(api_key=API_KEY) as server:
         settings = load_settings(write_site(tmp_path, server.url))
+        before = threading.active_count()
         emails = add_readers(tmp_path, 3)
         server.set_suppressions("bounces", [emails[1]])
         summary = runs.send_cadence(settings, "weekly", SUNDAY, talk=runs.Talk(
             echo=lambda text, err=False: said.append(text)))
         sent = server.accepted_count_by_address()
     assert summary is not None and summary.accepted == 2
+    assert threads_at_load == [before]
     assert said[0] == "Synced SendGrid's suppression lists. Marked 1 subscriber: 1 bounced."
     assert sent == {emails[0]: 1, emails[2]: 1}  # the bounced reader was never planned
 
