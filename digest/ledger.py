@@ -194,10 +194,13 @@ class Ledger:
         return placed
 
     def batches(self, key: str) -> list[Batch]:
+        """The issue's batches by segment, then number: in the slugs' code point order on
+        either backend (PostgreSQL's collation may order them otherwise), the order a
+        send's couriers read ahead in."""
         members, removed = self.members(key)
-        rows = self.conn.execute(
+        rows = sorted(self.conn.execute(
             "SELECT id, segment, number, status, message_id, reason, attempts, sent_at, "
-            "evidence FROM batches WHERE issue_key = ? ORDER BY segment, number", (key,))
+            "evidence FROM batches WHERE issue_key = ?", (key,)), key=lambda row: row[1:3])
         return [Batch(id_, segment, number, status, message_id, reason,
                       recipients=tuple(members.get(id_, ())), removed=removed.get(id_, 0),
                       attempts=attempts, sent_at=sent_at, evidence=evidence)

@@ -27,7 +27,7 @@ from digest import courier, runs
 from digest.config import load_settings
 from digest.desk import Broke, Job
 from digest.errors import DeliveryError, StoreError
-from digest.ledger import Batch
+from digest.ledger import Batch, Ledger
 from digest.store import Change, NewSubscriber, derive_token, open_store, token_hash
 
 
@@ -147,6 +147,26 @@ def test_a_batch_read_ahead_goes_elsewhere_when_its_courier_has_its_share_out():
     desk.submit(job("x"))  # to the first: now it has its share out
     desk.submit(job("a"))  # read ahead by the first, which is full: to the second
     assert (first.jobs, second.jobs) == ([("x", 1)], [("a", 1)])
+
+
+def test_the_batches_read_ahead_are_the_first_sent_in_the_order_sent(tmp_path, env,
+                                                                     monkeypatch):
+    told = []
+    read_ahead = courier.Couriers.read_ahead
+
+    def recorded(self, batches) -> None:
+        told.extend(batches)
+        read_ahead(self, iter(told))
+
+    monkeypatch.setattr(courier.Couriers, "read_ahead", recorded)
+    with SendGridServer(api_key=API_KEY) as server:
+        settings = load_settings(write_site(tmp_path, server.url))
+        add_readers(tmp_path, 12)  # 6 segments, one batch each
+        assert runs.send_cadence(settings, "weekly", SUNDAY).accepted == 12
+    with open_store(tmp_path / "digest.db") as store:
+        sent = Ledger(store).batches("2026-W48")
+    assert [(segment, number, sorted(ids)) for segment, number, ids in told] == [
+        (b.segment, b.number, sorted(b.recipients)) for b in sent]
 
 
 def test_with_separate_process_off_the_run_sends_from_its_own_threads(tmp_path, env,
