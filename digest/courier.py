@@ -105,6 +105,7 @@ class Courier:
 
     def __init__(self, errand: Errand, recorded: EventLike | None = None) -> None:
         self.out = 0  # jobs given to it and not done
+        self.workers = errand.workers  # its sending threads
         self.capacity = errand.workers * QUEUED_PER_WORKER
         self.wait_s = errand.settings.integer("sendgrid.timeout") + CLOSE_GRACE_S
         context = multiprocessing.get_context("spawn")
@@ -187,17 +188,25 @@ class Couriers:
             self.ahead[segment, number] = courier
         for courier, read in ids.items():
             with contextlib.suppress(DeliveryError):
-                courier.send(ReadAhead(tuple(read)))
+                if read:
+                    courier.send(ReadAhead(tuple(read)))
 
     def submit(self, job: Job) -> None:
-        """To the courier that read its readers ahead, unless it has its share out already;
-        else to the one with the fewest jobs out for its share of the requests."""
-        courier = self.ahead.pop((job.batch.segment, job.batch.number), None)
-        if courier is None or courier.out >= courier.capacity:
-            courier = min(self.couriers, key=lambda courier: courier.out / courier.capacity)
+        """To `courier_for(job)`."""
+        courier = self.courier_for(job)
         courier.out += 1
         self.of_batch[job.batch.id] = courier
         courier.submit(job)
+
+    def courier_for(self, job: Job) -> Courier:
+        """The courier that read the job's readers ahead, unless it has its share of jobs
+        out while another has a sending thread idle (one stalled, say by a Retry-After,
+        keeps no other waiting); else the one with the fewest jobs out for its share."""
+        ahead = self.ahead.pop((job.batch.segment, job.batch.number), None)
+        fewest = min(self.couriers, key=lambda courier: courier.out / courier.capacity)
+        if ahead is None or (ahead.out >= ahead.capacity and fewest.out < fewest.workers):
+            return fewest
+        return ahead
 
     def next(self) -> News:
         ready = multiprocessing.connection.wait([c.conn for c in self.couriers])

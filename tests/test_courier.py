@@ -99,6 +99,7 @@ class Idle:
 
     def __init__(self, capacity: int) -> None:
         self.out, self.capacity, self.jobs, self.sent = 0, capacity, [], []
+        self.workers = capacity // courier.QUEUED_PER_WORKER
 
     def submit(self, job) -> None:
         self.jobs.append((job.batch.segment, job.batch.number))
@@ -140,13 +141,17 @@ def test_each_courier_reads_ahead_the_readers_of_the_batches_it_will_be_given(mo
     assert desk.ahead == {}
 
 
-def test_a_batch_read_ahead_goes_elsewhere_when_its_courier_has_its_share_out():
-    desk = idle_couriers(1, 1)
-    desk.read_ahead([("a", 1, (1,)), ("b", 1, (2,))])
+def test_a_batch_read_ahead_waits_for_its_courier_unless_another_has_a_thread_idle():
+    desk = idle_couriers(2, 2)  # one sending thread each, two jobs out at most
+    desk.read_ahead([("a", 1, (1,)), ("b", 1, (2,)), ("c", 1, (3,)), ("d", 1, (4,))])
     first, second = desk.couriers
-    desk.submit(job("x"))  # to the first: now it has its share out
-    desk.submit(job("a"))  # read ahead by the first, which is full: to the second
-    assert (first.jobs, second.jobs) == ([("x", 1)], [("a", 1)])
+    for name in ("w", "x", "y"):  # the first has its share out; the second one job
+        desk.submit(job(name))
+    assert (len(first.jobs), len(second.jobs)) == (2, 1)
+    desk.submit(job("c"))  # read ahead by the first, full, and the second busy: waits
+    second.out = 0  # the second's thread is idle
+    desk.submit(job("a"))  # read ahead by the first, full: to the idle second
+    assert first.jobs[-1] == ("c", 1) and second.jobs[-1] == ("a", 1)
 
 
 def test_the_batches_read_ahead_are_the_first_sent_in_the_order_sent(tmp_path, env,
