@@ -10,7 +10,8 @@ records the tokens its readers lack (a first issue's). The run's jobs name the r
 by id only: each courier reads a job's readers and their tokens as it comes, through
 its own connections to the store (`Book`), and holds no list of every reader; while
 the run freezes its plan, each reads ahead the tokens of the first readers it will be
-given (at most READ_AHEAD), and those batches go to it.
+given (at most READ_AHEAD), and those batches go to it unless it is busy while the
+other has a thread idle.
 
 It is spawned, not forked: a fresh interpreter that inherits no database connection,
 lock file or thread of the run (SQLite forbids using a database in a child forked with
@@ -67,7 +68,7 @@ class EventLike(Protocol):
 
 
 QUEUED_PER_WORKER = 2  # jobs given out per sending thread: the next is ready at once
-READ_AHEAD = 50_000  # readers whose tokens a courier reads ahead at most (about 11 MB)
+READ_AHEAD = 50_000  # readers whose tokens a courier reads ahead at most (about 15 MB)
 LOW_PRIORITY = 19  # the read-ahead's niceness
 AHEAD_CHUNK = 1000  # readers read ahead at a time (one query)
 MAX_COURIERS = 2  # on two cores, two couriers send while the run records (measured)
@@ -200,8 +201,9 @@ class Couriers:
 
     def courier_for(self, job: Job) -> Courier:
         """The courier that read the job's readers ahead, unless it has its share of jobs
-        out while another has a sending thread idle (one stalled, say by a Retry-After,
-        keeps no other waiting); else the one with the fewest jobs out for its share."""
+        out while another has a sending thread idle (so a courier stalled, say by a
+        Retry-After, leaves no other's thread idle; the jobs it holds wait with it); else
+        the one with the fewest jobs out for its share."""
         ahead = self.ahead.pop((job.batch.segment, job.batch.number), None)
         fewest = min(self.couriers, key=lambda courier: courier.out / courier.capacity)
         if ahead is None or (ahead.out >= ahead.capacity and fewest.out < fewest.workers):
@@ -422,12 +424,13 @@ class Book:
                 tuple(i for i in ids if i not in found))
 
     def addressees(self, store: Store, ids: Sequence[int]) -> dict[int, Addressee]:
-        """Readers read ahead by id alone, with their tokens; the others (and any whose id
-        is now another reader's) with the hashes recorded for them, any missing written."""
+        """Readers read ahead by id alone, with their tokens (one whose id is now a new
+        reader's is not found: the reader planned is gone); the others with the hashes
+        recorded for them, any missing written."""
         with self.ahead_lock:
             known = {id_: token for id_ in ids if (token := self.ahead.pop(id_, None))}
-        found, other = store.known_addressees(known) if known else ({}, set())
-        if rest := {id_ for id_ in ids if id_ not in known or id_ in other}:
+        found, _ = store.known_addressees(known) if known else ({}, set())
+        if rest := {id_ for id_ in ids if id_ not in known}:
             found.update(store.addressees(rest, self.secret))
         return found
 

@@ -998,7 +998,8 @@ class Store:
         """The active readers among these ids, with the tokens read before (a courier's
         read-ahead): each reader's address, name and status read as they are now, by id
         alone (0.35 ms for 90, against 0.8 ms for `addressees_by_id`). Also the ids whose
-        salt is no longer the token's: a removed reader's id now a new reader's."""
+        salt is no longer the token's: a removed reader's id, now a new reader's (SQLite
+        gives a new row the highest id again), whom the plan never chose."""
         found: dict[int, Addressee] = {}
         other: set[int] = set()
         for id_, email, name, status, salt in rows_in(
