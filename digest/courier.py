@@ -429,7 +429,7 @@ class Book:
         recorded for them, any missing written."""
         with self.ahead_lock:
             known = {id_: token for id_ in ids if (token := self.ahead.pop(id_, None))}
-        found, _ = store.known_addressees(known) if known else ({}, set())
+        found = store.known_addressees(known) if known else {}
         if rest := {id_ for id_ in ids if id_ not in known}:
             found.update(store.addressees(rest, self.secret))
         return found

@@ -962,15 +962,9 @@ class Store:
         checked here, not in the query: asked for both, SQLite's planner walks the status
         index (every active reader, 12 ms for 90 ids of 100,000) rather than 90 rows."""
         check_secret(secret)
-        readers: dict[int, tuple[str, str, bytes]] = {}
-        recorded: set[bytes] = set()
-        for id_, email, name, salt, status, of, hash_ in rows_in(
-                self.conn, "SELECT s.id, s.email, s.name, s.token_salt, s.status, s.cadence, "
-                "t.token_hash FROM subscribers s LEFT JOIN unsubscribe_tokens t "
-                "ON t.subscriber_id = s.id WHERE s.id IN", sorted(ids)):
-            if status == "active" and (cadence is None or of == cadence):
-                readers[id_] = (email, name, salt)
-                recorded.update([bytes(hash_)] if hash_ is not None else [])
+        rows, recorded = self.hashed_rows(ids, ("email", "name", "status", "cadence", "token_salt"))
+        readers = {id_: (email, name, salt) for id_, (email, name, status, of, salt)
+                   in rows.items() if status == "active" and (cadence is None or of == cadence)}
         tokens = derive_tokens(secret, [salt for _, _, salt in readers.values()])
         found = {id_: Addressee(email, name, token) for (id_, (email, name, _)), token
                  in zip(readers.items(), tokens, strict=True)}
@@ -982,34 +976,37 @@ class Store:
         each with the salt it was derived from: read only (a courier's read-ahead takes
         no lock; a job records any missing)."""
         check_secret(secret)
-        salts: dict[int, bytes] = {}
-        recorded: set[bytes] = set()
-        for id_, salt, hash_ in rows_in(
-                self.conn, "SELECT s.id, s.token_salt, t.token_hash FROM subscribers s LEFT "
-                "JOIN unsubscribe_tokens t ON t.subscriber_id = s.id WHERE s.id IN", sorted(ids)):
-            salts[id_] = bytes(salt)
-            recorded.update([bytes(hash_)] if hash_ is not None else [])
+        rows, recorded = self.hashed_rows(ids, ("token_salt",))
+        salts = {id_: bytes(salt) for id_, (salt,) in rows.items()}
         tokens = zip(salts.items(), derive_tokens(secret, list(salts.values())), strict=True)
         return {id_: Known(salt, token) for (id_, salt), token in tokens
                 if token_hash(token) in recorded}
 
-    def known_addressees(self, known: Mapping[int, Known]
-                         ) -> tuple[dict[int, Addressee], set[int]]:
+    def hashed_rows(self, ids: Collection[int], columns: Sequence[str]
+                    ) -> tuple[dict[int, tuple[Any, ...]], set[bytes]]:
+        """These readers' `columns` by id, and the token hashes recorded for them, in one
+        query (a reader with no hash recorded is there too)."""
+        rows: dict[int, tuple[Any, ...]] = {}
+        recorded: set[bytes] = set()
+        fields = ", ".join(f"s.{column}" for column in columns)
+        for id_, *values, hash_ in rows_in(
+                self.conn, f"SELECT s.id, {fields}, t.token_hash FROM subscribers s LEFT "
+                "JOIN unsubscribe_tokens t ON t.subscriber_id = s.id WHERE s.id IN", sorted(ids)):
+            rows[id_] = tuple(values)
+            recorded.update([bytes(hash_)] if hash_ is not None else [])
+        return rows, recorded
+
+    def known_addressees(self, known: Mapping[int, Known]) -> dict[int, Addressee]:
         """The active readers among these ids, with the tokens read before (a courier's
         read-ahead): each reader's address, name and status read as they are now, by id
-        alone (0.35 ms for 90, against 0.8 ms for `addressees_by_id`). Also the ids whose
-        salt is no longer the token's: a removed reader's id, now a new reader's (SQLite
-        gives a new row the highest id again), whom the plan never chose."""
-        found: dict[int, Addressee] = {}
-        other: set[int] = set()
-        for id_, email, name, status, salt in rows_in(
-                self.conn, "SELECT id, email, name, status, token_salt FROM subscribers "
-                "WHERE id IN", sorted(known)):
-            if bytes(salt) != known[id_].salt:
-                other.add(id_)
-            elif status == "active":
-                found[id_] = Addressee(email, name, known[id_].token)
-        return found, other
+        alone (0.35 ms for 90, against 0.8 ms for `addressees_by_id`). A reader whose salt
+        is no longer the token's is left out: a removed reader's id, now a new reader's
+        (SQLite gives a new row the highest id again), whom the plan never chose."""
+        return {id_: Addressee(email, name, known[id_].token)
+                for id_, email, name, status, salt in rows_in(
+                    self.conn, "SELECT id, email, name, status, token_salt FROM subscribers "
+                    "WHERE id IN", sorted(known))
+                if bytes(salt) == known[id_].salt and status == "active"}
 
     def active_rows(self) -> Iterable[Any]:
         """(id, email, name, token salt, cadence) of every active subscriber, in one scan."""
