@@ -65,6 +65,15 @@ def batches_of(segment: PlannedSegment) -> Iterator[tuple[int, tuple[int, ...]]]
         yield number, segment.recipients[start:start + BATCH_SIZE]
 
 
+def planned_batches(segments: Sequence[PlannedSegment]
+                    ) -> Iterator[tuple[str, int, tuple[int, ...]]]:
+    """Every batch the segments are frozen as (segment, number, readers), in the order
+    `Ledger.batches` gives them back, which is the order they are sent in."""
+    for segment in sorted(segments, key=lambda segment: segment.slug):
+        for number, readers in batches_of(segment):
+            yield segment.slug, number, readers
+
+
 @dataclass(frozen=True)
 class IssueRow:
     key: str

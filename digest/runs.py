@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from digest import courier
 from digest.config import Settings, sender_problems
 from digest.errors import DeliveryError
-from digest.ledger import IssueRow, Ledger, batches_of
+from digest.ledger import IssueRow, Ledger, planned_batches
 from digest.runlock import Echo, quiet
 from digest.select import Window, dates_window, in_window, issue_key, manual_key
 from digest.store import Cadence, Store, open_store, secret_problem
@@ -251,14 +251,10 @@ class SendRun:
             f"Send {key} to {plan.recipients} {plural(plan.recipients, 'recipient')}?")
 
     def read_ahead(self, plan: Plan) -> None:
-        """The couriers read the first batches' readers while the plan is frozen (the
-        batches in the order they are sent: by segment, then number)."""
-        if self.ready is None or self.ready.desk is None:
-            return
-        self.ready.desk.read_ahead(
-            (segment.slug, number, readers)
-            for segment in sorted(plan.segments, key=lambda segment: segment.slug)
-            for number, readers in batches_of(segment))
+        """The couriers read the first batches' readers (in the order they are sent) while
+        the plan is frozen."""
+        if self.ready is not None and self.ready.desk is not None:
+            self.ready.desk.read_ahead(planned_batches(plan.segments))
 
     def freeze(self, key: str, ledger_cadence: str, window: Window, plan: Plan) -> None:
         """Record the plan: from now on the issue is only ever completed, never replanned."""

@@ -272,19 +272,11 @@ def run(settings: Settings, key: str) -> Report:
                   reader.requests, kept)
 
 
-def run_before_send(settings: Settings, echo: Callable[..., Any],
-                    environ: Mapping[str, str] | None = None) -> Report | None:
-    """The sync `weekly`, `daily` and `send` run first, when the transport is sendgrid and a key
-    is set. A failure is a warning (`echo(text, err=True)`): the send goes on, since
-    SendGrid drops suppressed addresses itself. Says nothing when nothing changed."""
-    pending = start_before_send(settings, environ)
-    return pending.wait(echo) if pending is not None else None
-
-
 def start_before_send(settings: Settings, environ: Mapping[str, str] | None = None
                       ) -> BeforeSend | None:
-    """`run_before_send`, started in a thread of its own (None when it does not run), so
-    that SendGrid's lists are read while the run imports what it loads and renders with."""
+    """The sync `weekly`, `daily` and `send` run first, when the transport is sendgrid and
+    a key is set (None otherwise), started in a thread of its own, so that SendGrid's
+    lists are read while the run imports what it loads and renders with."""
     key = (os.environ if environ is None else environ).get("SENDGRID_API_KEY", "").strip()
     if settings.text("delivery.transport") != "sendgrid" or not key:
         return None
@@ -307,7 +299,9 @@ class BeforeSend:
             self.outcome = exc
 
     def wait(self, echo: Callable[..., Any]) -> Report | None:
-        """Its report, once it ended, said through `echo` as `run_before_send` says it."""
+        """Its report, once it ended. A failure is a warning (`echo(text, err=True)`): the
+        send goes on, since SendGrid drops suppressed addresses itself. Says nothing when
+        nothing changed."""
         self.thread.join()
         outcome = self.outcome
         if isinstance(outcome, DigestError):
